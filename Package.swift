@@ -1,0 +1,60 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// The C kernels are compiled with optimisation even in debug builds: the real-model tests run
+// through them, and unoptimised C is an order of magnitude slower. ISA-specific code is enabled
+// per function with __attribute__((target(...))), never for the whole target, so the binary still
+// runs on any x86-64 / aarch64 CPU and picks its variant at start-up.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-fno-math-errno", "-fno-trapping-math"])]
+
+let package = Package(
+    name: "edge-runtime",
+    products: [
+        .executable(name: "edgectl", targets: ["edgectl"]),
+        .executable(name: "edge-runtimed", targets: ["edge-runtimed"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.24.0"),
+    ],
+    targets: [
+        // System libraries (Debian: apt-get install libzstd-dev libopenblas-dev libsystemd-dev pkg-config).
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+
+        .target(name: "Kernels", cSettings: kernelFlags, linkerSettings: [.linkedLibrary("pthread"), .linkedLibrary("m")]),
+        .target(
+            name: "AdapterCache",
+            dependencies: [
+                "CZstd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
+        .target(
+            name: "EdgeRuntime",
+            dependencies: [
+                "Kernels", "AdapterCache", "COpenBLAS", "CSystemd", "CZstd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "edgectl",
+            dependencies: [
+                "EdgeRuntime", "AdapterCache",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "edge-runtimed", dependencies: ["EdgeRuntime"]),
+
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        .testTarget(name: "AdapterCacheTests", dependencies: ["AdapterCache"]),
+        .testTarget(name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime", "Kernels", "AdapterCache"]),
+        .testTarget(name: "edgectlTests", dependencies: ["edgectl"]),
+    ]
+)
