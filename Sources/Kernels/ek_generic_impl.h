@@ -71,6 +71,12 @@ static void EKG(mk16)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t
     }
 }
 
+static void EKG(mk32)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                      int64_t ldb, float *c, int64_t ldc) {
+    EKG(mk16)(m, EK_MIN(nc, 16), kc, a, lda, b, ldb, c, ldc);
+    if (nc > 16) EKG(mk16)(m, nc - 16, kc, a, lda, b + 16, ldb, c + 16, ldc);
+}
+
 // y[:out] += scale * B (A x); u is scratch of rank floats.
 static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                           float *u) {

@@ -48,9 +48,9 @@ typedef struct ek_vtable {
     // cols % blocksize == 0 and k0, kc multiples of 32.
     void (*dequant_tile)(const ek_nf4_matrix *w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
                          float *out, int64_t ldo);
-    // Microkernel: c[i, 0..<nc] += sum_k a[i, k] * b[k, 0..<16] for i < m (any m), nc <= 16;
-    // b has 16 readable floats per row (zero padded) at stride ldb.
-    void (*mk16)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+    // Microkernel: c[i, 0..<nc] += sum_k a[i, k] * b[k, 0..<32] for i < m (any m), nc <= 32;
+    // b has 32 readable floats per row (zero padded) at stride ldb.
+    void (*mk32)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
                  int64_t ldb, float *c, int64_t ldc);
     // Dense helpers for LoRA and attention.
     float (*dot)(const float *a, const float *b, int64_t n);

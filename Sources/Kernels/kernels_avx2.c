@@ -205,6 +205,12 @@ static void mk16_fast_avx2(int64_t m, int64_t nc, int64_t kc, const float *a, in
     if (i < m) mk16_avx2(m - i, nc, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
 }
 
+static void mk32_fast_avx2(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                           int64_t ldb, float *c, int64_t ldc) {
+    mk16_fast_avx2(m, EK_MIN(nc, 16), kc, a, lda, b, ldb, c, ldc);
+    if (nc > 16) mk16_fast_avx2(m, nc - 16, kc, a, lda, b + 16, ldb, c + 16, ldc);
+}
+
 #pragma clang attribute pop
 
 static const ek_vtable avx2_table = {
@@ -214,7 +220,7 @@ static const ek_vtable avx2_table = {
     .q8_group = 64,
     .gemv_q8 = ek_gemv_q8_avx2,
     .dequant_tile = dequant_tile_fast_avx2,
-    .mk16 = mk16_fast_avx2,
+    .mk32 = mk32_fast_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .lora_row = lora_row_avx2,

@@ -3,7 +3,7 @@
 // Conventions (every function below):
 // - Matrices are row-major with an explicit leading dimension (elements between consecutive rows).
 // - Sizes and strides are int64_t; counts of rows are called n, the NF4 weight is [rows, cols].
-// - Functions that can be handed bad arguments check them first and return an ek_status (0 = ok,
+// - Functions that can be handed bad arguments check them first and return an int32_t status (EK_OK = 0,
 //   negative = what is wrong, see ek_status_message); on error nothing is written.
 // - Nothing here allocates in steady state or logs. Scratch lives in per-thread buffers owned by the
 //   thread pool (grown once to the largest size seen, then reused).
@@ -26,7 +26,8 @@ extern const uint32_t ek_nf4_threshold_bits[15];
 extern const uint32_t ek_dynamic_map_bits[256];
 
 // ---- Status codes ------------------------------------------------------------------------------
-typedef enum ek_status {
+// Status codes returned (as int32_t) by the checked entry points.
+enum {
     EK_OK = 0,
     EK_ERR_NULL = -1,          // a required pointer is NULL
     EK_ERR_SHAPE = -2,         // a size is negative/zero where it must be positive, or inconsistent
@@ -37,7 +38,7 @@ typedef enum ek_status {
     EK_ERR_DTYPE = -7,         // unknown dtype code
     EK_ERR_VARIANT = -8,       // unknown kernel variant name, or not supported by this CPU
     EK_ERR_NOMEM = -9,         // scratch memory could not be allocated
-} ek_status;
+};
 
 // A constant, human-readable sentence for a status code.
 const char *ek_status_message(int32_t status);
@@ -181,6 +182,11 @@ typedef struct ek_attn_row {
 int32_t ek_attention(const float *q, int64_t n, int64_t ldq, const ek_attn_row *rows,
                      int64_t nheads, int64_t nkv_heads, int64_t head_dim, int64_t kv_stride,
                      int32_t kv_dtype, float scale, float *out, int64_t ldo);
+
+// ---- Benchmark support ------------------------------------------------------------------------------
+// Reads every byte of p[0 ..< bytes] once, split over the pool's threads (the bandwidth ceiling a
+// weight-streaming kernel is compared against); returns a checksum so the reads cannot be elided.
+uint64_t ek_bench_read(const void *p, int64_t bytes);
 
 #ifdef __cplusplus
 }
