@@ -260,6 +260,12 @@ static void lora_task(void *p, int64_t t, int32_t worker) {
     }
 }
 
+void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt) {
+    if (!b || !bt || out <= 0 || rank <= 0) return;
+    for (int64_t j = 0; j < out; j++)
+        for (int32_t t = 0; t < rank; t++) bt[t * out + j] = b[j * rank + t];
+}
+
 static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots) {
     for (int64_t s = 0; s < nslots; s++)
         if (!slots[s].a || !slots[s].b || slots[s].rank < 1 || slots[s].rank > 256) return EK_ERR_ADAPTER;

@@ -82,6 +82,10 @@ static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, flo
                           float *u) {
     const int64_t r = s->rank;
     for (int64_t t = 0; t < r; t++) u[t] = EKG(dot)(s->a + t * in, x, in) * s->scale;
+    if (s->bt) {
+        for (int64_t t = 0; t < r; t++) EKG(axpy)(u[t], s->bt + t * out, y, out);
+        return;
+    }
     if (r == 16) {
         // The common rank: a fixed-length inner loop the compiler unrolls into one vector op.
         for (int64_t j = 0; j < out; j++) {

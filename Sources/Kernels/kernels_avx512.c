@@ -33,7 +33,6 @@ static inline __attribute__((always_inline)) void gemv4_f32(const ek_nf4_matrix 
                                                            int64_t sas) {
     const int64_t cols = w->cols, bs = w->blocksize, nbr = cols / bs;
     const __m512 code = _mm512_loadu_ps(ek_nf4_code_f32);
-    const __m512i m15 = _mm512_set1_epi32(15);
     const uint8_t *row[4];
     for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
     __m512 s[4][4];
@@ -47,7 +46,7 @@ static inline __attribute__((always_inline)) void gemv4_f32(const ek_nf4_matrix 
             for (int j = 0; j < 4; j++) {
                 __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row[j] + k / 2)));
                 wh[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[j]);
-                wl[j] = _mm512_permutexvar_ps(_mm512_and_si512(v, m15), t[j]);
+                wl[j] = _mm512_permutexvar_ps(v, t[j]);   // vpermps reads only index bits 3:0 = low nibble
             }
             for (int i = 0; i < NX; i++) {
                 __m512 xe = _mm512_loadu_ps(xp + i * xps + k), xo = _mm512_loadu_ps(xp + i * xps + k + 16);
@@ -167,7 +166,6 @@ static void dequant_tile_fast_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t
                                      float *out, int64_t ldo) {
     const int64_t cols = w->cols, bs = w->blocksize;
     const __m512 code = _mm512_loadu_ps(ek_nf4_code_f32);
-    const __m512i m15 = _mm512_set1_epi32(15);
     const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (int64_t j = 0; j < nr; j++) {
@@ -181,7 +179,7 @@ static void dequant_tile_fast_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t
             if (b != lastb) { t = _mm512_mul_ps(code, _mm512_set1_ps(ek_absmax_at(w, b))); lastb = b; }
             __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k / 2)));
             __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t);
-            __m512 wl = _mm512_permutexvar_ps(_mm512_and_si512(v, m15), t);
+            __m512 wl = _mm512_permutexvar_ps(v, t);
             _mm512_storeu_ps(o + (k - k0), _mm512_permutex2var_ps(wh, ilo, wl));
             _mm512_storeu_ps(o + (k - k0) + 16, _mm512_permutex2var_ps(wh, ihi, wl));
         }

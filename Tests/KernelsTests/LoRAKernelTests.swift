@@ -30,13 +30,20 @@ final class LoRAKernelTests: XCTestCase {
         return (y, mag)
     }
 
-    func withSlots<R>(_ slots: [Slot], _ body: ([ek_lora_slot]) -> R) -> R {
+    /// transposed: also hand the kernel B transposed (ek_lora_slot.bt), as the adapter cache does.
+    func withSlots<R>(_ slots: [Slot], transposed: Bool = false, _ body: ([ek_lora_slot]) -> R) -> R {
         // The arrays outlive the call: pointers are taken inside nested withUnsafeBufferPointer scopes.
         func go(_ k: Int, _ acc: [ek_lora_slot]) -> R {
             if k == slots.count { return body(acc) }
+            let out = slots[k].b.count / max(slots[k].rank, 1)
+            var bt = [Float](repeating: .nan, count: slots[k].b.count)
+            if transposed { ek_lora_transpose_b(slots[k].b, Int64(out), Int32(slots[k].rank), &bt) }
             return slots[k].a.withUnsafeBufferPointer { a in
                 slots[k].b.withUnsafeBufferPointer { b in
-                    go(k + 1, acc + [ek_lora_slot(a: a.baseAddress, b: b.baseAddress, rank: Int32(slots[k].rank), scale: slots[k].scale)])
+                    bt.withUnsafeBufferPointer { btp in
+                        go(k + 1, acc + [ek_lora_slot(a: a.baseAddress, b: b.baseAddress, bt: transposed ? btp.baseAddress : nil,
+                                                      rank: Int32(slots[k].rank), scale: slots[k].scale)])
+                    }
                 }
             }
         }
@@ -57,13 +64,15 @@ final class LoRAKernelTests: XCTestCase {
         let x = rng.floats(n * inF), y0 = rng.floats(n * out)
         let (want, mag) = dense(slots, slotOfRow: slotOfRow, x: x, y0: y0, in: inF, out: out)
         _ = forEachVariant { v in
+          for transposed in [false, true] {
             var y = y0
-            let st = withSlots(slots) { s in
+            let st = withSlots(slots, transposed: transposed) { s in
                 ek_lora_bgmv(s, Int64(s.count), slotOfRow, x, Int64(n), Int64(inF), Int64(inF), &y, Int64(out), Int64(out))
             }
             XCTAssertEqual(st, Int32(EK_OK))
-            check(y, want, mag, "\(v) bgmv")
+            check(y, want, mag, "\(v) bgmv transposed=\(transposed)")
             XCTAssertEqual(y[3 * out ..< 4 * out].map { $0 }, y0[3 * out ..< 4 * out].map { $0 }, "row without adapter unchanged")
+          }
         }
     }
 
@@ -80,7 +89,7 @@ final class LoRAKernelTests: XCTestCase {
         let (want, mag) = dense(slots, slotOfRow: slotOfRow, x: x, y0: y0, in: inF, out: out)
         _ = forEachVariant { v in
             var y = y0
-            let st = withSlots(slots) { s in
+            let st = withSlots(slots, transposed: true) { s in
                 ek_lora_sgmv(s, Int64(s.count), segSlot, segStart, Int64(segSlot.count), x, Int64(inF), Int64(inF), &y, Int64(out), Int64(out))
             }
             XCTAssertEqual(st, Int32(EK_OK))
@@ -94,7 +103,7 @@ final class LoRAKernelTests: XCTestCase {
         let x = [Float](repeating: 1, count: 8)
         let st = withSlots(slots) { s in ek_lora_bgmv(s, Int64(s.count), [Int32(4)], x, 1, 8, 8, &y, 8, 8) }
         XCTAssertEqual(st, Int32(EK_ERR_ADAPTER))
-        let bad = withSlots([Slot(a: [1], b: [1], rank: 0, scale: 1)]) { s in ek_lora_bgmv(s, 1, [Int32(0)], x, 1, 8, 1, &y, 8, 1) }
+        let bad = withSlots([Slot(a: [1], b: [1], rank: 1, scale: 1)].map { var s = $0; s.rank = 0; return s }) { s in ek_lora_bgmv(s, 1, [Int32(0)], x, 1, 8, 1, &y, 8, 1) }
         XCTAssertEqual(bad, Int32(EK_ERR_ADAPTER))
         let seg = withSlots(slots) { s in ek_lora_sgmv(s, Int64(s.count), [Int32(0)], [Int64(2), 1], 1, x, 8, 8, &y, 8, 8) }
         XCTAssertEqual(seg, Int32(EK_ERR_SHAPE))

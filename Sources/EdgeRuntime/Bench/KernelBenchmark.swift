@@ -52,7 +52,8 @@ public struct KernelBenchmark {
     static let layerProjections = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
 
     public func run(progress: (String) -> Void) -> Report {
-        let allThreads = max(1, options.threads ?? Int(ProcessInfo.processInfo.activeProcessorCount))
+        ek_set_threads(0)
+        let allThreads = max(1, options.threads ?? Int(ek_threads()))
         let threadSettings = allThreads == 1 ? [1] : [1, allThreads]
         let variants = ["scalar", "avx2", "avx512", "neon"].filter { ek_variant_supported($0) == 1 }
         let fast = variants.filter { $0 != "scalar" }
@@ -128,7 +129,7 @@ public struct KernelBenchmark {
         let n = 8, rank = 16
         let mSum = Self.layerProjections.reduce(0) { $0 + $1.0 }
         let weights = Self.layerProjections.map { NF4Copies(rows: $0.0, cols: $0.1, copies: 1) }
-        // adapters[p][a]: adapter a's A [rank, in] and B [out, rank] for projection p.
+        // adapters[p][a]: adapter a's A [rank, in] and Bᵀ [rank, out] for projection p.
         let adapters = Self.layerProjections.enumerated().map { p, shape in
             (0..<n).map { a in (randomFloats(rank * shape.1, seed: UInt64(100 * p + a), scale: 0.05),
                                 randomFloats(shape.0 * rank, seed: UInt64(100 * p + a + 50), scale: 0.05)) }
@@ -169,12 +170,13 @@ public struct KernelBenchmark {
         return rows
     }
 
+    /// ab: (A, Bᵀ) per adapter; B itself is not needed when Bᵀ is given (the adapter cache keeps Bᵀ).
     func withSlots(_ ab: [([Float], [Float])], rank: Int, _ body: ([ek_lora_slot]) -> Void) {
         func go(_ i: Int, _ acc: [ek_lora_slot]) {
             if i == ab.count { body(acc); return }
             ab[i].0.withUnsafeBufferPointer { a in
-                ab[i].1.withUnsafeBufferPointer { b in
-                    go(i + 1, acc + [ek_lora_slot(a: a.baseAddress, b: b.baseAddress, rank: Int32(rank), scale: 2)])
+                ab[i].1.withUnsafeBufferPointer { bt in
+                    go(i + 1, acc + [ek_lora_slot(a: a.baseAddress, b: bt.baseAddress, bt: bt.baseAddress, rank: Int32(rank), scale: 2)])
                 }
             }
         }

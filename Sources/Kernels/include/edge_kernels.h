@@ -124,9 +124,15 @@ int32_t ek_nf4_matmul_t(const ek_nf4_matrix *w, const float *dy, int64_t n, int6
 typedef struct ek_lora_slot {
     const float *a;   // [rank, in] row-major (PEFT lora_A.weight)
     const float *b;   // [out, rank] row-major (PEFT lora_B.weight)
+    const float *bt;  // optional: B transposed, [rank, out] row-major (ek_lora_transpose_b), or NULL.
+                      // When given it is used instead of b: the update becomes rank contiguous axpys
+                      // instead of out short dot products (several times faster for a single row).
     int32_t rank;     // 1...256
     float scale;      // alpha / rank (or alpha / sqrt(rank) for rsLoRA), times any mixing weight
 } ek_lora_slot;
+
+// bt[t, j] = b[j, t]: the layout ek_lora_slot.bt wants; done once when an adapter is loaded.
+void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt);
 
 // BGMV (decode, mixed batch): for each row i with s = slot_of_row[i] >= 0,
 //   y[i, :out] += slots[s].scale * B_s (A_s x[i, :in]).   Rows with slot -1 are left unchanged.
