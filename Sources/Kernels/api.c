@@ -86,8 +86,16 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
         c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
 }
 
+static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                        int32_t flags);
+
 int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                     int32_t flags) {
+    return gemv_run(w, x, n, ldx, y, ldy, flags);
+}
+
+static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                        int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
     const int fast = fast_layout(w);
@@ -163,7 +171,10 @@ int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t l
                     int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
-    gemm_ctx c = {.vt = ek_active(), .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,
+    const ek_vtable *vt = ek_active();
+    if (vt->gemm_by_rows && fast_layout(w) && !(flags & EK_GEMM_TILES))
+        return gemv_run(w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
+    gemm_ctx c = {.vt = vt, .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,
                   .acc = flags & EK_ACCUMULATE};
     c.tile_vt = fast_layout(w) ? c.vt : ek_vtable_scalar();
     const int64_t panels = (w->rows + 31) / 32;

@@ -38,6 +38,9 @@ typedef struct ek_vtable {
     // f32 GEMV fast path (cols % blocksize == 0): x rows pre-permuted by prep_f32 into xp rows of
     // cols floats. Computes y[i, r] (+)= dot(W[r, :], x[i, :]) for r in [r0, r1), i < n.
     int32_t f32_chunk;   // prep_f32 permutation chunk (0 = natural order)
+    // 1 when the register-blocked GEMV kernel (4 W rows x 4 x rows, weights decoded in registers)
+    // beats dequantised tiles + microkernel for many rows too (measured: AVX-512 85 vs 59 GFLOP/s).
+    int32_t gemm_by_rows;
     void (*gemv_f32)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const float *xp, int64_t n,
                      int64_t xps, float *y, int64_t ldy, int acc, float *sa);
     // int8 GEMV fast path: xq rows of q8_row_bytes(cols) bytes in the layout above with group q8_group.

@@ -230,6 +230,7 @@ static void mk32_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, 
 static ek_vtable avx512_table = {
     .name = "avx512",
     .f32_chunk = 32,
+    .gemm_by_rows = 1,
     .gemv_f32 = gemv_f32_avx512,
     .q8_group = 128,
     .gemv_q8 = gemv_q8_vnni,

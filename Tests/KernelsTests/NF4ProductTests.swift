@@ -81,6 +81,7 @@ final class NF4ProductTests: XCTestCase {
                 let ref = Self.reference(t.dense(), rows: c.rows, cols: c.cols, x: x, n: c.n)
                 assertClose(product(t, x, n: c.n, flags: 0), ref.y, ref.magnitude, tol: Self.scalarVsDouble, "scalar gemv \(c)")
                 assertClose(product(t, x, n: c.n, flags: 0, gemm: true), ref.y, ref.magnitude, tol: Self.scalarVsDouble, "scalar gemm \(c)")
+                assertClose(product(t, x, n: c.n, flags: Int32(EK_GEMM_TILES), gemm: true), ref.y, ref.magnitude, tol: Self.scalarVsDouble, "scalar gemm tiles \(c)")
             }
         }
     }
@@ -97,6 +98,8 @@ final class NF4ProductTests: XCTestCase {
             let tested = forEachVariant(["avx2", "avx512", "neon"]) { v in
                 assertClose(product(t, x, n: c.n, flags: 0), scalarF32, ref.magnitude, tol: Self.variantVsScalar, "\(v) gemv \(c)")
                 assertClose(product(t, x, n: c.n, flags: 0, gemm: true), scalarF32, ref.magnitude, tol: Self.variantVsScalar, "\(v) gemm \(c)")
+                assertClose(product(t, x, n: c.n, flags: Int32(EK_GEMM_TILES), gemm: true), scalarF32, ref.magnitude,
+                            tol: Self.variantVsScalar, "\(v) gemm tiles \(c)")
                 assertClose(product(t, x, n: c.n, flags: 0, auto: true), scalarF32, ref.magnitude, tol: Self.variantVsScalar, "\(v) matmul \(c)")
                 assertClose(product(t, x, n: c.n, flags: Int32(EK_ACT_INT8)), scalarQ8, ref.magnitude, tol: Self.int8VariantVsScalar, "\(v) int8 gemv \(c)")
             }
@@ -113,7 +116,7 @@ final class NF4ProductTests: XCTestCase {
         let x = rng.floats(3 * 576), base = rng.floats(3 * 65)
         _ = forEachVariant { v in
             let plain = product(t, x, n: 3, flags: 0)
-            for (gemm, flags) in [(false, 0), (true, 0), (false, Int32(EK_ACT_INT8))] {
+            for (gemm, flags) in [(false, Int32(0)), (true, 0), (true, Int32(EK_GEMM_TILES)), (false, Int32(EK_ACT_INT8))] {
                 var m = t.matrix
                 var y = base
                 let st = gemm ? ek_nf4_gemm(&m, x, 3, 576, &y, 65, Int32(EK_ACCUMULATE) | Int32(flags))

@@ -103,11 +103,14 @@ public struct KernelBenchmark {
                     let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), cache))
                     for v in fast {
                         _ = ek_set_variant(v)
-                        let us = time(cycles: nf4.count) { c in
-                            var w = nf4.matrix(c)
-                            _ = ek_nf4_gemm(&w, x, Int64(n), Int64(k), &y, Int64(m), 0)
+                        // The variant's choice, and the dequantised-tile strategy forced, to show the choice is measured.
+                        for (flags, suffix) in [(Int32(0), ""), (Int32(EK_GEMM_TILES), "-tiles")] {
+                            let us = time(cycles: nf4.count) { c in
+                                var w = nf4.matrix(c)
+                                _ = ek_nf4_gemm(&w, x, Int64(n), Int64(k), &y, Int64(m), flags)
+                            }
+                            rows.append(row("gemm", "nf4-\(v)\(suffix)", m, n, k, t, cache, us, Double(nf4.bytesPerCopy)))
                         }
-                        rows.append(row("gemm", "nf4-\(v)", m, n, k, t, cache, us, Double(nf4.bytesPerCopy)))
                     }
                     let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, cache))
                     let blasUs = time(cycles: f32.count) { c in

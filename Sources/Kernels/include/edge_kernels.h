@@ -96,7 +96,9 @@ int32_t ek_nf4_dequantize(const ek_nf4_matrix *w, int64_t row0, int64_t nrows, f
 enum {
     EK_ACCUMULATE = 1,   // add into the output instead of overwriting it
     EK_ACT_INT8 = 2,     // quantise activations per 32 to int8 and use integer dot products
-                         // (GEMV path only; relative error budget EK_INT8_REL_ERROR)
+                         // (GEMV path only; relative error budget EK_INT8_REL_ERROR). Matrices whose
+                         // blocks span rows (cols % blocksize != 0) run the f32 portable path instead.
+    EK_GEMM_TILES = 4,   // ek_nf4_gemm: always dequantise W tiles + f32 microkernel (see below)
 };
 // Error budget of EK_ACT_INT8 relative to the f32 product: |y_int8 - y_f32| <= EK_INT8_REL_ERROR *
 // sum_k |x_k * w_k| (per output). Measured well below this on random and real weights (see tests).
@@ -110,8 +112,10 @@ int32_t ek_nf4_matmul(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t
 // The same product forced through the GEMV kernel (rows of W streamed once, every x row per W row).
 int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
                     float *y, int64_t ldy, int32_t flags);
-// The same product forced through the tiled GEMM (a W tile is dequantised once and used for all n
-// rows). EK_ACT_INT8 is ignored here (f32 throughout).
+// The prefill/training product (f32 throughout; EK_ACT_INT8 is ignored). Two strategies, chosen per
+// variant by measurement: dequantise a W tile (32 rows x 256 cols) once and run an f32 microkernel over
+// all n rows; or (AVX-512, where it measured faster) the register-blocked kernel that decodes 4 W rows
+// in registers and applies them to 4 activation rows at a time. EK_GEMM_TILES forces the first.
 int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
                     float *y, int64_t ldy, int32_t flags);
 // Backward through the base weight: dX[n, cols] = dY[n, rows] · W   (+ dX when EK_ACCUMULATE).
