@@ -104,6 +104,7 @@ final class JinjaInterpreter {
 
     private func runFor(targets: [String], iterable: JinjaExpr, filter: JinjaExpr?, body: [JinjaNode], otherwise: [JinjaNode]) throws {
         var items = try iterate(try eval(iterable))
+        // Each iteration gets a fresh scope: in Jinja2 a `set` in one iteration is not seen by the next.
         scopes.append([:])
         defer { scopes.removeLast() }
         func bind(_ item: JinjaValue) throws {
@@ -118,6 +119,7 @@ final class JinjaInterpreter {
         if items.isEmpty { try run(otherwise); return }
         let n = items.count
         for (i, item) in items.enumerated() {
+            scopes[scopes.count - 1] = [:]
             try bind(item)
             var loop = JinjaObject()
             loop["index"] = .int(i + 1); loop["index0"] = .int(i)
