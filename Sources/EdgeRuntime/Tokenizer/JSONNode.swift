@@ -9,7 +9,7 @@ struct JSONNode {
 
     static func parse(_ data: Data, file: String) throws -> JSONNode {
         do {
-            let object = try JSONSerialization.jsonObject(with: escapingByteOrderMarks(data), options: [.fragmentsAllowed])
+            let object = try JSONDecoder().decode(NativeJSON.self, from: data).value
             guard object is [String: Any] else {
                 throw TokenizerError.invalidJSON(file: file, reason: "top level is not an object")
             }
