@@ -12,6 +12,8 @@ Writes:
   sp_llama/          - a SentencePiece BPE model with byte fallback (trained here on GPL-3 text),
                        converted to tokenizer.json exactly as transformers converts a llama GGUF
   sp_cases.json      - expected ids/decodes for sp_llama
+  sp_llama_gguf_metadata.json - the tokenizer.ggml.* values a llama GGUF of that model holds (input of
+                       the converter), so TokenizerExport can be checked against transformers' output
   chat_templates.json - six template families rendered by transformers' chat-template renderer
 """
 import copy, json, os, sys
@@ -103,6 +105,7 @@ def sentencepiece_llama():
     td = {"tokenizer_type": "llama", "tokens": tokens, "scores": scores, "token_type": types,
           "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 0}
     cfg = {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    json.dump(dict(td, architecture="llama", add_bos_token=True), open(os.path.join(HERE, "sp_llama_gguf_metadata.json"), "w"), ensure_ascii=False)
     backend, _ = convert_gguf_tokenizer("llama", td)
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, **cfg)
     d = os.path.join(HERE, "sp_llama")
