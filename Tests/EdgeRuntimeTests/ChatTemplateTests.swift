@@ -42,6 +42,7 @@ final class ChatTemplateTests: XCTestCase {
             let text = try template.render(messages: messages, addGenerationPrompt: chat["add_generation_prompt"] as! Bool)
             XCTAssertEqual(text, chat["text"] as? String)
             XCTAssertEqual(tok.encode(text), [Int32](json: chat["ids"]))
+            XCTAssertEqual(try template.encode(messages: messages, addGenerationPrompt: true, with: tok), [Int32](json: chat["ids"]))
         }
     }
 
