@@ -58,6 +58,29 @@ final class ModelImportTests: XCTestCase {
         XCTAssertEqual(cfg["chat_template"] as? String, "{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>{% endfor %}")
     }
 
+    func testSmolLM2TokenizerJSONMatchesTransformers() throws {
+        // Reference: transformers' GGUF converter on the same file (vocab and merges as digests).
+        let ref = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: ModelTestSupport.fixture("model/smollm2_tokenizer_reference.json")))) as! [String: Any]
+        let conv = try GGUFTokenizerConverter(gguf: try GGUFFile(path: try ModelTestSupport.testGGUF()))
+        var ours = try JSONSerialization.jsonObject(with: Data(conv.tokenizerJSON().serialized().utf8)) as! [String: Any]
+        var model = ours["model"] as! [String: Any]
+        let vocab = model.removeValue(forKey: "vocab") as! [String: Int]
+        let merges = model.removeValue(forKey: "merges") as! [[String]]
+        ours["model"] = model
+        XCTAssertEqual(ours as NSDictionary, ref["tokenizer_json_without_vocab_and_merges"] as! NSDictionary)
+        XCTAssertEqual(vocab.count, ref["vocab_count"] as? Int)
+        XCTAssertEqual(merges.count, ref["merges_count"] as? Int)
+        let vocabText = vocab.sorted { $0.value < $1.value }.map { "\($0.key)\t\($0.value)\n" }.joined()
+        let mergesText = merges.map { "\($0[0]) \($0[1])\n" }.joined()
+        func hex(_ s: String) -> String { SHA256.hash(data: Data(s.utf8)).map { String(format: "%02x", $0) }.joined() }
+        XCTAssertEqual(hex(vocabText), ref["vocab_sha256"] as? String)
+        XCTAssertEqual(hex(mergesText), ref["merges_sha256"] as? String)
+        let config = try JSONSerialization.jsonObject(with: Data(conv.tokenizerConfigJSON(modelMaxLength: 8192).serialized().utf8)) as! [String: Any]
+        let refConfig = ref["tokenizer_config"] as! [String: Any]
+        for key in ["bos_token", "eos_token", "pad_token", "unk_token"] { XCTAssertEqual(config[key] as? String, refConfig[key] as? String, key) }
+        XCTAssertEqual(config["chat_template"] as? String, ref["chat_template"] as? String)
+    }
+
     func testImportWritesAnNF4DirectoryThatLoads() throws {
         let dir = try ModelTestSupport.scratchDirectory(self)
         let out = dir.appendingPathComponent("tiny").path
