@@ -148,9 +148,8 @@ public final class AdapterArtifact: @unchecked Sendable {
             codec.encode(image.baseAddress! + weights.dataOffset, into: dst.baseAddress! + weights.dataOffset)
         }
         let dtypes = Set(weights.tensors.values.map(\.dtype.rawValue)).sorted().joined(separator: ",")
-        let iso = ISO8601DateFormatter()
         var manifest = ArtifactManifest(
-            format: ArtifactManifest.formatV1, name: options.name.value, version: options.version.value, created: iso.string(from: options.created),
+            format: ArtifactManifest.formatV1, name: options.name.value, version: options.version.value, created: ISO8601.string(options.created),
             baseModel: options.baseModel, rank: adapter.maxRank, alpha: adapter.config.loraAlpha, useRSLoRA: adapter.config.useRSLoRA,
             targets: adapter.projections.map(\.rawValue), layers: Set(adapter.modules.map(\.layer)).count, dtype: dtypes,
             contentSHA256: FileDigest.sha256(image),

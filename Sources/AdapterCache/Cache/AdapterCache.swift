@@ -178,7 +178,7 @@ public actor AdapterCache {
             unlink(tmp)
             throw .badManifest(path: path, reason: "no manifest; give the adapter a name and version")
         }
-        let entry = StoreIndex.Version(version: v, sha256: sha, size: size, baseModel: artifact.manifest?.baseModel, created: artifact.manifest?.created ?? ISO8601DateFormatter().string(from: Date()),
+        let entry = StoreIndex.Version(version: v, sha256: sha, size: size, baseModel: artifact.manifest?.baseModel, created: artifact.manifest?.created ?? ISO8601.string(Date()),
                                        signature: nil, configSHA256: nil, contentSHA256: nil, rank: nil, alpha: nil, targets: nil)
         let outcome: FetchOutcome
         do {
@@ -274,11 +274,18 @@ public actor AdapterCache {
         for r in records.values where r.name == ref.name.value {
             if let v = ref.version {
                 if r.version == v.value { return r.sha256 }
-            } else if best == nil || (r.created, r.order) > (best!.created, best!.order) {
+            } else if best == nil || Self.isNewer(r, than: best!) {
                 best = r
             }
         }
         return best?.sha256
+    }
+
+    /// Newer creation time wins; on a tie the version that sorts higher numerically ("10" > "9").
+    static func isNewer(_ a: CacheRecord, than b: CacheRecord) -> Bool {
+        let da = ISO8601.parse(a.created), db = ISO8601.parse(b.created)
+        if da != db { return da > db }
+        return a.version.compare(b.version, options: .numeric) == .orderedDescending
     }
 
     private func resolveRemote(_ ref: AdapterReference) async throws(AdapterError) -> (AdapterName, AdapterName, StoreIndex.Version) {
@@ -468,6 +475,7 @@ public actor AdapterCache {
     // MARK: - Committing
 
     private func commitFetched(tempPath: String, outcome: FetchOutcome) throws(AdapterError) {
+        inflight[outcome.record.sha256] = nil
         counters.fetch.record(outcome.fetchSeconds)
         counters.verify.record(outcome.verifySeconds)
         counters.decode.record(outcome.decodeSeconds)

@@ -33,7 +33,7 @@ public struct StoreIndex: Codable, Sendable, Equatable {
     public func resolve(_ version: String?) -> Version? {
         if let v = version { return versions.last { $0.version == v } }
         if let l = latest, let e = versions.last(where: { $0.version == l }) { return e }
-        return versions.max { $0.created < $1.created }
+        return versions.max { ISO8601.parse($0.created) < ISO8601.parse($1.created) }
     }
 
     /// Parses and checks an index fetched from `url`: names, versions and digests well-formed.

@@ -65,7 +65,7 @@ public enum StorePublisher {
         }
         let entry = StoreIndex.Version(
             version: version.value, sha256: sha, size: size, baseModel: baseModel,
-            created: m?.created ?? ISO8601DateFormatter().string(from: options.created), signature: signature,
+            created: m?.created ?? ISO8601.string(options.created), signature: signature,
             configSHA256: digests.config, contentSHA256: digests.content,
             rank: m?.rank ?? artifact.config.r, alpha: m?.alpha ?? artifact.config.loraAlpha, targets: m?.targets ?? artifact.config.targetDescription)
 
