@@ -18,6 +18,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.24.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.70.0"),
     ],
     targets: [
         // System libraries (Debian: apt-get install libzstd-dev libopenblas-dev libsystemd-dev pkg-config).
@@ -33,6 +34,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .target(
@@ -53,7 +55,16 @@ let package = Package(
         .executableTarget(name: "edge-runtimed", dependencies: ["EdgeRuntime"]),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
-        .testTarget(name: "AdapterCacheTests", dependencies: ["AdapterCache"]),
+        .testTarget(
+            name: "AdapterCacheTests",
+            dependencies: [
+                "AdapterCache",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
         .testTarget(name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime", "Kernels", "AdapterCache"]),
         .testTarget(name: "edgectlTests", dependencies: ["edgectl"]),
     ]

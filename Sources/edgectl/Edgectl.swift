@@ -9,6 +9,7 @@ struct Edgectl: AsyncParsableCommand {
         subcommands: [
             ModelCommand.self,
             BenchCommand.self,
+            AdapterCommand.self,
         ]
     )
 }
