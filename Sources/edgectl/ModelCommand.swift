@@ -100,7 +100,7 @@ struct ModelInfoCommand: ParsableCommand {
     func run() throws {
         do {
             let model = try NF4Model(directory: directory)
-            let info = ModelInfo(model: model)
+            let info = ModelReport(model: model)
             print(json ? info.json.serialized() : info.text)
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
