@@ -109,18 +109,32 @@ final class SmallOpsTests: XCTestCase {
             var want = [Double](repeating: 0, count: q.count)
             for i in 0..<lens.count { for h in 0..<heads {
                 let g = h / (heads / kvHeads)
-                let sc = (0..<lens[i]).map { p in (0..<hd).reduce(0.0) { $0 + Double(q[i * heads * hd + h * hd + $1]) * value(ks, kh, i, p * stride + g * hd + $1) } * Double(scale) }
-                let m = sc.max()!, e = sc.map { exp($0 - m) }, z = e.reduce(0, +)
-                for d in 0..<hd { want[i * heads * hd + h * hd + d] = (0..<lens[i]).reduce(0.0) { $0 + e[$1] / z * value(vs, vh, i, $1 * stride + g * hd + d) } }
+                var sc = [Double](repeating: 0, count: lens[i])
+                for p in 0..<lens[i] {
+                    var dot = 0.0
+                    for d in 0..<hd {
+                        let qd = Double(q[i * heads * hd + h * hd + d])
+                        dot += qd * value(ks, kh, i, p * stride + g * hd + d)
+                    }
+                    sc[p] = dot * Double(scale)
+                }
+                let m = sc.max()!
+                let e = sc.map { exp($0 - m) }
+                let z = e.reduce(0, +)
+                for d in 0..<hd {
+                    var acc = 0.0
+                    for p in 0..<lens[i] { acc += e[p] / z * value(vs, vh, i, p * stride + g * hd + d) }
+                    want[i * heads * hd + h * hd + d] = acc
+                }
             } }
             _ = forEachVariant { v in
                 var out = [Float](repeating: .nan, count: q.count)
                 let st: Int32 = ks.withUnsafeBufferPointers(vs, kh, vh) { kp, vp, khp, vhp in
-                    let isF32 = dtype == Int32(EK_DTYPE_F32)
+                    let f32 = dtype == Int32(EK_DTYPE_F32)
                     var rows: [ek_attn_row] = []
                     for i in 0..<lens.count {
-                        let k: UnsafeRawPointer = isF32 ? UnsafeRawPointer(kp[i]) : UnsafeRawPointer(khp[i])
-                        let v: UnsafeRawPointer = isF32 ? UnsafeRawPointer(vp[i]) : UnsafeRawPointer(vhp[i])
+                        let k: UnsafeRawPointer = f32 ? UnsafeRawPointer(kp[i]) : UnsafeRawPointer(khp[i])
+                        let v: UnsafeRawPointer = f32 ? UnsafeRawPointer(vp[i]) : UnsafeRawPointer(vhp[i])
                         rows.append(ek_attn_row(k: k, v: v, len: Int64(lens[i])))
                     }
                     return ek_attention(q, Int64(lens.count), Int64(heads * hd), rows, Int64(heads), Int64(kvHeads), Int64(hd),

@@ -55,7 +55,8 @@ public struct KernelBenchmark {
         ek_set_threads(0)
         let allThreads = max(1, options.threads ?? Int(ek_threads()))
         let threadSettings = allThreads == 1 ? [1] : [1, allThreads]
-        let variants = ["scalar", "avx2", "avx512", "neon"].filter { ek_variant_supported($0) == 1 }
+        let names: [String] = ["scalar", "avx2", "avx512", "neon"]
+        let variants = names.filter { ek_variant_supported($0) == 1 }
         let fast = variants.filter { $0 != "scalar" }
         let original = String(cString: ek_variant_name())
         defer {

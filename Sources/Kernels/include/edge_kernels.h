@@ -101,7 +101,9 @@ enum {
     EK_GEMM_TILES = 4,   // ek_nf4_gemm: always dequantise W tiles + f32 microkernel (see below)
 };
 // Error budget of EK_ACT_INT8 relative to the f32 product: |y_int8 - y_f32| <= EK_INT8_REL_ERROR *
-// sum_k |x_k * w_k| (per output). Measured well below this on random and real weights (see tests).
+// sum_k |x_k * w_k| (per output). Measured (KernelsTests, random codes, heavy-tailed activations): worst
+// 0.0071 * sum|wx|, rms error 1.2% of rms y — from the int8 codebook round(code*127) (<= 0.4% of absmax
+// per weight) and per-32 activation rounding. The f32 paths agree with a double reference to ~1e-6.
 #define EK_INT8_REL_ERROR 0.02f
 
 // Y[n, rows] = X[n, cols] · W^T   (+ Y when EK_ACCUMULATE).
