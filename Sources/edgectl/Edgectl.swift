@@ -7,14 +7,12 @@ struct Edgectl: AsyncParsableCommand {
         abstract: "Control edge-runtime: import models, manage adapters, run and benchmark inference.",
         version: "0.1.0",
         subcommands: [
-        subcommands: [
             ModelCommand.self,
             BenchCommand.self,
             AdapterCommand.self,
             StatusCommand.self,
             ChatCommand.self,
             GenerateCommand.self,
-        ]
         ]
     )
 }

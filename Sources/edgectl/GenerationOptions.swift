@@ -1,3 +1,4 @@
+import AdapterCache
 import ArgumentParser
 import EdgeRuntime
 

@@ -1,3 +1,4 @@
+import AdapterCache
 /// The seam for on-device fine-tuning (`/v1/fine_tuning/jobs…`). The daemon routes those endpoints
 /// here; without one configured they answer 503 "fine-tuning is not available".
 ///

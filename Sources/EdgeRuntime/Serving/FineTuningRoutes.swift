@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 import Hummingbird
 
