@@ -41,7 +41,7 @@ public final class SocketHTTPServer: Service, Sendable {
         let logger = self.logger
         let http = HTTP1Channel(responder: { request, writer, channel in
             try await Self.handle(request: request, writer: writer, channel: channel, responder: responder, state: state, logger: logger)
-        }, configuration: .init(idleTimeout: .seconds(300)))
+        }, configuration: .init(additionalChannelHandlers: [ConnectionCloseNotifier()], idleTimeout: .seconds(300)))
 
         let quiesce = ServerQuiescingHelper(group: group)
         let fd = socket.take()
