@@ -220,3 +220,30 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tok.encode("<mask>", parseSpecial: false), [0]) // only "a" is in the vocabulary; no unk_token: the rest is dropped
     }
 }
+
+/// 250 seeded random strings over a mixed alphabet (scripts, marks, digits of several kinds, odd
+/// whitespace, NUL/DEL, special-token strings, byte-token look-alikes) against HF tokenizers.
+final class TokenizerRandomTextTests: XCTestCase {
+    func testRandomTextsMatchReference() throws {
+        let root = try TokenizerFixtures.json("random_cases.json") as! [String: Any]
+        let texts = root["texts"] as! [String]
+        XCTAssertEqual(texts.count, 250)
+        var llama3Patch = [String: Any]()
+        let variants = try TokenizerFixtures.json("variants.json") as! [[String: Any]]
+        llama3Patch["pre_tokenizer"] = variants.first { $0["name"] as? String == "llama3_split" }!["pre_tokenizer"]
+        let tokenizers: [(String, Tokenizer)] = [
+            ("smollm2", try TokenizerFixtures.smolLM2.get()),
+            ("smollm2_llama3_split", try TokenizerFixtures.smolLM2Patched(llama3Patch)),
+            ("sp_llama", try TokenizerFixtures.spLlama.get()),
+        ]
+        for (name, tok) in tokenizers {
+            let expected = root[name] as! [Any]
+            let decoded = root[name + "_decoded"] as! [String]
+            for (i, text) in texts.enumerated() {
+                let ids = [Int32](json: expected[i])
+                XCTAssertEqual(tok.encode(text), ids, "\(name): \(text.debugDescription)")
+                XCTAssertEqual(tok.decode(ids), decoded[i], "\(name) decode: \(text.debugDescription)")
+            }
+        }
+    }
+}
