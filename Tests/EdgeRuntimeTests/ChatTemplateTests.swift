@@ -89,5 +89,8 @@ final class ChatTemplateTests: XCTestCase {
         // Jinja2: the loop's `set` does not leak; block tags take their line's indentation and newline.
         XCTAssertEqual(try ChatTemplate(source: source, bosToken: nil, eosToken: nil).render(messages: [], addGenerationPrompt: false),
                        "    <2>\n    <3>\nafter=1\n tight !")  // as jinja2 3.1 renders it
+        // `{%+` keeps the indentation, `+%}` the newline (jinja2: 'a\n  \nb\nc').
+        let plus = "a\n  {%+ if true +%}\nb\n{% endif %}\nc"
+        XCTAssertEqual(try ChatTemplate(source: plus, bosToken: nil, eosToken: nil).render(messages: [], addGenerationPrompt: false), "a\n  \nb\nc")
     }
 }
