@@ -85,6 +85,8 @@ public struct ChatTemplate: Sendable {
             }
             let (lo, hi, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
             guard step != 0 else { throw ChatTemplateError.render(line: 0, message: "range() step cannot be zero") }
+            let count = (hi.subtractingReportingOverflow(lo).partialValue) / step
+            guard count <= 1 << 20 else { throw ChatTemplateError.render(line: 0, message: "range() of more than 2^20 items") }
             return .array(stride(from: lo, to: hi, by: step).map { .int($0) })
         })
         globals["strftime_now"] = .function(JinjaFunction(name: "strftime_now") { args, _ in

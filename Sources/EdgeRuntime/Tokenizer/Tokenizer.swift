@@ -67,7 +67,7 @@ public final class Tokenizer: Sendable {
         normalizer = root["normalizer"].isNull ? nil : try Normalizer(json: root["normalizer"])
         preTokenizer = root["pre_tokenizer"].isNull ? nil : try PreTokenizer(json: root["pre_tokenizer"])
         decoder = root["decoder"].isNull ? nil : try TokenDecoder(json: root["decoder"])
-        added = try AddedVocabulary(json: root["added_tokens"], normalizer: normalizer)
+        added = try AddedVocabulary(json: root["added_tokens"], normalizer: normalizer, modelVocab: model.vocab)
 
         var byID = [Int32: AddedVocabulary.Entry](), byContent = [String: Int32](), special = Set<Int32>()
         for e in added.entries {
