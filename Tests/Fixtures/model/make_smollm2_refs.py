@@ -4,6 +4,7 @@
 Rows: transformers loads the SmolLM2 Q4_1 GGUF (q/k un-permuted, f32) and a few rows / 8 columns are kept.
 Tokenizer: AutoTokenizer.from_pretrained(dir, gguf_file=...).save_pretrained(/tmp/ref/smol_tok), then
 model.vocab / model.merges replaced by sha256 of "token\\tid\\n" (id order) and "a b\\n" lines."""
+import json, torch
 from transformers import AutoModelForCausalLM
 m = AutoModelForCausalLM.from_pretrained("/work/main/.cache/models", gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", torch_dtype=torch.float32)
 sd = m.state_dict()
