@@ -97,10 +97,25 @@ struct ModelInfoCommand: ParsableCommand {
     @Flag(name: .long, help: "Print JSON for scripts.")
     var json = false
 
+    @Flag(name: .long, help: "Also print (to stderr) how long opening and validating took and the mapping's memory after open.")
+    var timing = false
+
     func run() throws {
         do {
+            let start = DispatchTime.now()
             let model = try NF4Model(directory: directory)
+            let opened = DispatchTime.now()
+            if timing {
+                let ms = Double(opened.uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+                let m = MappingMemory.of(address: model.file.fileBytes.baseAddress!) ?? MappingMemory()
+                FileHandle.standardError.write(Data(String(format: "open+validate %.2f ms; mapping after open: rss %d kB, private dirty %d kB, anonymous %d kB (file %.1f MB)\n",
+                                                           ms, m.rssKB, m.privateDirtyKB, m.anonymousKB, Double(model.file.fileBytes.count) / 1e6).utf8))
+            }
             let info = ModelReport(model: model)
+            if timing {
+                let ms = Double(DispatchTime.now().uptimeNanoseconds - opened.uptimeNanoseconds) / 1e6
+                FileHandle.standardError.write(Data(String(format: "digest (sha256 of the whole file) %.1f ms\n", ms).utf8))
+            }
             print(json ? info.json.serialized() : info.text)
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
