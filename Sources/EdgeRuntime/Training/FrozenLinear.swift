@@ -19,13 +19,13 @@ public protocol FrozenLinear: Sendable {
 public final class DenseFrozenLinear: FrozenLinear, @unchecked Sendable {
     public let inFeatures: Int
     public let outFeatures: Int
-    let weight: FloatBuffer
+    let weight: TrainBuffer
 
     public init(weight: [Float], outFeatures: Int, inFeatures: Int) {
         precondition(weight.count == outFeatures * inFeatures, "weight must be [out, in]")
         self.inFeatures = inFeatures
         self.outFeatures = outFeatures
-        self.weight = FloatBuffer(weight)
+        self.weight = TrainBuffer(weight)
     }
 
     public func forward(_ x: UnsafePointer<Float>, rows: Int, into y: UnsafeMutablePointer<Float>) {

@@ -25,8 +25,8 @@ public final class LoRAParameters: @unchecked Sendable {
     public let useRSLoRA: Bool
     public let targets: [LoRATarget]
     public let entries: [Entry]
-    public let values: FloatBuffer
-    public let grads: FloatBuffer
+    public let values: TrainBuffer
+    public let grads: TrainBuffer
     public var scaling: Float { useRSLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
     public var parameterCount: Int { values.count }
 
@@ -60,8 +60,8 @@ public final class LoRAParameters: @unchecked Sendable {
         self.targets = ordered
         self.entries = entries
         self.entryIndex = index
-        self.values = FloatBuffer(count: offset)
-        self.grads = FloatBuffer(count: offset)
+        self.values = TrainBuffer(count: offset)
+        self.grads = TrainBuffer(count: offset)
     }
 
     public func entry(layer: Int, target: LoRATarget) -> Entry? {
@@ -123,10 +123,10 @@ public final class LoRAParameters: @unchecked Sendable {
         for t in tensors() { writer.add(t.name, shape: t.shape, floats: t.values) }
         let weightsPath = directory + "/adapter_model.safetensors"
         do { try writer.write(to: weightsPath + ".tmp") } catch { throw .io(path: weightsPath, reason: error.description) }
-        try AtomicFile.fsyncAndRename(weightsPath + ".tmp", to: weightsPath)
+        try TrainingFiles.fsyncAndRename(weightsPath + ".tmp", to: weightsPath)
         let config = PEFTAdapterConfig(
             baseModelName: baseModelName, rank: rank, alpha: alpha, targets: targets.map(\.rawValue), useRSLoRA: useRSLoRA)
-        try AtomicFile.write(config.json(), to: directory + "/adapter_config.json")
+        try TrainingFiles.write(config.json(), to: directory + "/adapter_config.json")
     }
 }
 

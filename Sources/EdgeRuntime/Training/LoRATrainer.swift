@@ -19,9 +19,9 @@ public final class LoRATrainer: @unchecked Sendable {
     private var capacityT = 0
     private var act: LayerActivations!
     private var grad: LayerGradients!
-    private var layerInputs: [FloatBuffer] = []
-    private var ropeCos = FloatBuffer(count: 0)
-    private var ropeSin = FloatBuffer(count: 0)
+    private var layerInputs: [TrainBuffer] = []
+    private var ropeCos = TrainBuffer(count: 0)
+    private var ropeSin = TrainBuffer(count: 0)
     private var ropeRows = 0
 
     public init(base: TrainingBaseModel, lora: LoRAParameters) throws(TrainingError) {
@@ -93,13 +93,13 @@ public final class LoRATrainer: @unchecked Sendable {
             capacityT = max(batch.seqLen, capacityT)
             act = LayerActivations(shape: s, rank: lora.rank, rows: capacityRows, maxT: capacityT)
             grad = LayerGradients(shape: s, rank: lora.rank, rows: capacityRows, maxT: capacityT)
-            layerInputs = (0...s.layers).map { _ in FloatBuffer(count: capacityRows * s.hidden) }
+            layerInputs = (0...s.layers).map { _ in TrainBuffer(count: capacityRows * s.hidden) }
         }
         if batch.seqLen > ropeRows {
             ropeRows = batch.seqLen
             let half = s.headDim / 2
-            ropeCos = FloatBuffer(count: ropeRows * half)
-            ropeSin = FloatBuffer(count: ropeRows * half)
+            ropeCos = TrainBuffer(count: ropeRows * half)
+            ropeSin = TrainBuffer(count: ropeRows * half)
             et_rope_table(ropeCos.pointer, ropeSin.pointer, ropeRows, s.headDim, s.ropeTheta)
         }
         act.positions.removeAll(keepingCapacity: true)
@@ -284,47 +284,47 @@ public final class LoRATrainer: @unchecked Sendable {
 
 /// Activations of one layer, saved by the forward for the backward. Shapes for N = B·T rows.
 final class LayerActivations {
-    let n1, inv1, q, k, v, attn, probs, h, n2, inv2, g, up, m: FloatBuffer
-    let u: [LoRATarget: FloatBuffer]   // x·Aᵀ per projection [N, r]
+    let n1, inv1, q, k, v, attn, probs, h, n2, inv2, g, up, m: TrainBuffer
+    let u: [LoRATarget: TrainBuffer]   // x·Aᵀ per projection [N, r]
     var positions: [Int32] = []        // [N]
 
     init(shape s: TrainingModelShape, rank: Int, rows n: Int, maxT: Int) {
-        n1 = FloatBuffer(count: n * s.hidden)        // [N, hidden]
-        inv1 = FloatBuffer(count: n)                  // [N]
-        q = FloatBuffer(count: n * s.heads * s.headDim)   // [N, Hq·hd], after RoPE
-        k = FloatBuffer(count: n * s.kvHeads * s.headDim) // [N, Hkv·hd], after RoPE
-        v = FloatBuffer(count: n * s.kvHeads * s.headDim)
-        attn = FloatBuffer(count: n * s.heads * s.headDim)
+        n1 = TrainBuffer(count: n * s.hidden)        // [N, hidden]
+        inv1 = TrainBuffer(count: n)                  // [N]
+        q = TrainBuffer(count: n * s.heads * s.headDim)   // [N, Hq·hd], after RoPE
+        k = TrainBuffer(count: n * s.kvHeads * s.headDim) // [N, Hkv·hd], after RoPE
+        v = TrainBuffer(count: n * s.kvHeads * s.headDim)
+        attn = TrainBuffer(count: n * s.heads * s.headDim)
         // [B, Hq, T, T]: B·T ≤ N, so N·T bounds every batch shape with T ≤ maxT.
-        probs = FloatBuffer(count: n * s.heads * maxT)
-        h = FloatBuffer(count: n * s.hidden)          // residual after attention
-        n2 = FloatBuffer(count: n * s.hidden)
-        inv2 = FloatBuffer(count: n)
-        g = FloatBuffer(count: n * s.intermediate)
-        up = FloatBuffer(count: n * s.intermediate)
-        m = FloatBuffer(count: n * s.intermediate)    // silu(g)·up
-        var u: [LoRATarget: FloatBuffer] = [:]
-        for t in LoRATarget.allCases { u[t] = FloatBuffer(count: n * rank) }
+        probs = TrainBuffer(count: n * s.heads * maxT)
+        h = TrainBuffer(count: n * s.hidden)          // residual after attention
+        n2 = TrainBuffer(count: n * s.hidden)
+        inv2 = TrainBuffer(count: n)
+        g = TrainBuffer(count: n * s.intermediate)
+        up = TrainBuffer(count: n * s.intermediate)
+        m = TrainBuffer(count: n * s.intermediate)    // silu(g)·up
+        var u: [LoRATarget: TrainBuffer] = [:]
+        for t in LoRATarget.allCases { u[t] = TrainBuffer(count: n * rank) }
         self.u = u
     }
 }
 
 /// Gradient scratch for one layer's backward, reused across layers.
 final class LayerGradients {
-    let dx, dn, dm, dg, dup, dattn, dq, dk, dv, du, dp, scratchOut: FloatBuffer
+    let dx, dn, dm, dg, dup, dattn, dq, dk, dv, du, dp, scratchOut: TrainBuffer
 
     init(shape s: TrainingModelShape, rank: Int, rows n: Int, maxT: Int) {
-        dx = FloatBuffer(count: n * s.hidden)         // running gradient of the residual stream
-        dn = FloatBuffer(count: n * s.hidden)         // gradient at a norm's output
-        dm = FloatBuffer(count: n * s.intermediate)
-        dg = FloatBuffer(count: n * s.intermediate)
-        dup = FloatBuffer(count: n * s.intermediate)
-        dattn = FloatBuffer(count: n * s.heads * s.headDim)
-        dq = FloatBuffer(count: n * s.heads * s.headDim)
-        dk = FloatBuffer(count: n * s.kvHeads * s.headDim)
-        dv = FloatBuffer(count: n * s.kvHeads * s.headDim)
-        du = FloatBuffer(count: n * rank)
-        dp = FloatBuffer(count: maxT)
-        scratchOut = FloatBuffer(count: n * s.hidden)
+        dx = TrainBuffer(count: n * s.hidden)         // running gradient of the residual stream
+        dn = TrainBuffer(count: n * s.hidden)         // gradient at a norm's output
+        dm = TrainBuffer(count: n * s.intermediate)
+        dg = TrainBuffer(count: n * s.intermediate)
+        dup = TrainBuffer(count: n * s.intermediate)
+        dattn = TrainBuffer(count: n * s.heads * s.headDim)
+        dq = TrainBuffer(count: n * s.heads * s.headDim)
+        dk = TrainBuffer(count: n * s.kvHeads * s.headDim)
+        dv = TrainBuffer(count: n * s.kvHeads * s.headDim)
+        du = TrainBuffer(count: n * rank)
+        dp = TrainBuffer(count: maxT)
+        scratchOut = TrainBuffer(count: n * s.hidden)
     }
 }

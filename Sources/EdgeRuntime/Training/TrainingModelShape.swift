@@ -52,8 +52,8 @@ public final class TrainingBaseModel: @unchecked Sendable {
     }
 
     public let shape: TrainingModelShape
-    let embedding: FloatBuffer      // [vocab, hidden]
-    let lmHead: FloatBuffer         // [vocab, hidden]; the same object as embedding when tied
+    let embedding: TrainBuffer      // [vocab, hidden]
+    let lmHead: TrainBuffer         // [vocab, hidden]; the same object as embedding when tied
     public let finalNorm: [Float]   // [hidden]
     public let layers: [Layer]
     /// Kept alive for as long as the projections point into it (e.g. the mapped model file).
@@ -86,12 +86,12 @@ public final class TrainingBaseModel: @unchecked Sendable {
             }
         }
         self.shape = shape
-        self.embedding = FloatBuffer(embedding)
+        self.embedding = TrainBuffer(embedding)
         if let lmHead {
             guard lmHead.count == shape.vocab * shape.hidden else {
                 throw .shapeMismatch(what: "lm_head", expected: [shape.vocab, shape.hidden], found: [lmHead.count])
             }
-            self.lmHead = FloatBuffer(lmHead)
+            self.lmHead = TrainBuffer(lmHead)
         } else {
             self.lmHead = self.embedding
         }

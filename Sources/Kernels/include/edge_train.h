@@ -66,6 +66,16 @@ double et_cross_entropy_grad(float *logits, const int32_t *targets, size_t rows,
 // Loss only (evaluation), logits untouched.
 double et_cross_entropy(const float *logits, const int32_t *targets, size_t rows, size_t vocab);
 
+// ---- NF4 tiles (bitsandbytes layout, NF4.md) for the training GEMMs --------------------------------
+// absmax of double-quantised blocks: out[i] = map[q8[i]] * nested[i / nested_bs] + offset (f32 ops in
+// that order, as bitsandbytes dequantises).
+void et_nf4_decode_absmax(const uint8_t *q8, const float *nested, const float *map, float offset,
+                          size_t nblocks, size_t nested_bs, float *out);
+// out[r − row0, c] = code[nibble(k)] · absmax[k / blocksize] for k = r·cols + c (blocks run over the
+// flat tensor; the first element of a byte is its high nibble), rows [row0, row0 + nrows).
+void et_nf4_dequant_rows(const uint8_t *packed, const float *absmax, const float *code, size_t cols,
+                         size_t blocksize, size_t row0, size_t nrows, float *out);
+
 // ---- AdamW (PyTorch semantics) -----------------------------------------------------------------
 // p ← p·(1 − lr·wd); m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²;
 // p ← p − lr/(1−β1^t) · m / (sqrt(v)/sqrt(1−β2^t) + eps). step t ≥ 1.

@@ -5,7 +5,7 @@ import Glibc
 
 /// Crash-safe file replacement: write a temporary beside the target, fsync it, rename over the
 /// target, fsync the directory. A reader sees the old file or the new one, never a torn one.
-enum AtomicFile {
+enum TrainingFiles {
     static func write(_ data: Data, to path: String) throws(TrainingError) {
         let tmp = path + ".tmp"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)

@@ -1,7 +1,7 @@
 /// A zero-initialised, heap-allocated f32 array with a stable address, for the training kernels.
 /// Owns its memory (released in deinit). Not thread-safe by itself: the trainer hands disjoint ranges
 /// to worker threads and never resizes a buffer while it is in use.
-public final class FloatBuffer: @unchecked Sendable {
+public final class TrainBuffer: @unchecked Sendable {
     public let count: Int
     public let pointer: UnsafeMutablePointer<Float>
 

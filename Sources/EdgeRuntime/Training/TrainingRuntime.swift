@@ -1,0 +1,18 @@
+import COpenBLAS
+import Foundation
+
+/// Process-wide knobs of the trainer: thread count of the matrix products, and measurements.
+public enum TrainingRuntime {
+    /// Threads OpenBLAS may use for the trainer's products.
+    public static func setThreads(_ n: Int) { Blas.setThreads(n) }
+
+    /// Peak resident set size of this process (VmHWM), in bytes; 0 if unknown.
+    public static func peakRSSBytes() -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+}
