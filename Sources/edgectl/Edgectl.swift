@@ -6,6 +6,6 @@ struct Edgectl: AsyncParsableCommand {
         commandName: "edgectl",
         abstract: "Control edge-runtime: import models, manage adapters, run and benchmark inference.",
         version: "0.1.0",
-        subcommands: [FinetuneCommand.self]
+        subcommands: [BenchCommand.self, FinetuneCommand.self]
     )
 }
