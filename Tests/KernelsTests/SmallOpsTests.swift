@@ -116,9 +116,12 @@ final class SmallOpsTests: XCTestCase {
             _ = forEachVariant { v in
                 var out = [Float](repeating: .nan, count: q.count)
                 let st: Int32 = ks.withUnsafeBufferPointers(vs, kh, vh) { kp, vp, khp, vhp in
-                    let rows = (0..<lens.count).map { i in
-                        ek_attn_row(k: dtype == Int32(EK_DTYPE_F32) ? UnsafeRawPointer(kp[i]) : UnsafeRawPointer(khp[i]),
-                                    v: dtype == Int32(EK_DTYPE_F32) ? UnsafeRawPointer(vp[i]) : UnsafeRawPointer(vhp[i]), len: Int64(lens[i]))
+                    let isF32 = dtype == Int32(EK_DTYPE_F32)
+                    var rows: [ek_attn_row] = []
+                    for i in 0..<lens.count {
+                        let kr: UnsafeRawPointer = isF32 ? UnsafeRawPointer(kp[i]) : UnsafeRawPointer(khp[i])
+                        let vr: UnsafeRawPointer = isF32 ? UnsafeRawPointer(vp[i]) : UnsafeRawPointer(vhp[i])
+                        rows.append(ek_attn_row(k: kr, v: vr, len: Int64(lens[i])))
                     }
                     return ek_attention(q, Int64(lens.count), Int64(heads * hd), rows, Int64(heads), Int64(kvHeads), Int64(hd),
                                         Int64(stride), dtype, scale, &out, Int64(heads * hd))

@@ -54,7 +54,7 @@ public struct KernelBenchmark {
     public func run(progress: (String) -> Void) -> Report {
         let allThreads = max(1, options.threads ?? Int(ProcessInfo.processInfo.activeProcessorCount))
         let threadSettings = allThreads == 1 ? [1] : [1, allThreads]
-        let variants = ["scalar", "avx2", "avx512", "neon"].filter { ek_variant_supported($0) == 1 }
+        let variants: [String] = ["scalar", "avx2", "avx512", "neon"].filter { ek_variant_supported($0) == 1 }
         let fast = variants.filter { $0 != "scalar" }
         let original = String(cString: ek_variant_name())
         defer {

@@ -21,6 +21,13 @@ enum TrainingFixtures {
         return p
     }
 
+    /// Imports the real test GGUF into an NF4 model directory under `dir` with the project's importer.
+    static func importedModel(into dir: URL) throws -> String {
+        let gguf = try ggufPath()
+        XCTFail("no GGUF importer is available in this build to import \(gguf)")
+        throw TrainingError.unreadableFile(path: gguf, reason: "no importer")
+    }
+
     /// Opens `name.zst` decompressed into a temporary file (zstd CLI, as CI installs it).
     static func zstdSafetensors(_ name: String, into dir: URL) throws -> SafetensorsFile {
         let out = dir.appendingPathComponent(name).path
