@@ -256,3 +256,7 @@ double et_sum_squares(const float *x, size_t n) {
 void et_scale(float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
+
+void et_add(float *y, const float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) y[i] += x[i];
+}

@@ -177,7 +177,7 @@ public final class LoRATrainer: @unchecked Sendable {
         }
         try project(l, .o, x: a.attn.pointer, rows: n, y: a.h.pointer, u: a.u[.o]!.pointer)
         let h = a.h.pointer
-        for i in 0..<(n * s.hidden) { h[i] += x[i] }
+        et_add(h, x, n * s.hidden)
         layer.postAttentionNorm.withUnsafeBufferPointer { w in
             et_rmsnorm_forward(h, w.baseAddress!, a.n2.pointer, a.inv2.pointer, n, s.hidden, s.rmsEps)
         }
@@ -185,7 +185,7 @@ public final class LoRATrainer: @unchecked Sendable {
         try project(l, .up, x: a.n2.pointer, rows: n, y: a.up.pointer, u: a.u[.up]!.pointer)
         et_silu_mul_forward(a.g.pointer, a.up.pointer, a.m.pointer, n * s.intermediate)
         try project(l, .down, x: a.m.pointer, rows: n, y: output, u: a.u[.down]!.pointer)
-        for i in 0..<(n * s.hidden) { output[i] += h[i] }
+        et_add(output, h, n * s.hidden)
     }
 
     /// dOut [n, hidden] is replaced by dInput. Needs the activations of layerForward(l) on `input`.

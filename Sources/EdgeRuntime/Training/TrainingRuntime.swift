@@ -1,10 +1,15 @@
 import COpenBLAS
+import Kernels
 import Foundation
 
 /// Process-wide knobs of the trainer: thread count of the matrix products, and measurements.
 public enum TrainingRuntime {
     /// Threads OpenBLAS may use for the trainer's products.
-    public static func setThreads(_ n: Int) { Blas.setThreads(n) }
+    /// Threads for the trainer's products: the NF4 kernels' pool and OpenBLAS.
+    public static func setThreads(_ n: Int) {
+        Blas.setThreads(n)
+        ek_set_threads(Int32(n))
+    }
 
     /// Peak resident set size of this process (VmHWM), in bytes; 0 if unknown.
     public static func peakRSSBytes() -> Int {

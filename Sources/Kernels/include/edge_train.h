@@ -86,6 +86,8 @@ void et_adamw_step(float *p, const float *g, float *m, float *v, size_t n, float
 double et_sum_squares(const float *x, size_t n);
 // x *= s.
 void et_scale(float *x, size_t n, float s);
+// y += x (the residual stream).
+void et_add(float *y, const float *x, size_t n);
 
 #ifdef __cplusplus
 }

@@ -55,13 +55,16 @@ final class TrainNF4TileTests: XCTestCase {
         let dense = DenseFrozenLinear(weight: try f.floats("dequantized"), outFeatures: 3, inFeatures: 96)
         var rng = SplitMix64(seed: 11)
         let x = (0..<(4 * 96)).map { _ in rng.uniform(-1, 1) }, dy = (0..<(4 * 3)).map { _ in rng.uniform(-1, 1) }
-        var y1 = [Float](repeating: 0, count: 12), y2 = y1
-        nf4.forward(x, rows: 4, into: &y1); dense.forward(x, rows: 4, into: &y2)
-        for i in 0..<12 { XCTAssertEqual(y1[i], y2[i], accuracy: 1e-5) }
-        var d1 = [Float](repeating: 1, count: 4 * 96), d2 = d1
-        nf4.backwardInput(dy, rows: 4, into: &d1, accumulate: true); dense.backwardInput(dy, rows: 4, into: &d2, accumulate: true)
-        for i in 0..<(4 * 96) { XCTAssertEqual(d1[i], d2[i], accuracy: 1e-5) }
-        nf4.backwardInput(dy, rows: 4, into: &d1, accumulate: false); dense.backwardInput(dy, rows: 4, into: &d2, accumulate: false)
-        for i in 0..<(4 * 96) { XCTAssertEqual(d1[i], d2[i], accuracy: 1e-5) }
+        for backend in [NF4FrozenLinear.Backend.kernels, .tiledBLAS] {
+            nf4.backend = backend
+            var y1 = [Float](repeating: 0, count: 12), y2 = y1
+            try nf4.forward(x, rows: 4, into: &y1); dense.forward(x, rows: 4, into: &y2)
+            for i in 0..<12 { XCTAssertEqual(y1[i], y2[i], accuracy: 1e-5, "\(backend)") }
+            var d1 = [Float](repeating: 1, count: 4 * 96), d2 = d1
+            try nf4.backwardInput(dy, rows: 4, into: &d1, accumulate: true); dense.backwardInput(dy, rows: 4, into: &d2, accumulate: true)
+            for i in 0..<(4 * 96) { XCTAssertEqual(d1[i], d2[i], accuracy: 1e-5, "\(backend)") }
+            try nf4.backwardInput(dy, rows: 4, into: &d1, accumulate: false); dense.backwardInput(dy, rows: 4, into: &d2, accumulate: false)
+            for i in 0..<(4 * 96) { XCTAssertEqual(d1[i], d2[i], accuracy: 1e-5, "\(backend)") }
+        }
     }
 }
