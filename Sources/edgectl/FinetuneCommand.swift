@@ -9,7 +9,7 @@ struct FinetuneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune LoRA adapters on this device (QLoRA over the NF4 base).",
-        subcommands: [FinetuneBench.self]
+        subcommands: [FinetuneRun.self, FinetuneBench.self]
     )
 }
 
@@ -20,7 +20,7 @@ struct FinetuneBench: AsyncParsableCommand {
         commandName: "bench",
         abstract: "Measure training speed (tokens/s, s/step) and peak RSS on pre-tokenized batches.")
 
-    @Option(help: "Model directory (made by `edgectl model import`).") var model: String
+    @Option(help: "Model directory (made by `edgectl model import`), or a GGUF file imported to a temporary directory first.") var model: String
     @Option(help: "safetensors file with batch{i}.input_ids/.attention_mask/.labels.") var batches: String
     @Option(help: "Initial LoRA weights (PEFT safetensors); default: PEFT init with --seed.") var adapter: String?
     @Option(help: "Optimiser steps to run (step s uses batch s mod count).") var steps: Int = 5
@@ -35,7 +35,7 @@ struct FinetuneBench: AsyncParsableCommand {
         setenv("OPENBLAS_NUM_THREADS", String(threads), 1)
         TrainingRuntime.setThreads(threads)
         let loadStart = Date()
-        let base = try TrainingModelLoader.load(directory: model)
+        let base = try TrainingModelLoader.load(directory: try FinetuneSupport.modelDirectory(model))
         let file = try SafetensorsFile(path: batches)
         let list = try TrainingBatchFile.batches(file)
         guard !list.isEmpty else { throw ValidationError("\(batches) holds no batch{i}.input_ids tensors") }
@@ -72,5 +72,21 @@ struct FinetuneBench: AsyncParsableCommand {
             print(String(format: "threads %d: %.3f s/step (excluding the first), %.1f tokens/s (padded), %.1f tokens/s (non-pad), peak RSS %.0f MiB, load %.1f s",
                          threads, mean, Double(tokens) / total, Double(supervised) / total, Double(rss) / 1_048_576, loadSeconds))
         }
+    }
+}
+
+enum FinetuneSupport {
+    /// A model directory as given, or a GGUF file imported into a fresh temporary directory.
+    static func modelDirectory(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ValidationError("\(path) does not exist")
+        }
+        if isDir.boolValue { return path }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("edgectl-finetune-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: out)
+        FileHandle.standardError.write(Data("importing \(path) into \(out)…\n".utf8))
+        try ModelImporter(source: path, output: out).run()
+        return out
     }
 }
