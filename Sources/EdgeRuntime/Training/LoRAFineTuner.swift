@@ -157,7 +157,9 @@ public final class LoRAFineTuner: @unchecked Sendable {
     var fingerprint: String {
         var h: UInt64 = 0xcbf2_9ce4_8422_2325
         func mix(_ x: UInt64) { h = (h ^ x) &* 0x0000_0100_0000_01B3 }
-        if let data = try? JSONEncoder().encode(hyper) { for b in data { mix(UInt64(b)) } }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]  // key order must not vary between runs
+        if let data = try? enc.encode(hyper) { for b in data { mix(UInt64(b)) } }
         for e in train.examples {
             for id in e.promptIds { mix(UInt64(UInt32(bitPattern: id))) }
             mix(0xFFFF_FFFF)
