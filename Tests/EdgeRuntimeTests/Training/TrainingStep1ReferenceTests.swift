@@ -8,11 +8,46 @@ import XCTest
 /// project's importer) reproduces PyTorch + PEFT: loss within 1e-4 relative, and the gradient of
 /// every LoRA tensor within 1e-3 relative (‖ours − ref‖ / ‖ref‖).
 final class TrainingStep1ReferenceTests: XCTestCase {
-    func testStep1LossAndGradientsMatchPyTorch() throws {
+    nonisolated(unsafe) static var tmp: URL?
+    nonisolated(unsafe) static var modelDir: String?
+
+    /// Imports the real model once for the tests of this class.
+    func model() throws -> (dir: String, tmp: URL) {
+        if let d = Self.modelDir, let t = Self.tmp { return (d, t) }
         let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("edge-train-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: tmp) }
-        let modelDir = try TrainingFixtures.importedModel(into: tmp)
+        Self.tmp = tmp
+        Self.modelDir = try TrainingFixtures.importedModel(into: tmp)
+        return (Self.modelDir!, tmp)
+    }
+
+    override class func tearDown() {
+        if let t = tmp { try? FileManager.default.removeItem(at: t) }
+        super.tearDown()
+    }
+
+    /// The data pipeline (chat template + tokenizer of the imported model, answer-only labels,
+    /// right padding with the end-of-turn id) reproduces the reference's tokenized batches exactly.
+    func testChatRowsTokenizeLikeTheReference() throws {
+        let (modelDir, _) = try model()
+        let formatter = try ChatTemplatePromptFormatter(tokenizer: try Tokenizer(directory: URL(fileURLWithPath: modelDir)))
+        let data = try Data(contentsOf: URL(fileURLWithPath: TrainingFixtures.path("train.jsonl")))
+        let ds = try TrainingDataset(data: data, file: "train.jsonl", formatter: formatter, maxLength: 512)
+        XCTAssertEqual(ds.examples.count, 40)
+        let ours = try ds.batches(batchSize: 4, padId: formatter.padId)
+        let ref = try TrainingBatchFile.batches(try SafetensorsFile(path: TrainingFixtures.path("batches.safetensors")))
+        XCTAssertEqual(ours.count, 10)
+        XCTAssertEqual(ref.count, 10)
+        for (i, (a, b)) in zip(ours, ref).enumerated() {
+            XCTAssertEqual(a.seqLen, b.seqLen, "batch\(i) length")
+            XCTAssertEqual(a.inputIds, b.inputIds, "batch\(i) input_ids")
+            XCTAssertEqual(a.labels, b.labels, "batch\(i) labels")
+            XCTAssertEqual(a.validLengths, b.validLengths, "batch\(i) attention_mask")
+        }
+    }
+
+    func testStep1LossAndGradientsMatchPyTorch() throws {
+        let (modelDir, tmp) = try model()
         let base = try TrainingModelLoader.load(directory: modelDir)
 
         let lora = try LoRAParameters(shape: base.shape, rank: 8, alpha: 16, targets: LoRATarget.allCases)
