@@ -30,10 +30,24 @@ public enum TrainingModelLoader {
                                 postAttentionNorm: try floats("model.layers.\(l).post_attention_layernorm.weight"),
                                 projections: projections))
         }
-        let embedding = try floats("model.embed_tokens.weight")
-        let lmHead: [Float]? = file.tensors["lm_head.weight"] != nil && tied != true ? try floats("lm_head.weight") : nil
+        // f32 [vocab, hidden] tensors are used in place in the mapping; others are converted once.
+        var owners: [AnyObject] = [file]
+        func matrix(_ key: String) throws(TrainingError) -> UnsafePointer<Float> {
+            guard let info = file.tensors[key] else { throw .missingTensor(file: weightsPath, key: key) }
+            guard info.shape == [shape.vocab, shape.hidden] else {
+                throw .shapeMismatch(what: key, expected: [shape.vocab, shape.hidden], found: info.shape)
+            }
+            if info.dtype == .f32, let raw = try? file.bytes(of: key), Int(bitPattern: raw.baseAddress) % 4 == 0 {
+                return raw.baseAddress!.assumingMemoryBound(to: Float.self)
+            }
+            let copy = TrainBuffer(try floats(key))
+            owners.append(copy)
+            return UnsafePointer(copy.pointer)
+        }
+        let embedding = try matrix("model.embed_tokens.weight")
+        let lmHead: UnsafePointer<Float>? = file.tensors["lm_head.weight"] != nil && tied != true ? try matrix("lm_head.weight") : nil
         return try TrainingBaseModel(shape: shape, embedding: embedding, lmHead: lmHead, finalNorm: try floats("model.norm.weight"),
-                                     layers: layers, owner: file)
+                                     layers: layers, owners: owners)
     }
 
     /// Reads the Llama dimensions from a Hugging Face config.json (transformers 4.x and 5.x keys).

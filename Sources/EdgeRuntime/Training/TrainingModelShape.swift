@@ -52,19 +52,32 @@ public final class TrainingBaseModel: @unchecked Sendable {
     }
 
     public let shape: TrainingModelShape
-    let embedding: TrainBuffer      // [vocab, hidden]
-    let lmHead: TrainBuffer         // [vocab, hidden]; the same object as embedding when tied
+    let embedding: UnsafePointer<Float>   // [vocab, hidden]
+    let lmHead: UnsafePointer<Float>      // [vocab, hidden]; the same memory as embedding when tied
     public let finalNorm: [Float]   // [hidden]
     public let layers: [Layer]
-    /// Kept alive for as long as the projections point into it (e.g. the mapped model file).
-    let owner: AnyObject?
+    /// Kept alive for as long as pointers point into it (the mapped model file, f32 copies).
+    let owners: [AnyObject]
 
-    public init(shape: TrainingModelShape, embedding: [Float], lmHead: [Float]?, finalNorm: [Float],
-                layers: [Layer], owner: AnyObject? = nil) throws(TrainingError) {
-        try shape.validate()
+    public convenience init(shape: TrainingModelShape, embedding: [Float], lmHead: [Float]?, finalNorm: [Float],
+                            layers: [Layer], owner: AnyObject? = nil) throws(TrainingError) {
         guard embedding.count == shape.vocab * shape.hidden else {
             throw .shapeMismatch(what: "embed_tokens", expected: [shape.vocab, shape.hidden], found: [embedding.count])
         }
+        if let lmHead, lmHead.count != shape.vocab * shape.hidden {
+            throw .shapeMismatch(what: "lm_head", expected: [shape.vocab, shape.hidden], found: [lmHead.count])
+        }
+        let e = TrainBuffer(embedding)
+        let h = lmHead.map { TrainBuffer($0) }
+        try self.init(shape: shape, embedding: UnsafePointer(e.pointer), lmHead: h.map { UnsafePointer($0.pointer) },
+                      finalNorm: finalNorm, layers: layers, owners: [e] + (h.map { [$0] } ?? []) + (owner.map { [$0] } ?? []))
+    }
+
+    /// Zero-copy form: embedding / lmHead point at [vocab, hidden] f32 memory kept alive by `owners`
+    /// (e.g. the mapped model file), so the largest tensor is not duplicated in RAM.
+    public init(shape: TrainingModelShape, embedding: UnsafePointer<Float>, lmHead: UnsafePointer<Float>?, finalNorm: [Float],
+                layers: [Layer], owners: [AnyObject]) throws(TrainingError) {
+        try shape.validate()
         guard finalNorm.count == shape.hidden else {
             throw .shapeMismatch(what: "model.norm", expected: [shape.hidden], found: [finalNorm.count])
         }
@@ -86,17 +99,10 @@ public final class TrainingBaseModel: @unchecked Sendable {
             }
         }
         self.shape = shape
-        self.embedding = TrainBuffer(embedding)
-        if let lmHead {
-            guard lmHead.count == shape.vocab * shape.hidden else {
-                throw .shapeMismatch(what: "lm_head", expected: [shape.vocab, shape.hidden], found: [lmHead.count])
-            }
-            self.lmHead = TrainBuffer(lmHead)
-        } else {
-            self.lmHead = self.embedding
-        }
+        self.embedding = embedding
+        self.lmHead = lmHead ?? embedding
         self.finalNorm = finalNorm
         self.layers = layers
-        self.owner = owner
+        self.owners = owners
     }
 }

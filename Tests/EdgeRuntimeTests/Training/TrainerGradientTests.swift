@@ -67,4 +67,24 @@ final class TrainerGradientTests: XCTestCase {
         XCTAssertGreaterThan(den, 0)
         XCTAssertLessThan((num / den).squareRoot(), 1e-5)
     }
+
+    /// Keeping every layer's activations and recomputing them give the same gradients.
+    func testKeptActivationsEqualRecomputation() throws {
+        let base = try TrainingTinyModel.base()
+        let lora = try LoRAParameters(shape: TrainingTinyModel.shape, rank: 2, alpha: 4, targets: LoRATarget.allCases)
+        lora.initialise(seed: 8)
+        var rng = SplitMix64(seed: 6)
+        for e in lora.entries { for i in 0..<(e.outFeatures * 2) { lora.values[e.bOffset + i] = rng.uniform(-0.3, 0.3) } }
+        let trainer = try LoRATrainer(base: base, lora: lora)
+        let batch = try TrainingTinyModel.batch()
+        var results: [[Float]] = []
+        for keep in [false, true, false] {
+            trainer.keepActivations = keep
+            lora.grads.zero()
+            try trainer.accumulateGradients(batch, gradScale: 0.125)
+            results.append(lora.grads.array)
+        }
+        XCTAssertEqual(results[0], results[1])
+        XCTAssertEqual(results[0], results[2])
+    }
 }
