@@ -30,6 +30,7 @@ struct FinetuneBench: AsyncParsableCommand {
     @Option(help: "Learning rate (AdamW, constant).") var lr: Float = 1e-3
     @Option(help: "Seed of the LoRA initialisation.") var seed: UInt64 = 0
     @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Flag(help: "Recompute each layer's activations in the backward instead of keeping them (less memory, more compute).") var recompute = false
 
     func run() async throws {
         setenv("OPENBLAS_NUM_THREADS", String(threads), 1)
@@ -42,6 +43,7 @@ struct FinetuneBench: AsyncParsableCommand {
         let lora = try LoRAParameters(shape: base.shape, rank: rank, alpha: alpha, targets: LoRATarget.allCases)
         if let adapter { try lora.load(from: try SafetensorsFile(path: adapter)) } else { lora.initialise(seed: seed) }
         let trainer = try LoRATrainer(base: base, lora: lora)
+        if recompute { trainer.keepActivations = false }
         let opt = AdamW(parameterCount: lora.parameterCount)
         let loadSeconds = Date().timeIntervalSince(loadStart)
         var times: [Double] = [], losses: [Double] = [], tokens = 0, supervised = 0
@@ -61,16 +63,18 @@ struct FinetuneBench: AsyncParsableCommand {
         let mean = steady.reduce(0, +) / Double(steady.count)
         let total = times.reduce(0, +)
         let rss = TrainingRuntime.peakRSSBytes()
+        let cpu = TrainingRuntime.cpuSeconds()
         if json {
             let obj: [String: Any] = ["steps": steps, "threads": threads, "sec_per_step_mean_excl_first": mean,
                                       "first_step_sec": times[0], "tokens_per_sec_padded": Double(tokens) / total,
                                       "tokens_per_sec_nonpad": Double(supervised) / total, "peak_rss_bytes": rss,
-                                      "load_sec": loadSeconds, "losses": losses]
+                                      "load_sec": loadSeconds, "losses": losses, "cpu_sec_total": cpu, "recompute": recompute]
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "threads %d: %.3f s/step (excluding the first), %.1f tokens/s (padded), %.1f tokens/s (non-pad), peak RSS %.0f MiB, load %.1f s",
-                         threads, mean, Double(tokens) / total, Double(supervised) / total, Double(rss) / 1_048_576, loadSeconds))
+            print(String(format: "threads %d: %.3f s/step (excluding the first), %.1f tokens/s (padded), %.1f tokens/s (non-pad), peak RSS %.0f MiB, load %.1f s, process CPU %.1f s%@",
+                         threads, mean, Double(tokens) / total, Double(supervised) / total, Double(rss) / 1_048_576, loadSeconds, cpu,
+                         recompute ? ", recomputing activations" : ""))
         }
     }
 }

@@ -20,4 +20,11 @@ public enum TrainingRuntime {
         }
         return 0
     }
+
+    /// User + system CPU seconds of this process so far (wall time lies on a loaded machine).
+    public static func cpuSeconds() -> Double {
+        var usage = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &usage)
+        return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
+    }
 }
