@@ -2,6 +2,7 @@
 #include "edge_train.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 // ---- RMSNorm ------------------------------------------------------------------------------------
@@ -260,3 +261,5 @@ void et_scale(float *x, size_t n, float s) {
 void et_add(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] += x[i];
 }
+
+void et_stdout_line_buffered(void) { setvbuf(stdout, NULL, _IOLBF, 0); }

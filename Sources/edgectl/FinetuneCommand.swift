@@ -33,6 +33,7 @@ struct FinetuneBench: AsyncParsableCommand {
     @Flag(help: "Recompute each layer's activations in the backward instead of keeping them (less memory, more compute).") var recompute = false
 
     func run() async throws {
+        TrainingRuntime.lineBufferStdout()
         setenv("OPENBLAS_NUM_THREADS", String(threads), 1)
         TrainingRuntime.setThreads(threads)
         let loadStart = Date()

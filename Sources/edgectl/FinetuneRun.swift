@@ -40,6 +40,7 @@ struct FinetuneRun: AsyncParsableCommand {
     @Flag(help: "Run training at idle priority (SCHED_IDLE).") var idlePriority = false
 
     func run() async throws {
+        TrainingRuntime.lineBufferStdout()
         setenv("OPENBLAS_NUM_THREADS", String(threads), 1)
         TrainingRuntime.setThreads(threads)
         if idlePriority { TrainingThreadPriority.lowerCurrentThread() }

@@ -11,6 +11,9 @@ public enum TrainingRuntime {
         ek_set_threads(Int32(n))
     }
 
+    /// Progress output appears line by line even when redirected to a file.
+    public static func lineBufferStdout() { et_stdout_line_buffered() }
+
     /// Peak resident set size of this process (VmHWM), in bytes; 0 if unknown.
     public static func peakRSSBytes() -> Int {
         guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }

@@ -86,6 +86,9 @@ void et_adamw_step(float *p, const float *g, float *m, float *v, size_t n, float
 double et_sum_squares(const float *x, size_t n);
 // x *= s.
 void et_scale(float *x, size_t n, float s);
+// Makes stdout line-buffered so progress lines appear as they happen when redirected (Swift 6
+// cannot touch the C `stdout` global without a data-race diagnostic).
+void et_stdout_line_buffered(void);
 // y += x (the residual stream).
 void et_add(float *y, const float *x, size_t n);
 
