@@ -13,6 +13,7 @@ struct Edgectl: AsyncParsableCommand {
             StatusCommand.self,
             ChatCommand.self,
             GenerateCommand.self,
+            FinetuneCommand.self,
         ]
     )
 }

@@ -1,0 +1,97 @@
+import AdapterCache
+import ArgumentParser
+import EdgeRuntime
+import Foundation
+
+/// `edgectl finetune …`: on-device QLoRA. `bench` runs locally on a model directory and
+/// pre-tokenized batches (no daemon).
+struct FinetuneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "finetune",
+        abstract: "Fine-tune LoRA adapters on this device (QLoRA over the NF4 base).",
+        subcommands: [FinetuneRun.self, FinetuneBench.self]
+    )
+}
+
+/// Times training steps on pre-tokenized batches (the fixture format: batch{i}.input_ids,
+/// .attention_mask, .labels as I64 [B, T]) and prints tokens/s, s/step and peak RSS.
+struct FinetuneBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure training speed (tokens/s, s/step) and peak RSS on pre-tokenized batches.")
+
+    @Option(help: "Model directory (made by `edgectl model import`), or a GGUF file imported to a temporary directory first.") var model: String
+    @Option(help: "safetensors file with batch{i}.input_ids/.attention_mask/.labels.") var batches: String
+    @Option(help: "Initial LoRA weights (PEFT safetensors); default: PEFT init with --seed.") var adapter: String?
+    @Option(help: "Optimiser steps to run (step s uses batch s mod count).") var steps: Int = 5
+    @Option(help: "Worker threads for the matrix products.") var threads: Int = 2
+    @Option(help: "LoRA rank.") var rank: Int = 8
+    @Option(help: "LoRA alpha.") var alpha: Float = 16
+    @Option(help: "Learning rate (AdamW, constant).") var lr: Float = 1e-3
+    @Option(help: "Seed of the LoRA initialisation.") var seed: UInt64 = 0
+    @Flag(help: "Print one JSON object instead of text.") var json = false
+    @Flag(help: "Recompute each layer's activations in the backward instead of keeping them (less memory, more compute).") var recompute = false
+
+    func run() async throws {
+        TrainingRuntime.lineBufferStdout()
+        setenv("OPENBLAS_NUM_THREADS", String(threads), 1)
+        TrainingRuntime.setThreads(threads)
+        let loadStart = Date()
+        let base = try TrainingModelLoader.load(directory: try FinetuneSupport.modelDirectory(model))
+        let file = try SafetensorsFile(path: batches)
+        let list = try TrainingBatchFile.batches(file)
+        guard !list.isEmpty else { throw ValidationError("\(batches) holds no batch{i}.input_ids tensors") }
+        let lora = try LoRAParameters(shape: base.shape, rank: rank, alpha: alpha, targets: LoRATarget.allCases)
+        if let adapter { try lora.load(from: try SafetensorsFile(path: adapter)) } else { lora.initialise(seed: seed) }
+        let trainer = try LoRATrainer(base: base, lora: lora)
+        if recompute { trainer.keepActivations = false }
+        let opt = AdamW(parameterCount: lora.parameterCount)
+        let loadSeconds = Date().timeIntervalSince(loadStart)
+        var times: [Double] = [], losses: [Double] = [], tokens = 0, supervised = 0
+        for s in 0..<steps {
+            let b = list[s % list.count]
+            let t0 = Date()
+            lora.grads.zero()
+            let sum = try trainer.accumulateGradients(b, gradScale: 1 / Float(b.supervisedCount))
+            opt.update(lora.values, gradients: lora.grads, lr: lr)
+            times.append(Date().timeIntervalSince(t0))
+            losses.append(sum / Double(b.supervisedCount))
+            tokens += b.batchSize * b.seqLen
+            supervised += b.validLengths.reduce(0, +)
+            if !json { print(String(format: "step %d  loss %.5f  %.2f s", s + 1, losses.last!, times.last!)) }
+        }
+        let steady = times.count > 1 ? Array(times.dropFirst()) : times
+        let mean = steady.reduce(0, +) / Double(steady.count)
+        let total = times.reduce(0, +)
+        let rss = TrainingRuntime.peakRSSBytes()
+        let cpu = TrainingRuntime.cpuSeconds()
+        if json {
+            let obj: [String: Any] = ["steps": steps, "threads": threads, "sec_per_step_mean_excl_first": mean,
+                                      "first_step_sec": times[0], "tokens_per_sec_padded": Double(tokens) / total,
+                                      "tokens_per_sec_nonpad": Double(supervised) / total, "peak_rss_bytes": rss,
+                                      "load_sec": loadSeconds, "losses": losses, "cpu_sec_total": cpu, "recompute": recompute]
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(String(format: "threads %d: %.3f s/step (excluding the first), %.1f tokens/s (padded), %.1f tokens/s (non-pad), peak RSS %.0f MiB, load %.1f s, process CPU %.1f s%@",
+                         threads, mean, Double(tokens) / total, Double(supervised) / total, Double(rss) / 1_048_576, loadSeconds, cpu,
+                         recompute ? ", recomputing activations" : ""))
+        }
+    }
+}
+
+enum FinetuneSupport {
+    /// A model directory as given, or a GGUF file imported into a fresh temporary directory.
+    static func modelDirectory(_ path: String) throws -> String {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw ValidationError("\(path) does not exist")
+        }
+        if isDir.boolValue { return path }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("edgectl-finetune-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: out)
+        FileHandle.standardError.write(Data("importing \(path) into \(out)…\n".utf8))
+        try ModelImporter(source: path, output: out).run()
+        return out
+    }
+}
