@@ -1,4 +1,14 @@
 // edge-runtime kernels: the public C interface of the Kernels target.
+//
+// Conventions (every function below):
+// - Matrices are row-major with an explicit leading dimension (elements between consecutive rows).
+// - Sizes and strides are int64_t; counts of rows are called n, the NF4 weight is [rows, cols].
+// - Functions that can be handed bad arguments check them first and return an ek_status (0 = ok,
+//   negative = what is wrong, see ek_status_message); on error nothing is written.
+// - Nothing here allocates in steady state or logs. Scratch lives in per-thread buffers owned by the
+//   thread pool (grown once to the largest size seen, then reused).
+// - All entry points are thread-safe. Parallel work runs on one persistent pool; a call made while the
+//   pool is busy with another caller's work runs on the calling thread alone instead of waiting.
 #ifndef EDGE_KERNELS_H
 #define EDGE_KERNELS_H
 
@@ -14,6 +24,163 @@ extern "C" {
 extern const uint32_t ek_nf4_code_bits[16];
 extern const uint32_t ek_nf4_threshold_bits[15];
 extern const uint32_t ek_dynamic_map_bits[256];
+
+// ---- Status codes ------------------------------------------------------------------------------
+typedef enum ek_status {
+    EK_OK = 0,
+    EK_ERR_NULL = -1,          // a required pointer is NULL
+    EK_ERR_SHAPE = -2,         // a size is negative/zero where it must be positive, or inconsistent
+    EK_ERR_STRIDE = -3,        // a leading dimension is smaller than the row it must hold
+    EK_ERR_BLOCKSIZE = -4,     // blocksize not a power of two in 32...4096, or nested_blocksize < 1
+    EK_ERR_ABSMAX = -5,        // neither absmax_f32 nor the full double-quant set (q8, nested, map) given
+    EK_ERR_ADAPTER = -6,       // a LoRA slot index out of range, or a slot with rank outside 1...256
+    EK_ERR_DTYPE = -7,         // unknown dtype code
+    EK_ERR_VARIANT = -8,       // unknown kernel variant name, or not supported by this CPU
+    EK_ERR_NOMEM = -9,         // scratch memory could not be allocated
+} ek_status;
+
+// A constant, human-readable sentence for a status code.
+const char *ek_status_message(int32_t status);
+
+// ---- Variant selection (dispatch) --------------------------------------------------------------
+// CPU features are read once (cpuid + xgetbv on x86-64, getauxval on arm64) on first use; the best
+// supported variant fills one function table. EDGE_KERNELS=scalar|avx2|avx512|neon forces a variant
+// (an unsupported or unknown forced name falls back to the best one, and the line below says so).
+
+// Name of the active variant: "scalar", "avx2", "avx512" or "neon".
+const char *ek_variant_name(void);
+// One line describing the CPU features found, the variant chosen and why, and the thread count;
+// the Swift side logs it once at start-up.
+const char *ek_dispatch_description(void);
+// 1 when this CPU can run the named variant ("scalar" always), 0 otherwise (also for unknown names).
+int32_t ek_variant_supported(const char *name);
+// Switch the active variant (tests and benchmarks). EK_ERR_VARIANT when unknown or unsupported.
+// Do not call while other threads are running kernels.
+int32_t ek_set_variant(const char *name);
+
+// ---- Threads -------------------------------------------------------------------------------------
+// The pool's worker count including the calling thread. Default: online cores. n <= 0 restores the
+// default. Threads are created once (here or on first use) and spin briefly, then sleep, between jobs.
+void ek_set_threads(int32_t n);
+int32_t ek_threads(void);
+
+// ---- NF4 weights ------------------------------------------------------------------------------------
+// A bitsandbytes NF4 tensor as stored (NF4.md), typically pointing into the mapped model file.
+// Blocks are runs of `blocksize` consecutive elements of the row-major FLAT tensor (a block may span
+// rows when cols % blocksize != 0; such matrices run on the portable path only).
+// absmax of block i: absmax_f32[i], or, double-quantised,
+//   dq_map[absmax_q8[i]] * nested_absmax[i / nested_blocksize] + offset   (fp32, in that order).
+typedef struct ek_nf4_matrix {
+    const uint8_t *packed;        // rows*cols/2 bytes (rounded up), high nibble first
+    const float   *absmax_f32;    // per-block absmax, or NULL when double-quantised
+    const uint8_t *absmax_q8;     // per-block 8-bit code (double quant), or NULL
+    const float   *nested_absmax; // per nested block (double quant), or NULL
+    const float   *dq_map;        // 256-entry dynamic map as stored in the file (double quant), or NULL
+    float          offset;        // nested offset (double quant)
+    int64_t        rows, cols;    // out_features, in_features
+    int32_t        blocksize;     // 64 by default
+    int32_t        nested_blocksize; // 256
+} ek_nf4_matrix;
+
+// Validates the descriptor (pointers, sizes, blocksize). EK_OK or the first problem found.
+int32_t ek_nf4_check(const ek_nf4_matrix *w);
+// Number of absmax blocks: ceil(rows*cols / blocksize).
+int64_t ek_nf4_block_count(const ek_nf4_matrix *w);
+// out[0..<count] = absmax of blocks first ..< first+count (decoding double quantisation).
+int32_t ek_nf4_decode_absmax(const ek_nf4_matrix *w, int64_t first, int64_t count, float *out);
+// out[r - row0, c] = W[r, c] for r in row0 ..< row0+nrows; out is [nrows, cols] with leading dim ldo.
+int32_t ek_nf4_dequantize(const ek_nf4_matrix *w, int64_t row0, int64_t nrows, float *out, int64_t ldo);
+
+// Flags for the products below (bitwise or).
+enum {
+    EK_ACCUMULATE = 1,   // add into the output instead of overwriting it
+    EK_ACT_INT8 = 2,     // quantise activations per 32 to int8 and use integer dot products
+                         // (GEMV path only; relative error budget EK_INT8_REL_ERROR)
+};
+// Error budget of EK_ACT_INT8 relative to the f32 product: |y_int8 - y_f32| <= EK_INT8_REL_ERROR *
+// sum_k |x_k * w_k| (per output). Measured well below this on random and real weights (see tests).
+#define EK_INT8_REL_ERROR 0.02f
+
+// Y[n, rows] = X[n, cols] · W^T   (+ Y when EK_ACCUMULATE).
+// X row i at x + i*ldx (ldx >= cols), Y row i at y + i*ldy (ldy >= rows); Y must not overlap X.
+// Picks the GEMV kernel for small n (decode) and the tiled GEMM for larger n (prefill, training).
+int32_t ek_nf4_matmul(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
+                      float *y, int64_t ldy, int32_t flags);
+// The same product forced through the GEMV kernel (rows of W streamed once, every x row per W row).
+int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
+                    float *y, int64_t ldy, int32_t flags);
+// The same product forced through the tiled GEMM (a W tile is dequantised once and used for all n
+// rows). EK_ACT_INT8 is ignored here (f32 throughout).
+int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
+                    float *y, int64_t ldy, int32_t flags);
+// Backward through the base weight: dX[n, cols] = dY[n, rows] · W   (+ dX when EK_ACCUMULATE).
+// No transpose is materialised. ldg >= rows, ldd >= cols.
+int32_t ek_nf4_matmul_t(const ek_nf4_matrix *w, const float *dy, int64_t n, int64_t ldg,
+                        float *dx, int64_t ldd, int32_t flags);
+
+// ---- LoRA: gathered low-rank products (Punica BGMV / SGMV on CPU) --------------------------------
+// One adapter slot for one projection: delta(x) = scale * B (A x).
+typedef struct ek_lora_slot {
+    const float *a;   // [rank, in] row-major (PEFT lora_A.weight)
+    const float *b;   // [out, rank] row-major (PEFT lora_B.weight)
+    int32_t rank;     // 1...256
+    float scale;      // alpha / rank (or alpha / sqrt(rank) for rsLoRA), times any mixing weight
+} ek_lora_slot;
+
+// BGMV (decode, mixed batch): for each row i with s = slot_of_row[i] >= 0,
+//   y[i, :out] += slots[s].scale * B_s (A_s x[i, :in]).   Rows with slot -1 are left unchanged.
+int32_t ek_lora_bgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *slot_of_row,
+                     const float *x, int64_t n, int64_t ldx, int64_t in,
+                     float *y, int64_t ldy, int64_t out);
+// SGMV (prefill): rows seg_start[j] ..< seg_start[j+1] all use slot seg_slot[j] (-1 = none);
+// seg_start has nseg+1 non-decreasing entries, seg_start[0] >= 0. Same update as above.
+int32_t ek_lora_sgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *seg_slot,
+                     const int64_t *seg_start, int64_t nseg,
+                     const float *x, int64_t ldx, int64_t in, float *y, int64_t ldy, int64_t out);
+
+// ---- Small ops of a Llama block ------------------------------------------------------------------
+// y[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * weight      (x and y may alias when ldx == ldy)
+int32_t ek_rmsnorm(const float *x, int64_t n, int64_t ldx, const float *weight, int64_t dim,
+                   float eps, float *y, int64_t ldy);
+// RoPE in Hugging Face rotate-half layout, in place on x[i, h*head_dim ..< (h+1)*head_dim] for each of
+// n rows and nheads heads: with half = head_dim/2 and j < half,
+//   x'[j] = x[j]*cos[j] - x[j+half]*sin[j],   x'[j+half] = x[j+half]*cos[j+half] + x[j]*sin[j+half].
+// cos/sin: [n, head_dim] row-major (HF's cos/sin, the halves repeated); one row per x row.
+int32_t ek_rope_cos_sin(float *x, int64_t n, int64_t ldx, int64_t nheads, int64_t head_dim,
+                        const float *cos_, const float *sin_);
+// The same with angles from positions: angle[j] = (float)positions[i] * inv_freq[j % half],
+// inv_freq[j] = 1 / theta^(2j/head_dim) computed in fp32 as transformers does (default rope only;
+// use ek_rope_cos_sin for scaled variants). Each row has its own position.
+int32_t ek_rope_positions(float *x, int64_t n, int64_t ldx, int64_t nheads, int64_t head_dim,
+                          const int64_t *positions, float theta);
+// In-place numerically stable softmax of each row x[i, :dim].
+int32_t ek_softmax(float *x, int64_t n, int64_t ldx, int64_t dim);
+// out[k] = silu(gate[k]) * up[k] = gate[k] / (1 + exp(-gate[k])) * up[k]; out may alias either input.
+int32_t ek_silu_mul(const float *gate, const float *up, float *out, int64_t count);
+// Conversions (IEEE binary16 and bfloat16 bit patterns), count elements.
+void ek_f16_to_f32(const uint16_t *src, float *dst, int64_t count);
+void ek_bf16_to_f32(const uint16_t *src, float *dst, int64_t count);
+void ek_f32_to_f16(const float *src, uint16_t *dst, int64_t count);   // round to nearest even
+// Index of the largest element (the first one on ties; NaN never wins). -1 when count <= 0.
+int64_t ek_argmax(const float *x, int64_t count);
+
+// ---- Attention over a KV cache --------------------------------------------------------------------
+enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1 };
+// One query row's view of its sequence's cache: positions 0 ..< len, where the key of position p,
+// head g, is at k + (p*kv_stride + g*head_dim) elements (same for v). For causal attention len is the
+// query's position + 1 (the cache already holds this token's k and v).
+typedef struct ek_attn_row {
+    const void *k;
+    const void *v;
+    int64_t len;
+} ek_attn_row;
+// Grouped-query attention for n query rows (possibly of different sequences and positions):
+// q[i, h*head_dim ..< +head_dim] for h < nheads; query head h reads kv head h / (nheads / nkv_heads).
+// out[i, h*head_dim ..< +head_dim] = sum_p softmax_p(scale * q·k_p) v_p.
+// nheads % nkv_heads == 0; kv_dtype EK_DTYPE_F32 or EK_DTYPE_F16; kv_stride >= nkv_heads*head_dim.
+int32_t ek_attention(const float *q, int64_t n, int64_t ldq, const ek_attn_row *rows,
+                     int64_t nheads, int64_t nkv_heads, int64_t head_dim, int64_t kv_stride,
+                     int32_t kv_dtype, float scale, float *out, int64_t ldo);
 
 #ifdef __cplusplus
 }

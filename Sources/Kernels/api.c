@@ -1,0 +1,482 @@
+// Public entry points: argument checks, work decomposition over the pool, and the choice between the
+// variant's fast kernels and the portable path. Kernel math lives in the kernels_*.c files.
+#include "ek_internal.h"
+#include <math.h>
+#include <stdatomic.h>
+#include <string.h>
+
+// Decode products with at most this many activation rows stream W once through the GEMV kernel;
+// above it the tiled GEMM (dequantise a tile once, reuse it for every row) wins.
+#define EK_GEMV_MAX_ROWS 8
+// GEMM tiling: K chunk (the activation panel n x KC stays in L2 across W panels) and the column panel
+// of the transposed product.
+#define EK_KC 256
+#define EK_TCOLS 64
+
+int32_t ek_nf4_check(const ek_nf4_matrix *w) {
+    if (!w || !w->packed) return EK_ERR_NULL;
+    if (w->rows <= 0 || w->cols <= 0) return EK_ERR_SHAPE;
+    int32_t bs = w->blocksize;
+    if (bs < 32 || bs > 4096 || (bs & (bs - 1)) != 0) return EK_ERR_BLOCKSIZE;
+    if (!w->absmax_f32) {
+        if (!w->absmax_q8 || !w->nested_absmax || !w->dq_map) return EK_ERR_ABSMAX;
+        if (w->nested_blocksize <= 0) return EK_ERR_BLOCKSIZE;
+    }
+    return EK_OK;
+}
+
+int64_t ek_nf4_block_count(const ek_nf4_matrix *w) {
+    if (!w || w->blocksize <= 0 || w->rows <= 0 || w->cols <= 0) return 0;
+    return (w->rows * w->cols + w->blocksize - 1) / w->blocksize;
+}
+
+int32_t ek_nf4_decode_absmax(const ek_nf4_matrix *w, int64_t first, int64_t count, float *out) {
+    int32_t st = ek_nf4_check(w);
+    if (st) return st;
+    if (!out && count > 0) return EK_ERR_NULL;
+    if (first < 0 || count < 0 || first + count > ek_nf4_block_count(w)) return EK_ERR_SHAPE;
+    ek_decode_absmax_range(w, first, count, out);
+    return EK_OK;
+}
+
+static int fast_layout(const ek_nf4_matrix *w) { return w->cols % w->blocksize == 0; }
+
+int32_t ek_nf4_dequantize(const ek_nf4_matrix *w, int64_t row0, int64_t nrows, float *out, int64_t ldo) {
+    int32_t st = ek_nf4_check(w);
+    if (st) return st;
+    if (!out) return EK_ERR_NULL;
+    if (row0 < 0 || nrows < 0 || row0 + nrows > w->rows) return EK_ERR_SHAPE;
+    if (ldo < w->cols) return EK_ERR_STRIDE;
+    const ek_vtable *vt = fast_layout(w) ? ek_active() : ek_vtable_scalar();
+    vt->dequant_tile(w, row0, nrows, 0, w->cols, out, ldo);
+    return EK_OK;
+}
+
+static int32_t check_product(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, int64_t xw,
+                             const float *y, int64_t ldy, int64_t yw) {
+    int32_t st = ek_nf4_check(w);
+    if (st) return st;
+    if (n < 0) return EK_ERR_SHAPE;
+    if (n > 0 && (!x || !y)) return EK_ERR_NULL;
+    if (ldx < xw || ldy < yw) return EK_ERR_STRIDE;
+    return EK_OK;
+}
+
+// ---- GEMV -------------------------------------------------------------------------------------------
+typedef struct {
+    const ek_vtable *vt;
+    const ek_nf4_matrix *w;
+    const void *xp;
+    int64_t n, xps, ldy, rows_per_task;
+    float *y;
+    int acc, q8;
+    _Atomic int32_t err;
+} gemv_ctx;
+
+static void gemv_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    gemv_ctx *c = p;
+    int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
+    // 4 rows of per-block absmax, each followed by 16 zeros (vector kernels read up to 16 past a row).
+    float *sa = ek_scratch(0, (size_t)(4 * (c->w->cols / 32 + 16) + 64) * sizeof(float));
+    if (!sa) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    if (c->q8)
+        c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
+    else
+        c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
+}
+
+int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                    int32_t flags) {
+    int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
+    if (st || n == 0) return st;
+    const int fast = fast_layout(w);
+    const ek_vtable *vt = fast ? ek_active() : ek_vtable_scalar();
+    const int q8 = fast && (flags & EK_ACT_INT8);
+    const int64_t cols = w->cols;
+    gemv_ctx c = {.vt = vt, .w = w, .n = n, .y = y, .ldy = ldy, .acc = flags & EK_ACCUMULATE, .q8 = q8};
+    if (q8) {
+        c.xps = ek_q8_row_bytes(cols, vt->q8_group);
+        uint8_t *xq = ek_scratch(1, (size_t)(c.xps * n));
+        if (!xq) return EK_ERR_NOMEM;
+        for (int64_t i = 0; i < n; i++) ek_prep_q8(x + i * ldx, cols, vt->q8_group, xq + i * c.xps);
+        c.xp = xq;
+    } else {
+        c.xps = cols;
+        float *xp = ek_scratch(1, (size_t)(cols * n) * sizeof(float));
+        if (!xp) return EK_ERR_NOMEM;
+        for (int64_t i = 0; i < n; i++) ek_prep_f32(x + i * ldx, cols, fast ? vt->f32_chunk : 0, xp + i * cols);
+        c.xp = xp;
+    }
+    // Enough tasks that every core stays busy on a 576-row SmolLM2 matrix; a multiple of 4 rows
+    // because the SIMD kernels work on 4 weight rows at a time.
+    int64_t threads = ek_threads();
+    int64_t rpt = (w->rows / (threads * 8) + 3) / 4 * 4;
+    c.rows_per_task = EK_MAX(16, EK_MIN(rpt, 256));
+    atomic_init(&c.err, EK_OK);
+    ek_parallel((w->rows + c.rows_per_task - 1) / c.rows_per_task, gemv_task, &c);
+    return atomic_load(&c.err);
+}
+
+// ---- GEMM (forward) and transposed product ----------------------------------------------------------
+typedef struct {
+    const ek_vtable *vt, *tile_vt;
+    const ek_nf4_matrix *w;
+    const float *a;          // activations: x (forward) or dy (transposed)
+    int64_t n, lda, ldc, ntasks;
+    float *c;
+    int acc;
+    _Atomic int32_t err;
+} gemm_ctx;
+
+// Forward: panels of 16 W rows; B[k][j] = W[r0 + j, k0 + k] (transposed from the dequantised tile).
+static void gemm_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    gemm_ctx *c = p;
+    const ek_nf4_matrix *w = c->w;
+    const int64_t panels = (w->rows + 15) / 16;
+    const int64_t p0 = panels * t / c->ntasks, p1 = panels * (t + 1) / c->ntasks;
+    if (p0 >= p1) return;
+    float *tile = ek_scratch(0, (size_t)(16 * EK_KC * 2) * sizeof(float));
+    if (!tile) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    float *b = tile + 16 * EK_KC;
+    if (!c->acc)
+        for (int64_t i = 0; i < c->n; i++)
+            memset(c->c + i * c->ldc + p0 * 16, 0, (size_t)(EK_MIN(w->rows, p1 * 16) - p0 * 16) * sizeof(float));
+    for (int64_t k0 = 0; k0 < w->cols; k0 += EK_KC) {
+        const int64_t kc = EK_MIN(EK_KC, w->cols - k0);
+        for (int64_t pi = p0; pi < p1; pi++) {
+            const int64_t r0 = pi * 16, nr = EK_MIN(16, w->rows - r0);
+            c->tile_vt->dequant_tile(w, r0, nr, k0, kc, tile, kc);
+            for (int64_t k = 0; k < kc; k++) {
+                float *bk = b + k * 16;
+                int64_t j = 0;
+                for (; j < nr; j++) bk[j] = tile[j * kc + k];
+                for (; j < 16; j++) bk[j] = 0;
+            }
+            c->vt->mk16(c->n, nr, kc, c->a + k0, c->lda, b, 16, c->c + r0, c->ldc);
+        }
+    }
+}
+
+int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                    int32_t flags) {
+    int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
+    if (st || n == 0) return st;
+    gemm_ctx c = {.vt = ek_active(), .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,
+                  .acc = flags & EK_ACCUMULATE};
+    c.tile_vt = fast_layout(w) ? c.vt : ek_vtable_scalar();
+    const int64_t panels = (w->rows + 15) / 16;
+    c.ntasks = EK_MIN(panels, (int64_t)ek_threads());
+    atomic_init(&c.err, EK_OK);
+    ek_parallel(c.ntasks, gemm_task, &c);
+    return atomic_load(&c.err);
+}
+
+int32_t ek_nf4_matmul(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                      int32_t flags) {
+    if (n <= EK_GEMV_MAX_ROWS || (flags & EK_ACT_INT8)) return ek_nf4_gemv(w, x, n, ldx, y, ldy, flags);
+    return ek_nf4_gemm(w, x, n, ldx, y, ldy, flags);
+}
+
+// Transposed: dX[:, c0 ..< c0+64] += dY[:, k0 ..< k0+kc] · W[k0 ..< k0+kc, c0 ..< c0+64]; column
+// panels are split between threads so each owns its slice of dX.
+static void gemm_t_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    gemm_ctx *c = p;
+    const ek_nf4_matrix *w = c->w;
+    const int64_t panels = (w->cols + EK_TCOLS - 1) / EK_TCOLS;
+    const int64_t p0 = panels * t / c->ntasks, p1 = panels * (t + 1) / c->ntasks;
+    if (p0 >= p1) return;
+    float *b = ek_scratch(0, (size_t)(EK_KC * EK_TCOLS) * sizeof(float));
+    if (!b) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    if (!c->acc)
+        for (int64_t i = 0; i < c->n; i++)
+            memset(c->c + i * c->ldc + p0 * EK_TCOLS, 0,
+                   (size_t)(EK_MIN(w->cols, p1 * EK_TCOLS) - p0 * EK_TCOLS) * sizeof(float));
+    for (int64_t k0 = 0; k0 < w->rows; k0 += EK_KC) {
+        const int64_t kc = EK_MIN(EK_KC, w->rows - k0);
+        for (int64_t pi = p0; pi < p1; pi++) {
+            const int64_t c0 = pi * EK_TCOLS, width = EK_MIN(EK_TCOLS, w->cols - c0);
+            c->tile_vt->dequant_tile(w, k0, kc, c0, width, b, EK_TCOLS);
+            if (width < EK_TCOLS)
+                for (int64_t k = 0; k < kc; k++) memset(b + k * EK_TCOLS + width, 0, (size_t)(EK_TCOLS - width) * sizeof(float));
+            for (int64_t q = 0; q < width; q += 16)
+                c->vt->mk16(c->n, EK_MIN(16, width - q), kc, c->a + k0, c->lda, b + q, EK_TCOLS,
+                            c->c + c0 + q, c->ldc);
+        }
+    }
+}
+
+int32_t ek_nf4_matmul_t(const ek_nf4_matrix *w, const float *dy, int64_t n, int64_t ldg, float *dx, int64_t ldd,
+                        int32_t flags) {
+    int32_t st = check_product(w, dy, n, ldg, w ? w->rows : 0, dx, ldd, w ? w->cols : 0);
+    if (st || n == 0) return st;
+    gemm_ctx c = {.vt = ek_active(), .w = w, .a = dy, .n = n, .lda = ldg, .ldc = ldd, .c = dx,
+                  .acc = flags & EK_ACCUMULATE};
+    // The fast tile needs 32-aligned column ranges and rows that never share a block.
+    c.tile_vt = fast_layout(w) ? c.vt : ek_vtable_scalar();
+    const int64_t panels = (w->cols + EK_TCOLS - 1) / EK_TCOLS;
+    c.ntasks = EK_MIN(panels, (int64_t)ek_threads());
+    atomic_init(&c.err, EK_OK);
+    ek_parallel(c.ntasks, gemm_t_task, &c);
+    return atomic_load(&c.err);
+}
+
+// ---- LoRA ----------------------------------------------------------------------------------------------
+typedef struct {
+    const ek_vtable *vt;
+    const ek_lora_slot *slots;
+    const int32_t *slot_of_row;            // BGMV
+    const int32_t *seg_slot;               // SGMV
+    const int64_t *seg_start;
+    int64_t nseg, in, out, ldx, ldy, rows_per_task, n;
+    const float *x;
+    float *y;
+    _Atomic int32_t err;
+} lora_ctx;
+
+static int32_t slot_for_row(const lora_ctx *c, int64_t i) {
+    if (c->slot_of_row) return c->slot_of_row[i];
+    // Segments are sorted: binary search the last start <= i.
+    int64_t lo = 0, hi = c->nseg - 1;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (c->seg_start[mid] <= i) lo = mid; else hi = mid - 1;
+    }
+    return (i >= c->seg_start[lo] && i < c->seg_start[lo + 1]) ? c->seg_slot[lo] : -1;
+}
+
+static void lora_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    lora_ctx *c = p;
+    float *u = ek_scratch(3, 256 * sizeof(float));
+    if (!u) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    int64_t i0 = t * c->rows_per_task, i1 = EK_MIN(c->n, i0 + c->rows_per_task);
+    for (int64_t i = i0; i < i1; i++) {
+        int32_t s = slot_for_row(c, i);
+        if (s < 0) continue;
+        c->vt->lora_row(&c->slots[s], c->x + i * c->ldx, c->in, c->y + i * c->ldy, c->out, u);
+    }
+}
+
+static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots) {
+    for (int64_t s = 0; s < nslots; s++)
+        if (!slots[s].a || !slots[s].b || slots[s].rank < 1 || slots[s].rank > 256) return EK_ERR_ADAPTER;
+    return EK_OK;
+}
+
+static int32_t run_lora(lora_ctx *c) {
+    c->vt = ek_active();
+    c->rows_per_task = 1;
+    atomic_init(&c->err, EK_OK);
+    ek_parallel(c->n, lora_task, c);
+    return atomic_load(&c->err);
+}
+
+int32_t ek_lora_bgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *slot_of_row, const float *x,
+                     int64_t n, int64_t ldx, int64_t in, float *y, int64_t ldy, int64_t out) {
+    if (n < 0 || in <= 0 || out <= 0 || nslots < 0) return EK_ERR_SHAPE;
+    if (n == 0) return EK_OK;
+    if (!x || !y || !slot_of_row || (nslots > 0 && !slots)) return EK_ERR_NULL;
+    if (ldx < in || ldy < out) return EK_ERR_STRIDE;
+    int32_t st = check_slots(slots, nslots);
+    if (st) return st;
+    for (int64_t i = 0; i < n; i++)
+        if (slot_of_row[i] < -1 || slot_of_row[i] >= nslots) return EK_ERR_ADAPTER;
+    lora_ctx c = {.slots = slots, .slot_of_row = slot_of_row, .in = in, .out = out, .ldx = ldx, .ldy = ldy,
+                  .n = n, .x = x, .y = y};
+    return run_lora(&c);
+}
+
+int32_t ek_lora_sgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *seg_slot, const int64_t *seg_start,
+                     int64_t nseg, const float *x, int64_t ldx, int64_t in, float *y, int64_t ldy, int64_t out) {
+    if (nseg < 0 || in <= 0 || out <= 0 || nslots < 0) return EK_ERR_SHAPE;
+    if (nseg == 0) return EK_OK;
+    if (!x || !y || !seg_slot || !seg_start || (nslots > 0 && !slots)) return EK_ERR_NULL;
+    if (ldx < in || ldy < out) return EK_ERR_STRIDE;
+    int32_t st = check_slots(slots, nslots);
+    if (st) return st;
+    if (seg_start[0] < 0) return EK_ERR_SHAPE;
+    for (int64_t j = 0; j < nseg; j++) {
+        if (seg_start[j + 1] < seg_start[j]) return EK_ERR_SHAPE;
+        if (seg_slot[j] < -1 || seg_slot[j] >= nslots) return EK_ERR_ADAPTER;
+    }
+    lora_ctx c = {.slots = slots, .seg_slot = seg_slot, .seg_start = seg_start, .nseg = nseg, .in = in,
+                  .out = out, .ldx = ldx, .ldy = ldy, .n = seg_start[nseg], .x = x, .y = y};
+    return run_lora(&c);
+}
+
+// ---- Small ops ---------------------------------------------------------------------------------------
+int32_t ek_rmsnorm(const float *x, int64_t n, int64_t ldx, const float *weight, int64_t dim, float eps,
+                   float *y, int64_t ldy) {
+    if (n < 0 || dim <= 0) return EK_ERR_SHAPE;
+    if (n > 0 && (!x || !weight || !y)) return EK_ERR_NULL;
+    if (ldx < dim || ldy < dim) return EK_ERR_STRIDE;
+    const ek_vtable *vt = ek_active();
+    for (int64_t i = 0; i < n; i++) vt->rmsnorm_row(x + i * ldx, weight, dim, eps, y + i * ldy);
+    return EK_OK;
+}
+
+static int32_t check_rope(const float *x, int64_t n, int64_t ldx, int64_t nheads, int64_t hd) {
+    if (n < 0 || nheads <= 0 || hd <= 0 || hd % 2) return EK_ERR_SHAPE;
+    if (n > 0 && !x) return EK_ERR_NULL;
+    if (ldx < nheads * hd) return EK_ERR_STRIDE;
+    return EK_OK;
+}
+
+static void rope_head(float *xh, const float *c, const float *s, int64_t hd) {
+    const int64_t half = hd / 2;
+    for (int64_t j = 0; j < half; j++) {
+        float a = xh[j], b = xh[j + half];
+        xh[j] = a * c[j] - b * s[j];
+        xh[j + half] = b * c[j + half] + a * s[j + half];
+    }
+}
+
+int32_t ek_rope_cos_sin(float *x, int64_t n, int64_t ldx, int64_t nheads, int64_t hd, const float *cos_,
+                        const float *sin_) {
+    int32_t st = check_rope(x, n, ldx, nheads, hd);
+    if (st) return st;
+    if (n > 0 && (!cos_ || !sin_)) return EK_ERR_NULL;
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t h = 0; h < nheads; h++) rope_head(x + i * ldx + h * hd, cos_ + i * hd, sin_ + i * hd, hd);
+    return EK_OK;
+}
+
+int32_t ek_rope_positions(float *x, int64_t n, int64_t ldx, int64_t nheads, int64_t hd, const int64_t *positions,
+                          float theta) {
+    int32_t st = check_rope(x, n, ldx, nheads, hd);
+    if (st) return st;
+    if (n > 0 && !positions) return EK_ERR_NULL;
+    if (!(theta > 0)) return EK_ERR_SHAPE;
+    float *cs = ek_scratch(2, (size_t)(2 * hd) * sizeof(float));
+    if (!cs) return EK_ERR_NOMEM;
+    float *sn = cs + hd;
+    const int64_t half = hd / 2;
+    for (int64_t i = 0; i < n; i++) {
+        for (int64_t j = 0; j < half; j++) {
+            // transformers: inv_freq = 1 / theta ** (arange(0, d, 2).float() / d), freqs = pos * inv_freq.
+            float inv = 1.0f / powf(theta, (float)(2 * j) / (float)hd);
+            float ang = (float)positions[i] * inv;
+            cs[j] = cs[j + half] = cosf(ang);
+            sn[j] = sn[j + half] = sinf(ang);
+        }
+        for (int64_t h = 0; h < nheads; h++) rope_head(x + i * ldx + h * hd, cs, sn, hd);
+    }
+    return EK_OK;
+}
+
+int32_t ek_softmax(float *x, int64_t n, int64_t ldx, int64_t dim) {
+    if (n < 0 || dim <= 0) return EK_ERR_SHAPE;
+    if (n > 0 && !x) return EK_ERR_NULL;
+    if (ldx < dim) return EK_ERR_STRIDE;
+    const ek_vtable *vt = ek_active();
+    for (int64_t i = 0; i < n; i++) vt->softmax_row(x + i * ldx, dim);
+    return EK_OK;
+}
+
+int32_t ek_silu_mul(const float *gate, const float *up, float *out, int64_t count) {
+    if (count < 0) return EK_ERR_SHAPE;
+    if (count > 0 && (!gate || !up || !out)) return EK_ERR_NULL;
+    ek_active()->silu_mul(gate, up, out, count);
+    return EK_OK;
+}
+
+void ek_f16_to_f32(const uint16_t *src, float *dst, int64_t count) {
+    if (!src || !dst || count <= 0) return;
+    ek_active()->f16_to_f32(src, dst, count);
+}
+
+void ek_bf16_to_f32(const uint16_t *src, float *dst, int64_t count) {
+    if (!src || !dst) return;
+    for (int64_t k = 0; k < count; k++) {
+        uint32_t bits = (uint32_t)src[k] << 16;
+        memcpy(&dst[k], &bits, 4);
+    }
+}
+
+void ek_f32_to_f16(const float *src, uint16_t *dst, int64_t count) {
+    if (!src || !dst) return;
+    for (int64_t k = 0; k < count; k++) {
+        uint32_t f;
+        memcpy(&f, &src[k], 4);
+        uint32_t sign = (f >> 16) & 0x8000u, e = (f >> 23) & 0xff, m = f & 0x7fffffu;
+        uint16_t h;
+        if (e == 0xff) {
+            h = (uint16_t)(sign | 0x7c00u | (m ? 0x200u | (m >> 13) : 0));
+        } else {
+            int32_t he = (int32_t)e - 127 + 15;
+            if (he >= 31) {
+                h = (uint16_t)(sign | 0x7c00u);
+            } else if (he <= 0) {
+                if (he < -10) { h = (uint16_t)sign; }
+                else {
+                    m |= 0x800000u;
+                    uint32_t shift = (uint32_t)(14 - he), hm = m >> shift, rem = m & ((1u << shift) - 1),
+                             halfway = 1u << (shift - 1);
+                    if (rem > halfway || (rem == halfway && (hm & 1))) hm++;
+                    h = (uint16_t)(sign | hm);
+                }
+            } else {
+                uint32_t hm = m >> 13, rem = m & 0x1fffu;
+                uint32_t v = ((uint32_t)he << 10) | hm;
+                if (rem > 0x1000u || (rem == 0x1000u && (hm & 1))) v++;   // may carry into the exponent
+                h = (uint16_t)(sign | v);
+            }
+        }
+        dst[k] = h;
+    }
+}
+
+int64_t ek_argmax(const float *x, int64_t count) {
+    if (!x || count <= 0) return -1;
+    int64_t best = -1;
+    float bv = 0;
+    for (int64_t k = 0; k < count; k++)
+        if (!isnan(x[k]) && (best < 0 || x[k] > bv)) { best = k; bv = x[k]; }
+    return best < 0 ? 0 : best;
+}
+
+// ---- Attention ---------------------------------------------------------------------------------------
+typedef struct {
+    const ek_vtable *vt;
+    const float *q;
+    const ek_attn_row *rows;
+    int64_t ldq, nheads, group, hd, kv_stride, ldo;
+    int32_t dtype;
+    float scale;
+    float *out;
+    _Atomic int32_t err;
+} attn_ctx;
+
+static void attn_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    attn_ctx *c = p;
+    int64_t i = t / c->nheads, h = t % c->nheads;
+    const ek_attn_row *row = &c->rows[i];
+    float *scores = ek_scratch(2, (size_t)(row->len + c->hd) * sizeof(float));
+    if (!scores) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    c->vt->attn_head(c->q + i * c->ldq + h * c->hd, row, h / c->group, c->hd, c->kv_stride, c->dtype, c->scale,
+                     c->out + i * c->ldo + h * c->hd, scores);
+}
+
+int32_t ek_attention(const float *q, int64_t n, int64_t ldq, const ek_attn_row *rows, int64_t nheads,
+                     int64_t nkv_heads, int64_t head_dim, int64_t kv_stride, int32_t kv_dtype, float scale,
+                     float *out, int64_t ldo) {
+    if (n < 0 || nheads <= 0 || nkv_heads <= 0 || head_dim <= 0 || nheads % nkv_heads) return EK_ERR_SHAPE;
+    if (kv_dtype != EK_DTYPE_F32 && kv_dtype != EK_DTYPE_F16) return EK_ERR_DTYPE;
+    if (n == 0) return EK_OK;
+    if (!q || !rows || !out) return EK_ERR_NULL;
+    if (ldq < nheads * head_dim || ldo < nheads * head_dim || kv_stride < nkv_heads * head_dim) return EK_ERR_STRIDE;
+    for (int64_t i = 0; i < n; i++) {
+        if (rows[i].len <= 0) return EK_ERR_SHAPE;
+        if (!rows[i].k || !rows[i].v) return EK_ERR_NULL;
+    }
+    attn_ctx c = {.vt = ek_active(), .q = q, .rows = rows, .ldq = ldq, .nheads = nheads,
+                  .group = nheads / nkv_heads, .hd = head_dim, .kv_stride = kv_stride, .ldo = ldo,
+                  .dtype = kv_dtype, .scale = scale, .out = out};
+    atomic_init(&c.err, EK_OK);
+    ek_parallel(n * nheads, attn_task, &c);
+    return atomic_load(&c.err);
+}

@@ -1,0 +1,169 @@
+#pragma clang diagnostic ignored "-Wunused-function"
+// Plain-C kernels written once and compiled per ISA (the llamafile idea): each variant file includes
+// this under `#pragma clang attribute push(__attribute__((target(...))))` with EKG(name) giving the
+// suffixed name, so the compiler vectorises the same source for SSE2, AVX2, AVX-512 or NEON.
+// Reductions keep 16 explicit partial sums, so they vectorise without -ffast-math and every variant
+// sums in the same order up to FMA contraction.
+//
+// Requires: ek_internal.h, <math.h>, <string.h>, and EKG(x) defined by the includer.
+
+// 16 partial sums, then a fixed tree: identical order in every variant.
+static float EKG(dot)(const float *a, const float *b, int64_t n) {
+    float acc[16] = {0};
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16)
+        for (int l = 0; l < 16; l++) acc[l] += a[k + l] * b[k + l];
+    for (int l = 0; k < n; k++, l++) acc[l] += a[k] * b[k];
+    for (int s = 8; s > 0; s >>= 1)
+        for (int l = 0; l < s; l++) acc[l] += acc[l + s];
+    return acc[0];
+}
+
+static void EKG(axpy)(float s, const float *x, float *y, int64_t n) {
+    for (int64_t k = 0; k < n; k++) y[k] += s * x[k];
+}
+
+// Any layout (blocks may span rows, any k0/kc): element-wise flat indexing, one absmax per block run.
+static void EKG(dequant_tile)(const ek_nf4_matrix *w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
+                              float *out, int64_t ldo) {
+    const int64_t bs = w->blocksize;
+    for (int64_t j = 0; j < nr; j++) {
+        int64_t e = (r0 + j) * w->cols + k0, end = e + kc;
+        float *o = out + j * ldo;
+        while (e < end) {
+            int64_t b = e / bs, stop = EK_MIN(end, (b + 1) * bs);
+            float a = ek_absmax_at(w, b);
+            for (; e < stop; e++) {
+                uint8_t byte = w->packed[e >> 1];
+                int code = (e & 1) ? (byte & 15) : (byte >> 4);
+                *o++ = ek_nf4_code_f32[code] * a;
+            }
+        }
+    }
+}
+
+// c[i, :nc] += a[i, :kc] · b[:kc, :16], rows in fours so 4x16 accumulators stay in registers.
+static void EKG(mk16)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                      int64_t ldb, float *c, int64_t ldc) {
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) {
+        float acc0[16] = {0}, acc1[16] = {0}, acc2[16] = {0}, acc3[16] = {0};
+        const float *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *bk = b + k * ldb;
+            float v0 = a0[k], v1 = a1[k], v2 = a2[k], v3 = a3[k];
+            for (int l = 0; l < 16; l++) {
+                acc0[l] += v0 * bk[l]; acc1[l] += v1 * bk[l];
+                acc2[l] += v2 * bk[l]; acc3[l] += v3 * bk[l];
+            }
+        }
+        for (int64_t l = 0; l < nc; l++) {
+            c[i * ldc + l] += acc0[l]; c[(i + 1) * ldc + l] += acc1[l];
+            c[(i + 2) * ldc + l] += acc2[l]; c[(i + 3) * ldc + l] += acc3[l];
+        }
+    }
+    for (; i < m; i++) {
+        float acc[16] = {0};
+        const float *ai = a + i * lda;
+        for (int64_t k = 0; k < kc; k++)
+            for (int l = 0; l < 16; l++) acc[l] += ai[k] * b[k * ldb + l];
+        for (int64_t l = 0; l < nc; l++) c[i * ldc + l] += acc[l];
+    }
+}
+
+// y[:out] += scale * B (A x); u is scratch of rank floats.
+static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
+                          float *u) {
+    const int64_t r = s->rank;
+    for (int64_t t = 0; t < r; t++) u[t] = EKG(dot)(s->a + t * in, x, in) * s->scale;
+    if (r == 16) {
+        // The common rank: a fixed-length inner loop the compiler unrolls into one vector op.
+        for (int64_t j = 0; j < out; j++) {
+            const float *bj = s->b + j * 16;
+            float acc[16];
+            for (int l = 0; l < 16; l++) acc[l] = bj[l] * u[l];
+            for (int st = 8; st > 0; st >>= 1)
+                for (int l = 0; l < st; l++) acc[l] += acc[l + st];
+            y[j] += acc[0];
+        }
+        return;
+    }
+    for (int64_t j = 0; j < out; j++) y[j] += EKG(dot)(s->b + j * r, u, r);
+}
+
+static inline float EKG(kv_at)(const void *base, int32_t dtype, int64_t idx) {
+    if (dtype == EK_DTYPE_F32) return ((const float *)base)[idx];
+    return ek_f16_bits_to_f32(((const uint16_t *)base)[idx]);
+}
+
+static void EKG(f16_to_f32)(const uint16_t *src, float *dst, int64_t count) {
+#if defined(EK_HAVE_F16C)
+    int64_t k = 0;
+    for (; k + 8 <= count; k += 8)
+        _mm256_storeu_ps(dst + k, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + k))));
+    for (; k < count; k++) dst[k] = ek_f16_bits_to_f32(src[k]);
+#elif defined(EK_HAVE_NEON_F16)
+    int64_t k = 0;
+    for (; k + 4 <= count; k += 4)
+        vst1q_f32(dst + k, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(src + k))));
+    for (; k < count; k++) dst[k] = ek_f16_bits_to_f32(src[k]);
+#else
+    for (int64_t k = 0; k < count; k++) dst[k] = ek_f16_bits_to_f32(src[k]);
+#endif
+}
+
+// One (query row, query head): scores over positions, softmax, weighted sum of values.
+// scores: scratch of row->len floats (plus head_dim floats for a converted f16 row).
+static void EKG(attn_head)(const float *q, const ek_attn_row *row, int64_t g, int64_t hd,
+                           int64_t kv_stride, int32_t dtype, float scale, float *out, float *scores) {
+    const int64_t len = row->len;
+    float *conv = scores + len;   // one f16 row converted to f32
+    float mx = -INFINITY;
+    for (int64_t p = 0; p < len; p++) {
+        float s;
+        if (dtype == EK_DTYPE_F32) {
+            s = EKG(dot)(q, (const float *)row->k + p * kv_stride + g * hd, hd);
+        } else {
+            EKG(f16_to_f32)((const uint16_t *)row->k + p * kv_stride + g * hd, conv, hd);
+            s = EKG(dot)(q, conv, hd);
+        }
+        s *= scale;
+        scores[p] = s;
+        if (s > mx) mx = s;
+    }
+    float sum = 0;
+    for (int64_t p = 0; p < len; p++) { scores[p] = expf(scores[p] - mx); sum += scores[p]; }
+    float inv = 1.0f / sum;
+    for (int64_t d = 0; d < hd; d++) out[d] = 0;
+    for (int64_t p = 0; p < len; p++) {
+        float wgt = scores[p] * inv;
+        if (dtype == EK_DTYPE_F32) {
+            EKG(axpy)(wgt, (const float *)row->v + p * kv_stride + g * hd, out, hd);
+        } else {
+            EKG(f16_to_f32)((const uint16_t *)row->v + p * kv_stride + g * hd, conv, hd);
+            EKG(axpy)(wgt, conv, out, hd);
+        }
+    }
+}
+
+static void EKG(rmsnorm_row)(const float *x, const float *weight, int64_t dim, float eps, float *y) {
+    float ss = EKG(dot)(x, x, dim);
+    float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+    for (int64_t k = 0; k < dim; k++) y[k] = x[k] * inv * weight[k];
+}
+
+static void EKG(silu_mul)(const float *gate, const float *up, float *out, int64_t count) {
+    for (int64_t k = 0; k < count; k++) {
+        float g = gate[k];
+        out[k] = g / (1.0f + expf(-g)) * up[k];
+    }
+}
+
+static void EKG(softmax_row)(float *x, int64_t dim) {
+    float mx = -INFINITY;
+    for (int64_t k = 0; k < dim; k++) mx = x[k] > mx ? x[k] : mx;
+    float sum = 0;
+    for (int64_t k = 0; k < dim; k++) { x[k] = expf(x[k] - mx); sum += x[k]; }
+    float inv = 1.0f / sum;
+    for (int64_t k = 0; k < dim; k++) x[k] *= inv;
+}

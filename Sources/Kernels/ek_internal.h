@@ -1,0 +1,102 @@
+// Internal interface between the public entry points (api.c), the thread pool (pool.c), dispatch
+// (dispatch.c) and the per-ISA kernel files. Not part of the module's public header.
+#ifndef EK_INTERNAL_H
+#define EK_INTERNAL_H
+
+#include "edge_kernels.h"
+#include <stdint.h>
+#include <stddef.h>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#define EK_X86 1
+#endif
+#if defined(__aarch64__)
+#define EK_ARM64 1
+#endif
+
+// Int8 activation layout ("q8 row"), shared by all variants so they compute the same integers.
+// A row of cols activations is cut into groups of G elements (G = 32 * lanes/4, per variant),
+// zero-padded to a whole group. Per group, 2*G bytes:
+//   [0, G/2)      evens: activation block L (32 elements) contributes x[32L + 2j] at byte 16L + j
+//   [G/2, G)      odds:  x[32L + 2j + 1] at byte G/2 + 16L + j
+//   [G, 3G/2)     float per int32 lane l (G/8 lanes): the scale d of block l/4
+//   [3G/2, 2G)    int32 per lane: -128 * sum of the 8 int8 values of that lane (evens and odds)
+// The even/odd split matches the packed NF4 byte (high nibble = even element), so one byte shuffle
+// per nibble yields weights already aligned with their activations. Lane l covers elements
+// [8l, 8l+8) of the group, so the weight block of lane l is (g*G + 8l) / blocksize.
+// Scale: block d = max|x| / 127, q = round(x / d) (0 when the block is all zero).
+
+// The NF4 codebook scaled to int8: round(code * 127); weight = q / 127 * absmax.
+extern int8_t ek_nf4_q8_code[16];
+extern float ek_nf4_code_f32[16];
+extern float ek_dq_map_f32[256];
+void ek_tables_init(void);
+
+// Per-variant kernels. Row ranges are [r0, r1) of W; y rows are the x rows.
+typedef struct ek_vtable {
+    const char *name;
+    // f32 GEMV fast path (cols % blocksize == 0): x rows pre-permuted by prep_f32 into xp rows of
+    // cols floats. Computes y[i, r] (+)= dot(W[r, :], x[i, :]) for r in [r0, r1), i < n.
+    int32_t f32_chunk;   // prep_f32 permutation chunk (0 = natural order)
+    void (*gemv_f32)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const float *xp, int64_t n,
+                     int64_t xps, float *y, int64_t ldy, int acc, float *sa);
+    // int8 GEMV fast path: xq rows of q8_row_bytes(cols) bytes in the layout above with group q8_group.
+    int32_t q8_group;
+    void (*gemv_q8)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
+                    int64_t xqs, float *y, int64_t ldy, int acc, float *sa);
+    // out[j, kk] = W[r0 + j, k0 + kk] for j < nr, kk < kc (row stride ldo); fast path needs
+    // cols % blocksize == 0 and k0, kc multiples of 32.
+    void (*dequant_tile)(const ek_nf4_matrix *w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
+                         float *out, int64_t ldo);
+    // Microkernel: c[i, 0..<nc] += sum_k a[i, k] * b[k, 0..<16] for i < m (any m), nc <= 16;
+    // b has 16 readable floats per row (zero padded) at stride ldb.
+    void (*mk16)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                 int64_t ldb, float *c, int64_t ldc);
+    // Dense helpers for LoRA and attention.
+    float (*dot)(const float *a, const float *b, int64_t n);
+    void (*axpy)(float s, const float *x, float *y, int64_t n);   // y += s*x
+    void (*lora_row)(const ek_lora_slot *slot, const float *x, int64_t in, float *y, int64_t out,
+                     float *u);
+    void (*attn_head)(const float *q, const ek_attn_row *row, int64_t g, int64_t head_dim,
+                      int64_t kv_stride, int32_t kv_dtype, float scale, float *out, float *scores);
+    void (*rmsnorm_row)(const float *x, const float *weight, int64_t dim, float eps, float *y);
+    void (*silu_mul)(const float *gate, const float *up, float *out, int64_t count);
+    void (*softmax_row)(float *x, int64_t dim);
+    void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t count);
+} ek_vtable;
+
+const ek_vtable *ek_vtable_scalar(void);
+const ek_vtable *ek_vtable_avx2(void);     // NULL when not built for x86-64
+const ek_vtable *ek_vtable_avx512(void);   // NULL when not built for x86-64
+const ek_vtable *ek_vtable_neon(void);     // NULL when not built for arm64
+
+// The active table (filled once at start-up; ek_set_variant swaps it).
+const ek_vtable *ek_active(void);
+
+// Shared helpers (kernels_scalar.c).
+void ek_prep_f32(const float *x, int64_t cols, int32_t chunk, float *xp);
+int64_t ek_q8_row_bytes(int64_t cols, int32_t group);
+void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq);
+float ek_f16_bits_to_f32(uint16_t h);
+// Absmax of block b (double quantisation decoded).
+static inline float ek_absmax_at(const ek_nf4_matrix *w, int64_t b) {
+    if (w->absmax_f32) return w->absmax_f32[b];
+    float m = w->dq_map[w->absmax_q8[b]] * w->nested_absmax[b / w->nested_blocksize];
+    return m + w->offset;
+}
+// Decodes the absmax of blocks [b0, b0+count) into out (count may be 0).
+void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out);
+
+// ---- Thread pool (pool.c) ----
+typedef void (*ek_task_fn)(void *ctx, int64_t task, int32_t worker);
+// Runs fn(ctx, t, worker) for t in [0, ntasks) over the pool; returns when all are done.
+// Tasks are taken dynamically. worker < ek_threads(). Falls back to the calling thread alone when
+// the pool is busy with another caller (or ntasks == 1).
+void ek_parallel(int64_t ntasks, ek_task_fn fn, void *ctx);
+// Per-thread scratch, grown on demand (never shrinks). slot 0..3 are independent buffers.
+void *ek_scratch(int slot, size_t bytes);
+
+#define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define EK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+#endif

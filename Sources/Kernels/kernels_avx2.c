@@ -1,0 +1,232 @@
+// AVX2 + FMA (+F16C) kernels: Haswell / Zen 1 and later. 16 ymm registers, so the GEMV works on 2
+// weight rows per pass (two scaled 8-entry half tables per row).
+#include "ek_internal.h"
+
+#if defined(EK_X86)
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+
+#define EK_HAVE_F16C 1
+#define EKG(name) name##_avx2
+#include "ek_generic_impl.h"
+#undef EKG
+
+static inline void load_row_absmax(const ek_nf4_matrix *w, int64_t r, int64_t nbr, float *dst) {
+    ek_decode_absmax_range(w, r * nbr, nbr, dst);
+    memset(dst + nbr, 0, 16 * sizeof(float));
+}
+
+// 16-entry float lookup from two 8-entry halves; bit 3 of the index picks the half.
+static inline __m256 lut16(__m256 lo, __m256 hi, __m256i idx) {
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(lo, idx), _mm256_permutevar8x32_ps(hi, idx),
+                            _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+// x pre-permuted per 16 elements into [8 evens, 8 odds].
+static inline __attribute__((always_inline)) void gemv2_f32(const ek_nf4_matrix *w, int64_t r, int nr,
+                                                           const float *xp, const int NX, int64_t xps,
+                                                           float *y, int64_t ldy, int acc, const float *sa,
+                                                           int64_t sas) {
+    const int64_t cols = w->cols, bs = w->blocksize, nbr = cols / bs;
+    const __m256 clo = _mm256_loadu_ps(ek_nf4_code_f32), chi = _mm256_loadu_ps(ek_nf4_code_f32 + 8);
+    const __m256i m15 = _mm256_set1_epi32(15);
+    const uint8_t *row[2];
+    for (int j = 0; j < 2; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
+    __m256 s[2][2];
+    for (int i = 0; i < NX; i++) s[i][0] = s[i][1] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nbr; b++) {
+        __m256 tl[2], th[2];
+        for (int j = 0; j < 2; j++) {
+            __m256 a = _mm256_set1_ps(sa[j * sas + b]);
+            tl[j] = _mm256_mul_ps(clo, a);
+            th[j] = _mm256_mul_ps(chi, a);
+        }
+        for (int64_t k = b * bs; k < (b + 1) * bs; k += 16) {
+            __m256 wh[2], wl[2];
+            for (int j = 0; j < 2; j++) {
+                __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row[j] + k / 2)));
+                wh[j] = lut16(tl[j], th[j], _mm256_srli_epi32(v, 4));
+                wl[j] = lut16(tl[j], th[j], _mm256_and_si256(v, m15));
+            }
+            for (int i = 0; i < NX; i++) {
+                __m256 xe = _mm256_loadu_ps(xp + i * xps + k), xo = _mm256_loadu_ps(xp + i * xps + k + 8);
+                for (int j = 0; j < 2; j++) s[i][j] = _mm256_fmadd_ps(wl[j], xo, _mm256_fmadd_ps(wh[j], xe, s[i][j]));
+            }
+        }
+    }
+    for (int i = 0; i < NX; i++)
+        for (int j = 0; j < nr; j++) {
+            __m128 q = _mm_add_ps(_mm256_castps256_ps128(s[i][j]), _mm256_extractf128_ps(s[i][j], 1));
+            q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            q = _mm_add_ss(q, _mm_movehdup_ps(q));
+            float v = _mm_cvtss_f32(q);
+            float *o = y + i * ldy + r + j;
+            *o = acc ? *o + v : v;
+        }
+}
+
+static void gemv_f32_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const float *xp, int64_t n,
+                          int64_t xps, float *y, int64_t ldy, int acc, float *sa) {
+    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;
+    for (int64_t r = r0; r < r1; r += 2) {
+        int nr = (int)EK_MIN(2, r1 - r);
+        for (int j = 0; j < 2; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);
+        for (int64_t i = 0; i < n; i += 2) {
+            const float *x = xp + i * xps;
+            float *yy = y + i * ldy;
+            if (n - i >= 2) gemv2_f32(w, r, nr, x, 2, xps, yy, ldy, acc, sa, sas);
+            else gemv2_f32(w, r, nr, x, 1, xps, yy, ldy, acc, sa, sas);
+        }
+    }
+}
+
+// ---- int8 GEMV: signed codebook by byte shuffle, maddubs with the sign trick (|w| * sign(x, w)) -------
+static inline __attribute__((always_inline)) void gemv2_q8(const ek_nf4_matrix *w, int64_t r, int nr,
+                                                          const uint8_t *xq, const int NX, int64_t xqs,
+                                                          float *y, int64_t ldy, int acc, const float *sa,
+                                                          int64_t sas) {
+    const int64_t cols = w->cols, bs = w->blocksize, ngroups = (cols + 63) / 64;
+    const __m256i tbl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)ek_nf4_q8_code));
+    const __m256i m15 = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1);
+    const __m256i idx = bs < 64 ? _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1) : _mm256_setzero_si256();
+    const uint8_t *row[2];
+    for (int j = 0; j < 2; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
+    __m256 s[2][2];
+    for (int i = 0; i < NX; i++) s[i][0] = s[i][1] = _mm256_setzero_ps();
+    const int half_tail = (cols % 64) != 0;
+    for (int64_t g = 0; g < ngroups; g++) {
+        const int64_t blk = g * 64 / bs;
+        __m256i wh[2], wl[2], ah[2], al[2];
+        __m256 dw[2];
+        for (int j = 0; j < 2; j++) {
+            __m256i v = (g == ngroups - 1 && half_tail)
+                            ? _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(row[j] + g * 32)))
+                            : _mm256_loadu_si256((const __m256i *)(row[j] + g * 32));
+            wh[j] = _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), m15));
+            wl[j] = _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, m15));
+            ah[j] = _mm256_abs_epi8(wh[j]);
+            al[j] = _mm256_abs_epi8(wl[j]);
+            dw[j] = _mm256_permutevar8x32_ps(_mm256_loadu_ps(sa + j * sas + blk), idx);
+        }
+        for (int i = 0; i < NX; i++) {
+            const uint8_t *xg = xq + i * xqs + g * 128;
+            __m256i xe = _mm256_loadu_si256((const __m256i *)xg), xo = _mm256_loadu_si256((const __m256i *)(xg + 32));
+            __m256 dl = _mm256_loadu_ps((const float *)(xg + 64));
+            for (int j = 0; j < 2; j++) {
+                __m256i pe = _mm256_madd_epi16(_mm256_maddubs_epi16(ah[j], _mm256_sign_epi8(xe, wh[j])), ones);
+                __m256i po = _mm256_madd_epi16(_mm256_maddubs_epi16(al[j], _mm256_sign_epi8(xo, wl[j])), ones);
+                __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_add_epi32(pe, po)), dl);
+                s[i][j] = _mm256_fmadd_ps(f, dw[j], s[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < NX; i++)
+        for (int j = 0; j < nr; j++) {
+            __m128 q = _mm_add_ps(_mm256_castps256_ps128(s[i][j]), _mm256_extractf128_ps(s[i][j], 1));
+            q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            q = _mm_add_ss(q, _mm_movehdup_ps(q));
+            float v = _mm_cvtss_f32(q);
+            float *o = y + i * ldy + r + j;
+            *o = acc ? *o + v : v;
+        }
+}
+
+void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
+                     int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {
+    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;
+    for (int64_t r = r0; r < r1; r += 2) {
+        int nr = (int)EK_MIN(2, r1 - r);
+        for (int j = 0; j < 2; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);
+        for (int64_t i = 0; i < n; i += 2) {
+            const uint8_t *x = xq + i * xqs;
+            float *yy = y + i * ldy;
+            if (n - i >= 2) gemv2_q8(w, r, nr, x, 2, xqs, yy, ldy, acc, sa, sas);
+            else gemv2_q8(w, r, nr, x, 1, xqs, yy, ldy, acc, sa, sas);
+        }
+    }
+}
+
+// ---- GEMM tiles -------------------------------------------------------------------------------------------
+static void dequant_tile_fast_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
+                                   float *out, int64_t ldo) {
+    const int64_t cols = w->cols, bs = w->blocksize;
+    const __m256 clo = _mm256_loadu_ps(ek_nf4_code_f32), chi = _mm256_loadu_ps(ek_nf4_code_f32 + 8);
+    const __m256i m15 = _mm256_set1_epi32(15);
+    for (int64_t j = 0; j < nr; j++) {
+        const int64_t r = r0 + j;
+        const uint8_t *row = w->packed + r * cols / 2;
+        float *o = out + j * ldo;
+        int64_t lastb = -1;
+        __m256 tl = clo, th = chi;
+        for (int64_t k = k0; k < k0 + kc; k += 16) {
+            int64_t b = (r * cols + k) / bs;
+            if (b != lastb) {
+                __m256 a = _mm256_set1_ps(ek_absmax_at(w, b));
+                tl = _mm256_mul_ps(clo, a);
+                th = _mm256_mul_ps(chi, a);
+                lastb = b;
+            }
+            __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + k / 2)));
+            __m256 wh = lut16(tl, th, _mm256_srli_epi32(v, 4)), wl = lut16(tl, th, _mm256_and_si256(v, m15));
+            __m256 lo = _mm256_unpacklo_ps(wh, wl), hi = _mm256_unpackhi_ps(wh, wl);
+            _mm256_storeu_ps(o + (k - k0), _mm256_permute2f128_ps(lo, hi, 0x20));
+            _mm256_storeu_ps(o + (k - k0) + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
+        }
+    }
+}
+
+// c[i, :nc] += a[i, :kc] · b[:kc, :16]: 6 rows x 2 ymm of accumulators.
+static void mk16_fast_avx2(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                           int64_t ldb, float *c, int64_t ldc) {
+    int64_t i = 0;
+    for (; i + 6 <= m; i += 6) {
+        __m256 s[6][2];
+        for (int q = 0; q < 6; q++) s[q][0] = s[q][1] = _mm256_setzero_ps();
+        const float *ai = a + i * lda;
+        for (int64_t k = 0; k < kc; k++) {
+            __m256 b0 = _mm256_loadu_ps(b + k * ldb), b1 = _mm256_loadu_ps(b + k * ldb + 8);
+            for (int q = 0; q < 6; q++) {
+                __m256 av = _mm256_broadcast_ss(ai + q * lda + k);
+                s[q][0] = _mm256_fmadd_ps(av, b0, s[q][0]);
+                s[q][1] = _mm256_fmadd_ps(av, b1, s[q][1]);
+            }
+        }
+        for (int q = 0; q < 6; q++) {
+            float tmp[16];
+            _mm256_storeu_ps(tmp, s[q][0]);
+            _mm256_storeu_ps(tmp + 8, s[q][1]);
+            float *ci = c + (i + q) * ldc;
+            for (int64_t l = 0; l < nc; l++) ci[l] += tmp[l];
+        }
+    }
+    if (i < m) mk16_avx2(m - i, nc, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
+}
+
+#pragma clang attribute pop
+
+static const ek_vtable avx2_table = {
+    .name = "avx2",
+    .f32_chunk = 16,
+    .gemv_f32 = gemv_f32_avx2,
+    .q8_group = 64,
+    .gemv_q8 = ek_gemv_q8_avx2,
+    .dequant_tile = dequant_tile_fast_avx2,
+    .mk16 = mk16_fast_avx2,
+    .dot = dot_avx2,
+    .axpy = axpy_avx2,
+    .lora_row = lora_row_avx2,
+    .attn_head = attn_head_avx2,
+    .rmsnorm_row = rmsnorm_row_avx2,
+    .silu_mul = silu_mul_avx2,
+    .softmax_row = softmax_row_avx2,
+    .f16_to_f32 = f16_to_f32_avx2,
+};
+
+const ek_vtable *ek_vtable_avx2(void) { return &avx2_table; }
+
+#else
+const ek_vtable *ek_vtable_avx2(void) { return 0; }
+#endif

@@ -1,0 +1,178 @@
+// The portable scalar reference: always built, always tested, and the path for layouts the SIMD
+// variants do not take (blocks spanning rows). Also the shared helpers every variant uses
+// (activation preparation, absmax decoding, f16 conversion).
+#include "ek_internal.h"
+#include <math.h>
+#include <string.h>
+
+int8_t ek_nf4_q8_code[16];
+float ek_nf4_code_f32[16];
+float ek_dq_map_f32[256];
+
+void ek_tables_init(void) {
+    for (int i = 0; i < 16; i++) {
+        float c;
+        memcpy(&c, &ek_nf4_code_bits[i], 4);
+        ek_nf4_code_f32[i] = c;
+        ek_nf4_q8_code[i] = (int8_t)lrintf(c * 127.0f);
+    }
+    for (int i = 0; i < 256; i++) memcpy(&ek_dq_map_f32[i], &ek_dynamic_map_bits[i], 4);
+}
+
+float ek_f16_bits_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, bits;
+    if (exp == 0) {
+        if (man == 0) {
+            bits = sign;
+        } else {   // subnormal: normalise
+            int e = -1;
+            do { man <<= 1; e++; } while (!(man & 0x400u));
+            bits = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3ffu) << 13);
+        }
+    } else if (exp == 31) {
+        bits = sign | 0x7f800000u | (man << 13);
+    } else {
+        bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &bits, 4);
+    return f;
+}
+
+void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out) {
+    if (w->absmax_f32) {
+        memcpy(out, w->absmax_f32 + b0, (size_t)count * sizeof(float));
+        return;
+    }
+    for (int64_t i = 0; i < count; i++) {
+        int64_t b = b0 + i;
+        float m = w->dq_map[w->absmax_q8[b]] * w->nested_absmax[b / w->nested_blocksize];
+        out[i] = m + w->offset;
+    }
+}
+
+void ek_prep_f32(const float *x, int64_t cols, int32_t chunk, float *xp) {
+    if (chunk == 0) {
+        memcpy(xp, x, (size_t)cols * sizeof(float));
+        return;
+    }
+    const int32_t half = chunk / 2;
+    for (int64_t c = 0; c < cols; c += chunk)
+        for (int32_t j = 0; j < half; j++) {
+            xp[c + j] = x[c + 2 * j];
+            xp[c + half + j] = x[c + 2 * j + 1];
+        }
+}
+
+int64_t ek_q8_row_bytes(int64_t cols, int32_t group) {
+    return (cols + group - 1) / group * 2 * group;
+}
+
+void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq) {
+    const int64_t ngroups = (cols + group - 1) / group;
+    const int32_t lanes = group / 8, blocks = group / 32;
+    for (int64_t g = 0; g < ngroups; g++) {
+        uint8_t *base = xq + g * 2 * group;
+        int8_t *ev = (int8_t *)base, *od = (int8_t *)(base + group / 2);
+        float *dl = (float *)(base + group);
+        int32_t *bias = (int32_t *)(base + group + group / 2);
+        for (int32_t L = 0; L < blocks; L++) {
+            int64_t e0 = g * group + 32 * L;
+            float amax = 0;
+            for (int j = 0; j < 32; j++) {
+                float v = e0 + j < cols ? fabsf(x[e0 + j]) : 0.0f;
+                amax = v > amax ? v : amax;
+            }
+            float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            for (int j = 0; j < 16; j++) {
+                float a = e0 + 2 * j < cols ? x[e0 + 2 * j] : 0.0f;
+                float b = e0 + 2 * j + 1 < cols ? x[e0 + 2 * j + 1] : 0.0f;
+                ev[16 * L + j] = (int8_t)lrintf(a * id);
+                od[16 * L + j] = (int8_t)lrintf(b * id);
+            }
+            for (int l = 0; l < 4; l++) dl[4 * L + l] = d / 127.0f;
+        }
+        for (int32_t l = 0; l < lanes; l++) {
+            int32_t s = 0;
+            for (int t = 0; t < 4; t++) s += ev[4 * l + t] + od[4 * l + t];
+            bias[l] = -128 * s;
+        }
+    }
+}
+
+// ---- Scalar NF4 kernels (any layout) -------------------------------------------------------------
+
+// y[i, r] (+)= sum_k (code * absmax) * x[i, k]: dequantise then multiply, one block run at a time.
+static void gemv_f32_scalar(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const float *xp, int64_t n,
+                            int64_t xps, float *y, int64_t ldy, int acc, float *sa) {
+    (void)sa;
+    const int64_t cols = w->cols, bs = w->blocksize;
+    for (int64_t r = r0; r < r1; r++) {
+        for (int64_t i = 0; i < n; i++) {
+            const float *x = xp + i * xps;
+            float total = 0;
+            int64_t e = r * cols, end = e + cols;
+            while (e < end) {
+                int64_t b = e / bs, stop = EK_MIN(end, (b + 1) * bs);
+                float a = ek_absmax_at(w, b), part = 0;
+                for (; e < stop; e++) {
+                    uint8_t byte = w->packed[e >> 1];
+                    int code = (e & 1) ? (byte & 15) : (byte >> 4);
+                    part += (ek_nf4_code_f32[code] * a) * x[e - r * cols];
+                }
+                total += part;
+            }
+            y[i * ldy + r] = acc ? y[i * ldy + r] + total : total;
+        }
+    }
+}
+
+// Int8 reference over the q8 layout with group 32 (one activation block per group); the weight
+// codebook is ek_nf4_q8_code. Needs cols % blocksize == 0 (blocks never span rows).
+static void gemv_q8_scalar(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
+                           int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {
+    (void)sa;
+    const int64_t cols = w->cols, bs = w->blocksize, ngroups = cols / 32;
+    for (int64_t r = r0; r < r1; r++) {
+        const uint8_t *row = w->packed + r * cols / 2;
+        for (int64_t i = 0; i < n; i++) {
+            const uint8_t *xr = xq + i * xqs;
+            float total = 0;
+            for (int64_t g = 0; g < ngroups; g++) {
+                const int8_t *ev = (const int8_t *)(xr + g * 64), *od = ev + 16;
+                const float *dl = (const float *)(xr + g * 64 + 32);
+                int32_t isum = 0;
+                for (int j = 0; j < 16; j++) {
+                    uint8_t byte = row[g * 16 + j];
+                    isum += ek_nf4_q8_code[byte >> 4] * ev[j] + ek_nf4_q8_code[byte & 15] * od[j];
+                }
+                total += (float)isum * dl[0] * ek_absmax_at(w, (r * cols + g * 32) / bs);
+            }
+            y[i * ldy + r] = acc ? y[i * ldy + r] + total : total;
+        }
+    }
+}
+
+#define EKG(name) name##_scalar
+#include "ek_generic_impl.h"
+#undef EKG
+
+static const ek_vtable scalar_table = {
+    .name = "scalar",
+    .f32_chunk = 0,
+    .gemv_f32 = gemv_f32_scalar,
+    .q8_group = 32,
+    .gemv_q8 = gemv_q8_scalar,
+    .dequant_tile = dequant_tile_scalar,
+    .mk16 = mk16_scalar,
+    .dot = dot_scalar,
+    .axpy = axpy_scalar,
+    .lora_row = lora_row_scalar,
+    .attn_head = attn_head_scalar,
+    .rmsnorm_row = rmsnorm_row_scalar,
+    .silu_mul = silu_mul_scalar,
+    .softmax_row = softmax_row_scalar,
+    .f16_to_f32 = f16_to_f32_scalar,
+};
+
+const ek_vtable *ek_vtable_scalar(void) { return &scalar_table; }
