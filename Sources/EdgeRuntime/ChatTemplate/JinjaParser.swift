@@ -84,11 +84,13 @@ struct JinjaParser {
             if stripBefore {
                 while let last = text.last, last.properties.isWhitespace { text.removeLast() }
             } else if kind != "{" && !keepBefore {
-                // lstrip_blocks: a block tag alone at the start of its line takes the line's indentation with it.
-                var k = text.count
-                while k > 0 && (text[k - 1] == " " || text[k - 1] == "\t") { k -= 1 }
-                let atLineStart = k == 0 ? (out.isEmpty || Self.endsWithNewline(out)) : text[k - 1] == "\n"
-                if atLineStart { text.removeSubrange(k..<text.count) }
+                // lstrip_blocks: a block tag preceded only by spaces/tabs on its source line takes them with it.
+                var k = i
+                while k > 0 && (s[k - 1] == " " || s[k - 1] == "\t") { k -= 1 }
+                if k == 0 || s[k - 1] == "\n" {
+                    var n = i - k
+                    while n > 0, let last = text.last, last == " " || last == "\t" { text.removeLast(); n -= 1 }
+                }
             }
             flushText()
             let tagLine = line
@@ -152,14 +154,6 @@ struct JinjaParser {
         }
         flushText()
         return out
-    }
-
-    private static func endsWithNewline(_ chunks: [Chunk]) -> Bool {
-        // A tag directly after another tag: only "at line start" if the last text ended a line.
-        for c in chunks.reversed() {
-            if case let .text(t) = c { return t.hasSuffix("\n") }
-        }
-        return true
     }
 
     // MARK: expression tokens
