@@ -36,15 +36,15 @@ final class ServingAPITests: XCTestCase {
     }
 
     func testStopStringCutsTextAndEndsWithStop() async throws {
-        let backend = ScriptedBackend(reply: "one, two, three, four")
+        let backend = ScriptedBackend(reply: "one, two, three, four, five, six, seven, eight", tokenDelay: .milliseconds(5))
         let server = try ServingTestServer(backend: backend)
         defer { Task { await server.stop() } }
         let r = try await server.client.post("/v1/completions", ["prompt": "x", "stop": [", thr", "zzz"]])
         XCTAssertEqual(r.json?["choices"]?.arrayValue?.first?["text"]?.stringValue, "one, two")
         XCTAssertEqual(r.json?["choices"]?.arrayValue?.first?["finish_reason"], "stop")
         // The sequence was cancelled in the engine once the stop string matched.
-        let cancelled = await eventually { backend.counters.withLockedValue { $0.cancelled } == 1 }
-        XCTAssertTrue(cancelled)
+        let cancelled = await eventually { backend.counters.withLockedValue { $0.cancelled == 1 && $0.active == 0 } }
+        XCTAssertTrue(cancelled, "the rest of the generation is cancelled and freed")
     }
 
     func testChatRendersTemplateAndAppliesAdapters() async throws {
@@ -354,6 +354,7 @@ final class ServingAPITests: XCTestCase {
     func testMetricsExposition() async throws {
         let server = try ServingTestServer(backend: ScriptedBackend(reply: "abc"))
         defer { Task { await server.stop() } }
+        // The scripted reply names the adapter: "abc [alpha*1.0]" = 15 byte tokens.
         _ = try await server.client.post("/v1/completions", ["prompt": "x", "model": "alpha"])
         _ = try await server.client.get("/v1/nothing")
         let m = try await server.client.get("/metrics")
@@ -362,10 +363,10 @@ final class ServingAPITests: XCTestCase {
         for needle in [
             "edge_requests_total{endpoint=\"POST /v1/completions\",status=\"200\"} 1",
             "edge_requests_total{endpoint=\"other\",status=\"404\"} 1",
-            "edge_generated_tokens_total{adapter=\"alpha\"} 3",
+            "edge_generated_tokens_total{adapter=\"alpha\"} 15",
             "edge_prompt_tokens_total{adapter=\"alpha\"} 2",
             "edge_time_to_first_token_seconds_count{adapter=\"alpha\"} 1",
-            "edge_inter_token_latency_seconds_count{adapter=\"alpha\"} 2",
+            "edge_inter_token_latency_seconds_count{adapter=\"alpha\"} 14",
             "edge_adapter_cache_hits_total{tier=\"ram\"} 3",
             "edge_adapter_cache_adapter_hits_total{tier=\"ram\",adapter=\"alpha\"} 3",
             "edge_kv_budget_bytes 1048576",
@@ -401,7 +402,7 @@ final class ServingAPITests: XCTestCase {
         _ = s
         // A regular file in the way is not deleted.
         let file = dir + "/file.sock"
-        FileManager.default.createFile(atPath: file, contents: Data("keep".utf8))
+        _ = FileManager.default.createFile(atPath: file, contents: Data("keep".utf8))
         XCTAssertThrowsError(try ListeningSocket.bind(path: file, mode: 0o660, group: "", logger: .init(label: "t")))
         XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "keep")
     }

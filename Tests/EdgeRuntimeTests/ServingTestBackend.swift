@@ -74,7 +74,7 @@ final class ScriptedBackend: GenerationBackend, Sendable {
                     let b = bytes[produced]
                     held.append(b)
                     var text = ""
-                    if let s = String(validatingUTF8: held.map { CChar(bitPattern: $0) } + [0]) {
+                    if let s = String(validating: held, as: UTF8.self) {
                         text = s
                         held.removeAll()
                     }

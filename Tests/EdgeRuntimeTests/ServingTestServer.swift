@@ -6,7 +6,7 @@ import XCTest
 
 /// Starts the socket API in-process on a temporary socket with a given backend, the way the daemon
 /// composes it (ListeningSocket → SocketHTTPServer in a ServiceGroup).
-final class ServingTestServer {
+final class ServingTestServer: @unchecked Sendable {
     let directory: String
     let socketPath: String
     let state: ServingState

@@ -339,8 +339,20 @@ extension InferenceHandler {
         reason: CancellationReason, logger: Logger, arrival: ContinuousClock.Instant
     ) -> Response {
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream(bufferingPolicy: .unbounded)
+        let deadline = p.generation.deadline
         let producer = Task {
-            await produceFrames(p, stream: stream, into: continuation, reason: reason, logger: logger, arrival: arrival)
+            await withTaskGroup(of: Void.self) { work in
+                work.addTask { await produceFrames(p, stream: stream, into: continuation, reason: reason, logger: logger, arrival: arrival) }
+                if let deadline {
+                    work.addTask {
+                        // Ends the frames task when the deadline passes (it then reports a timeout).
+                        guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
+                        _ = reason.set(.timedOut)
+                    }
+                }
+                await work.next()
+                work.cancelAll()
+            }
             continuation.finish()
         }
         // The client leaving, a failed write, or the deadline all end the producer, which ends the
@@ -349,15 +361,6 @@ extension InferenceHandler {
         channel.closeFuture.whenComplete { [metrics] _ in
             if reason.set(.disconnected) { metrics.clientDisconnected() }
             producer.cancel()
-        }
-        if let deadline = p.generation.deadline {
-            Task {
-                while !producer.isCancelled {
-                    do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
-                    if reason.set(.timedOut) { producer.cancel() }
-                    return
-                }
-            }
         }
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         headers[.init("X-Accel-Buffering")!] = "no"

@@ -105,6 +105,10 @@ public final class SocketHTTPServer: Service, Sendable {
         var response: Response
         do {
             response = try await responder.respond(to: request, context: context)
+            // The router answers unknown routes with a bare 404/405; give them the API's error shape.
+            if [404, 405].contains(response.status.code), response.headers[.contentType] == nil {
+                throw HTTPError(response.status)
+            }
         } catch {
             let e = ErrorRendering.apiError(for: error, method: request.method.rawValue, path: request.uri.path)
             if e.status >= 500 {
