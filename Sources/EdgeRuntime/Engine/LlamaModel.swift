@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 import Kernels
 
 /// The Llama forward pass over a batch of sequences of different lengths and positions.
@@ -126,7 +127,7 @@ public final class LlamaModel: @unchecked Sendable {
         var attnRows = [ek_attn_row](repeating: ek_attn_row(), count: n)
         let maxMix = ordered.map(\.adapters.entries.count).max() ?? 0
         let scale = 1 / Float(headDim).squareRoot()
-        let int8 = activations == .int8 ? Int32(EK_ACT_INT8.rawValue) : 0
+        let int8 = activations == .int8 ? Int32(EK_ACT_INT8) : 0
 
         func check(_ status: Int32, _ op: String) throws(EngineError) {
             if status != 0 { throw .kernel(operation: op, status: status, message: String(cString: ek_status_message(status))) }
@@ -150,7 +151,7 @@ public final class LlamaModel: @unchecked Sendable {
                 var segSlot: [Int32] = []
                 var segStart: [Int64] = [0]
                 for (i, s) in ordered.enumerated() {
-                    if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.rawValue] {
+                    if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
                         slot.scale *= s.adapters.entries[mixIndex].weight
                         segSlot.append(Int32(slots.count))
                         slots.append(slot)
@@ -183,7 +184,7 @@ public final class LlamaModel: @unchecked Sendable {
                 }
             }
             try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
-                                   Int64(kvDim), Int32(EK_DTYPE_F32.rawValue), scale, att.pointer, Int64(qDim)), "attention")
+                                   Int64(kvDim), Int32(EK_DTYPE_F32), scale, att.pointer, Int64(qDim)), "attention")
             try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
             cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")

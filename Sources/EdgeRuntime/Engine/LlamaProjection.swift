@@ -1,27 +1,29 @@
-/// The seven linear projections of a Llama decoder layer, in the order the engine stores them.
-public enum LlamaProjection: Int, CaseIterable, Sendable {
-    case q, k, v, o, gate, up, down
+/// The seven linear projections of a Llama decoder layer, by Hugging Face module path (the same
+/// declaration as the model loader's; see the extension below for what the engine adds).
+public enum LlamaProjection: String, CaseIterable, Sendable {
+    case q = "self_attn.q_proj", k = "self_attn.k_proj", v = "self_attn.v_proj", o = "self_attn.o_proj"
+    case gate = "mlp.gate_proj", up = "mlp.up_proj", down = "mlp.down_proj"
+}
 
-    /// The module name in Hugging Face / PEFT keys (`self_attn.q_proj`, `mlp.down_proj`…).
-    public var moduleName: String {
+extension LlamaProjection {
+    /// Position in `allCases` (0..<7): the index of per-layer tables.
+    public var index: Int {
         switch self {
-        case .q: return "q_proj"
-        case .k: return "k_proj"
-        case .v: return "v_proj"
-        case .o: return "o_proj"
-        case .gate: return "gate_proj"
-        case .up: return "up_proj"
-        case .down: return "down_proj"
+        case .q: 0
+        case .k: 1
+        case .v: 2
+        case .o: 3
+        case .gate: 4
+        case .up: 5
+        case .down: 6
         }
     }
+
+    /// The module name in Hugging Face / PEFT keys (`q_proj`, `down_proj`…).
+    public var moduleName: String { String(rawValue.split(separator: ".").last!) }
 
     /// `self_attn` or `mlp`: the parent module in Hugging Face keys.
-    public var blockName: String {
-        switch self {
-        case .q, .k, .v, .o: return "self_attn"
-        case .gate, .up, .down: return "mlp"
-        }
-    }
+    public var blockName: String { String(rawValue.split(separator: ".").first!) }
 
     public init?(moduleName: String) {
         guard let p = Self.allCases.first(where: { $0.moduleName == moduleName }) else { return nil }

@@ -24,7 +24,7 @@ public final class LlamaWeights: @unchecked Sendable {
     public struct Layer: @unchecked Sendable {
         public var attentionNorm: FloatBuffer
         public var mlpNorm: FloatBuffer
-        /// Indexed by `LlamaProjection.rawValue`.
+        /// Indexed by `LlamaProjection.index`.
         public var projections: [ek_nf4_matrix]
 
         public init(attentionNorm: FloatBuffer, mlpNorm: FloatBuffer, projections: [ek_nf4_matrix]) {
@@ -33,7 +33,7 @@ public final class LlamaWeights: @unchecked Sendable {
             self.projections = projections
         }
 
-        public subscript(_ p: LlamaProjection) -> ek_nf4_matrix { projections[p.rawValue] }
+        public subscript(_ p: LlamaProjection) -> ek_nf4_matrix { projections[p.index] }
     }
 
     /// Assembles and checks the pieces: every projection's NF4 shape must equal what the

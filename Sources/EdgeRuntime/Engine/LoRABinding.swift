@@ -29,14 +29,23 @@ public final class LoRABinding: @unchecked Sendable {
     }
 
     public let name: String
-    /// [layer][projection.rawValue], nil where the adapter does not touch that projection.
+    /// [layer][projection.index], nil where the adapter does not touch that projection.
     let slots: [[ek_lora_slot?]]
     public let byteCount: Int
-    private let buffers: [FloatBuffer]
+    /// Keeps the f32 storage the slots point into alive.
+    private let owners: [AnyObject]
+
+    /// Wraps already-validated slots whose storage `owners` keeps alive.
+    init(name: String, slots: [[ek_lora_slot?]], byteCount: Int, owners: [AnyObject]) {
+        self.name = name
+        self.slots = slots
+        self.byteCount = byteCount
+        self.owners = owners
+    }
 
     /// Validates every pair against the model's shapes; an unknown layer or a shape that does not
     /// fit is an error naming the adapter key.
-    public init(name: String, pairs: [Pair], hyperparameters hp: LlamaHyperparameters) throws(EngineError) {
+    public convenience init(name: String, pairs: [Pair], hyperparameters hp: LlamaHyperparameters) throws(EngineError) {
         var slots = [[ek_lora_slot?]](repeating: [ek_lora_slot?](repeating: nil, count: LlamaProjection.allCases.count), count: hp.layerCount)
         var buffers: [FloatBuffer] = []
         var bytes = 0
@@ -54,19 +63,16 @@ public final class LoRABinding: @unchecked Sendable {
             guard pair.b.count == out * pair.rank else {
                 throw .adapterMismatch(adapter: name, key: pair.key + ".lora_B.weight", reason: "has \(pair.b.count) values, expected [\(out), \(pair.rank)] for \(pair.projection.moduleName)")
             }
-            guard slots[pair.layer][pair.projection.rawValue] == nil else {
+            guard slots[pair.layer][pair.projection.index] == nil else {
                 throw .adapterMismatch(adapter: name, key: pair.key, reason: "appears twice")
             }
             guard pair.scale.isFinite else { throw .adapterMismatch(adapter: name, key: pair.key, reason: "has a non-finite scale") }
             let a = FloatBuffer(pair.a), b = FloatBuffer(pair.b)
             buffers += [a, b]
             bytes += (pair.a.count + pair.b.count) * 4
-            slots[pair.layer][pair.projection.rawValue] = ek_lora_slot(a: UnsafePointer(a.pointer), b: UnsafePointer(b.pointer), rank: Int32(pair.rank), scale: pair.scale)
+            slots[pair.layer][pair.projection.index] = ek_lora_slot(a: UnsafePointer(a.pointer), b: UnsafePointer(b.pointer), rank: Int32(pair.rank), scale: pair.scale)
         }
-        self.name = name
-        self.slots = slots
-        self.buffers = buffers
-        self.byteCount = bytes
+        self.init(name: name, slots: slots, byteCount: bytes, owners: buffers)
     }
 }
 
