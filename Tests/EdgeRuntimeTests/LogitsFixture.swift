@@ -13,7 +13,9 @@ struct LogitsFixture {
         var top10Logits: [[Float]]
         var lastLogits: [Float]
         var greedyIDs: [Int32]
+        /// [32][10]: step j is the distribution after greedyIDs[j] (it predicts greedyIDs[j + 1]).
         var greedyTop10IDs: [[Int32]]
+        var greedyTop10Logits: [[Float]]
     }
 
     var prompts: [Prompt]
@@ -39,7 +41,8 @@ struct LogitsFixture {
             return Prompt(
                 name: name, inputIDs: try ints("\(name).input_ids"), top10IDs: rows(try ints("\(name).top10_ids"), 10),
                 top10Logits: rows(try st.floats("\(name).top10_logits"), 10), lastLogits: try st.floats("\(name).last_logits"),
-                greedyIDs: try ints("\(name).greedy_ids"), greedyTop10IDs: rows(try ints("\(name).greedy_top10_ids"), 10))
+                greedyIDs: try ints("\(name).greedy_ids"), greedyTop10IDs: rows(try ints("\(name).greedy_top10_ids"), 10),
+                greedyTop10Logits: rows(try st.floats("\(name).greedy_top10_logits"), 10))
         }
     }
 }
