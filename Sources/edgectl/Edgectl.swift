@@ -7,6 +7,7 @@ struct Edgectl: AsyncParsableCommand {
         abstract: "Control edge-runtime: import models, manage adapters, run and benchmark inference.",
         version: "0.1.0",
         subcommands: [
+            ModelCommand.self,
             StatusCommand.self,
             ChatCommand.self,
             GenerateCommand.self,
