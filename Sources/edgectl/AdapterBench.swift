@@ -58,6 +58,7 @@ struct AdapterBench: AsyncParsableCommand {
             let artifactPath = work + "/bench-1.tar.zst"
             try AtomicFile.write(artifact, to: artifactPath)
 
+            step("packed")
             // Disk → RAM, direct (page cache warm).
             var decodeTimes: [Double] = []
             var decodedBytes = 0
@@ -68,6 +69,7 @@ struct AdapterBench: AsyncParsableCommand {
                 decodedBytes = a.byteCount
             }
 
+            step("decoded")
             // Store + loopback HTTP.
             let storeDir = work + "/store"
             try StorePublisher.publish(artifact: artifactPath, to: storeDir)
@@ -77,7 +79,7 @@ struct AdapterBench: AsyncParsableCommand {
                 let port = Int.random(in: 20000..<60000)
                 let p = Process()
                 p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                p.arguments = ["python3", "-m", "http.server", "--bind", "127.0.0.1", "--directory", storeDir, String(port)]
+                p.arguments = ["python3", "-c", Self.serverScript, storeDir, String(port)]
                 p.standardOutput = FileHandle.nullDevice
                 p.standardError = FileHandle.nullDevice
                 try p.run()
@@ -92,6 +94,7 @@ struct AdapterBench: AsyncParsableCommand {
             }
             guard ready else { throw AdapterError.network(url: storeURL, reason: "the benchmark store server did not come up") }
 
+            step("store ready")
             var pullTimes: [Double] = []
             var throughCache: [Double] = []
             var hitMs = 0.0
@@ -129,6 +132,7 @@ struct AdapterBench: AsyncParsableCommand {
                 await cache2.release(lease2)
             }
 
+            step("pulls done")
             // Sizes against zstd -19.
             var rows: [SizeRow] = []
             rows.append(try sizeRow(label: "synthetic f16 r\(rank)", dir: synth, work: work))
@@ -153,6 +157,25 @@ struct AdapterBench: AsyncParsableCommand {
                       + String(format: "%.3f× smaller than zstd -19; zstd decompress %.2f GB/s, artifact open+decode %.2f GB/s", r.ratioVsZstd19, r.zstdDecompressGBps, r.artifactDecodeGBps))
             }
         }
+    }
+
+    /// A threaded static file server on loopback that exits when its parent (this process) does.
+    static let serverScript = """
+    import functools, http.server, os, sys, threading, time
+    root, port, parent = sys.argv[1], int(sys.argv[2]), os.getppid()
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+    threading.Thread(target=watch, daemon=True).start()
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(Quiet, directory=root)).serve_forever()
+    """
+
+    private func step(_ what: String) {
+        if !json { FileHandle.standardError.write(Data("bench: \(what)\n".utf8)) }
     }
 
     private func sizeRow(label: String, dir: String, work: String) throws -> SizeRow {
