@@ -8,6 +8,7 @@ struct Edgectl: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             ModelCommand.self,
+            AdapterCommand.self,
             StatusCommand.self,
             ChatCommand.self,
             GenerateCommand.self,

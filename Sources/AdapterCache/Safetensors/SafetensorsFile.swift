@@ -42,6 +42,12 @@ public final class SafetensorsFile: @unchecked Sendable {
         try self.init(owner: buffer, bytes: buffer.bytes, path: label)
     }
 
+    /// Validates an image that `owner` keeps alive at `bytes`, without copying it (e.g. a member of
+    /// a decompressed archive). `label` names it in errors.
+    public convenience init(bytes: UnsafeRawBufferPointer, owner: AnyObject, label: String) throws(SafetensorsError) {
+        try self.init(owner: owner, bytes: bytes, path: label)
+    }
+
     private init(owner: AnyObject, bytes: UnsafeRawBufferPointer, path: String) throws(SafetensorsError) {
         self.owner = owner
         self.fileBytes = bytes

@@ -1,0 +1,99 @@
+import AdapterCache
+import ArgumentParser
+import Foundation
+
+/// `edgectl adapter …`: packing, publishing, pulling and managing LoRA adapters. For now these run
+/// in-process against the cache directory; the logic lives in AdapterCache so the daemon can serve
+/// the same operations over its socket.
+struct AdapterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "adapter",
+        abstract: "Pack, publish, pull and manage LoRA adapters.",
+        subcommands: [
+            AdapterPack.self, AdapterPublish.self, AdapterPull.self, AdapterList.self, AdapterInfo.self, AdapterEvict.self,
+            AdapterPin.self, AdapterUnpin.self, AdapterVerify.self, AdapterKeygen.self, AdapterBench.self,
+        ]
+    )
+}
+
+/// Options every cache-touching subcommand shares.
+struct CacheOptions: ParsableArguments {
+    @Option(name: .long, help: "Adapter cache directory (default: /var/cache/edge-runtime/adapters as root, else $XDG_CACHE_HOME/edge-runtime/adapters).")
+    var cacheDir: String?
+
+    @Option(name: .long, help: "Store URL: http(s)://…, file://DIR or a directory (default: $EDGE_ADAPTER_STORE).")
+    var store: String?
+
+    @Option(name: .long, help: "Disk budget in bytes (suffixes K, M, G).")
+    var diskBudget: String?
+
+    @Option(name: .long, help: "RAM budget in bytes (suffixes K, M, G).")
+    var ramBudget: String?
+
+    @Option(name: .long, help: "Trusted ed25519 public key (base64 or a .pub file); repeatable.")
+    var trustedKey: [String] = []
+
+    @Flag(name: .long, help: "Refuse adapters without a signature.")
+    var requireSignature = false
+
+    @Option(name: .long, help: "sha256 of the loaded base model's model.safetensors; adapters for another base are refused.")
+    var baseModelDigest: String?
+
+    func configuration() throws -> AdapterCacheConfiguration {
+        var c = AdapterCacheConfiguration(directory: cacheDir ?? AdapterCacheConfiguration.defaultDirectory())
+        if let s = store ?? ProcessInfo.processInfo.environment["EDGE_ADAPTER_STORE"], !s.isEmpty { c.store = try StoreLocation(s) }
+        if let d = diskBudget { c.diskBudgetBytes = try parseBytes(d, option: "--disk-budget") }
+        if let r = ramBudget { c.ramBudgetBytes = try parseBytes(r, option: "--ram-budget") }
+        c.trustedKeys = trustedKey
+        c.requireSignature = requireSignature
+        c.baseModelDigest = baseModelDigest
+        return c
+    }
+
+    func openCache() throws -> AdapterCache {
+        try AdapterCache(configuration: configuration())
+    }
+}
+
+func parseBytes(_ text: String, option: String) throws -> Int64 {
+    let t = text.trimmingCharacters(in: .whitespaces).uppercased()
+    let units: [(String, Int64)] = [("GIB", 1 << 30), ("MIB", 1 << 20), ("KIB", 1 << 10), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10), ("B", 1)]
+    for (suffix, mul) in units where t.hasSuffix(suffix) {
+        if let v = Double(t.dropLast(suffix.count)), v >= 0 { return Int64(v * Double(mul)) }
+    }
+    if let v = Int64(t), v >= 0 { return v }
+    throw ValidationError("\(option) '\(text)' is not a byte count (e.g. 512M, 4G)")
+}
+
+/// Runs `body`, turning adapter errors into one `error:` line on stderr and exit status 1.
+func reportingErrors<T>(_ body: () async throws -> T) async throws -> T {
+    do { return try await body() } catch let e as AdapterError {
+        FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
+        throw ExitCode.failure
+    } catch let e as AdapterNameError {
+        FileHandle.standardError.write(Data("error: \(e.description)\n".utf8))
+        throw ExitCode.failure
+    }
+}
+
+func printJSON<T: Encodable>(_ value: T) {
+    let e = JSONEncoder()
+    e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    if let data = try? e.encode(value) { print(String(decoding: data, as: UTF8.self)) }
+}
+
+func humanBytes(_ n: Int64) -> String {
+    let v = Double(n)
+    let kib = 1024.0, mib = kib * 1024, gib = mib * 1024
+    if v >= gib { return String(format: "%.2f GiB", v / gib) }
+    if v >= mib { return String(format: "%.1f MiB", v / mib) }
+    if v >= kib { return String(format: "%.1f KiB", v / kib) }
+    return "\(n) B"
+}
+
+/// sha256 of a base model: of `PATH/model.safetensors` for a model directory, or of the file itself.
+func digestOfBaseModel(path: String) throws -> String {
+    var isDir: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw AdapterError.io(path: path, reason: "no such file or directory") }
+    return try FileDigest.sha256(file: isDir.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path)
+}

@@ -1,0 +1,65 @@
+import AdapterCache
+import Foundation
+
+/// Writes PEFT directories for benchmarks: a synthetic Llama adapter with trained-looking value
+/// ranges (A ~ U(±1/√in), B ~ N(0, 0.02)) in f16, and an f16 copy of a real adapter.
+enum SyntheticAdapter {
+    static func write(to dir: String, layers: Int, hidden: Int, intermediate: Int, kvDim: Int, rank: Int, seed: UInt64) throws {
+        try AtomicFile.makeDirectory(dir)
+        var rng = SplitMix(state: seed)
+        var writer = SafetensorsWriter()
+        let shapes: [(String, String, Int, Int)] = [  // parent, projection, out, in
+            ("self_attn", "q_proj", hidden, hidden), ("self_attn", "k_proj", kvDim, hidden), ("self_attn", "v_proj", kvDim, hidden),
+            ("self_attn", "o_proj", hidden, hidden), ("mlp", "gate_proj", intermediate, hidden), ("mlp", "up_proj", intermediate, hidden),
+            ("mlp", "down_proj", hidden, intermediate),
+        ]
+        for l in 0..<layers {
+            for (parent, proj, out, inp) in shapes {
+                let prefix = "base_model.model.model.layers.\(l).\(parent).\(proj)"
+                let bound = 1 / Float(inp).squareRoot()
+                let a = (0..<(rank * inp)).map { _ in Float16((rng.unit() * 2 - 1) * bound).bitPattern }
+                let b = (0..<(out * rank)).map { _ in Float16(rng.gaussian() * 0.02).bitPattern }
+                writer.add("\(prefix).lora_A.weight", dtype: .f16, shape: [rank, inp], bytes: a.withUnsafeBytes { Data($0) })
+                writer.add("\(prefix).lora_B.weight", dtype: .f16, shape: [out, rank], bytes: b.withUnsafeBytes { Data($0) })
+            }
+        }
+        try writer.write(to: dir + "/adapter_model.safetensors")
+        let config = """
+        {"peft_type": "LORA", "r": \(rank), "lora_alpha": \(2 * rank), "use_rslora": false, "rank_pattern": {}, "alpha_pattern": {},
+         "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"], "bias": "none",
+         "modules_to_save": null, "task_type": "CAUSAL_LM", "base_model_name_or_path": "synthetic-1b"}
+        """
+        try config.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+    }
+
+    /// Copies a PEFT directory with every float tensor rounded to f16.
+    static func convertToF16(from src: String, to dir: String) throws {
+        try AtomicFile.makeDirectory(dir)
+        let file = try SafetensorsFile(path: src + "/adapter_model.safetensors")
+        var writer = SafetensorsWriter(metadata: file.metadata)
+        for name in file.namesInFileOrder {
+            let info = try file.info(name)
+            let halves = try file.floats(name).map { Float16($0).bitPattern }
+            writer.add(name, dtype: .f16, shape: info.shape, bytes: halves.withUnsafeBytes { Data($0) })
+        }
+        try writer.write(to: dir + "/adapter_model.safetensors")
+        try FileManager.default.copyItem(atPath: src + "/adapter_config.json", toPath: dir + "/adapter_config.json")
+    }
+}
+
+/// Deterministic generator for synthetic weights.
+struct SplitMix {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func unit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+    mutating func gaussian() -> Float {
+        let u1 = max(unit(), 1e-7), u2 = unit()
+        return (-2 * log(u1)).squareRoot() * cos(2 * .pi * u2)
+    }
+}

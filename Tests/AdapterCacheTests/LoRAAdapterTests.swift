@@ -1,0 +1,170 @@
+@testable import AdapterCache
+import Foundation
+import XCTest
+
+final class LoRAAdapterTests: XCTestCase {
+    func testFixtureAdapterDecodesWithPEFTScaleAndShapes() throws {
+        let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
+        // SmolLM2-135M: 30 layers × 7 projections, hidden 576, intermediate 1536, 3 KV heads × 64.
+        XCTAssertEqual(adapter.modules.count, 210)
+        XCTAssertEqual(adapter.layerCount, 30)
+        XCTAssertEqual(adapter.maxRank, 8)
+        XCTAssertEqual(Set(adapter.projections), Set(LoRAProjection.allCases))
+        let q = try XCTUnwrap(adapter.module(layer: 3, projection: .q))
+        XCTAssertEqual(q.scale, 2.0)  // lora_alpha 16 / r 8
+        XCTAssertEqual([q.rank, q.inFeatures, q.outFeatures], [8, 576, 576])
+        let k = try XCTUnwrap(adapter.module(layer: 29, projection: .k))
+        XCTAssertEqual([k.inFeatures, k.outFeatures], [576, 192])
+        let down = try XCTUnwrap(adapter.module(layer: 0, projection: .down))
+        XCTAssertEqual([down.inFeatures, down.outFeatures], [1536, 576])
+
+        // Values are the file's, bit for bit, in the documented layout.
+        let file = try SafetensorsFile(path: TestSupport.fixtureA + "/adapter_model.safetensors")
+        let a = try file.floats("base_model.model.model.layers.3.self_attn.q_proj.lora_A.weight")
+        let b = try file.floats("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight")
+        XCTAssertEqual(Array(adapter.a(q)), a)
+        XCTAssertEqual(Array(adapter.b(down)), b)
+        XCTAssertEqual(Int(bitPattern: adapter.a(q).baseAddress!) % 64, 0)
+        XCTAssertEqual(Int(bitPattern: adapter.b(q).baseAddress!) % 64, 0)
+
+        try adapter.validate(layerCount: 30, shapes: [.q: (576, 576), .k: (192, 576), .v: (192, 576), .o: (576, 576),
+                                                     .gate: (1536, 576), .up: (1536, 576), .down: (576, 1536)])
+    }
+
+    func testValidateAgainstModelNamesTheOffendingKey() throws {
+        let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
+        let shapes: [LoRAProjection: (out: Int, in: Int)] = [.q: (576, 576), .k: (256, 576), .v: (192, 576), .o: (576, 576), .gate: (1536, 576), .up: (1536, 576), .down: (576, 1536)]
+        XCTAssertAdapterError(try adapter.validate(layerCount: 30, shapes: shapes)) {
+            if case .shapeMismatch(let key, _, _) = $0 { return key.hasSuffix("self_attn.k_proj.lora_B.weight") }
+            return false
+        }
+        var right = shapes
+        right[.k] = (192, 576)
+        XCTAssertAdapterError(try adapter.validate(layerCount: 24, shapes: right)) {
+            if case .shapeMismatch(let key, _, _) = $0 { return key.contains("layers.24.") }
+            return false
+        }
+    }
+
+    func testHalfAndBFloat16AreWidenedExactly() throws {
+        for dtype in [SafetensorsDType.f16, .bf16] {
+            let dir = TestSupport.tempDir("dt")
+            let written = try TestSupport.writePEFT(dir, modules: TestSupport.llamaModules(layers: 1, dtype: dtype))
+            let adapter = try LoRAAdapterDecoder.load(directory: dir)
+            let m = try XCTUnwrap(adapter.module(layer: 0, projection: .up))
+            let expected = written[m.keyA]!.map { dtype == .f16 ? Float(Float16($0)) : Float(bitPattern: UInt32(FloatConversion.bfloat16Bits($0)) << 16) }
+            XCTAssertEqual(Array(adapter.a(m)), expected, "\(dtype)")
+        }
+    }
+
+    func testRSLoRAAndRankAlphaPatternsFollowPEFT() throws {
+        let dir = TestSupport.tempDir("pat")
+        // q_proj everywhere gets rank 2; layer 1's k_proj rank 6 (a more specific key listed first wins);
+        // alpha 32 for any mlp projection by regex.
+        let modules = TestSupport.llamaModules(layers: 2, rank: 4) { l, p in
+            if p == .q { return 2 }
+            if p == .k && l == 1 { return 6 }
+            return -1
+        }
+        try TestSupport.writePEFT(dir, modules: modules, config: """
+        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_rslora": true,
+         "rank_pattern": {"layers.1.self_attn.k_proj": 6, "q_proj": 2, "k_proj": 3},
+         "alpha_pattern": {"mlp\\\\..*_proj": 32},
+         "target_modules": "model\\\\.layers\\\\.\\\\d+\\\\.(self_attn|mlp)\\\\..*"}
+        """)
+        XCTAssertAdapterError(try LoRAAdapterDecoder.load(directory: dir)) {
+            // layer 0 k_proj has rank 4 in the file but the pattern "k_proj" says 3.
+            if case .badTensor(_, let key, let reason) = $0 { return key.contains("layers.0.self_attn.k_proj.lora_A") && reason.contains("r=3") }
+            return false
+        }
+        try TestSupport.writePEFT(dir, modules: modules, config: """
+        {"peft_type": "LORA", "r": 4, "lora_alpha": 8, "use_rslora": true,
+         "rank_pattern": {"layers.1.self_attn.k_proj": 6, "q_proj": 2},
+         "alpha_pattern": {"mlp\\\\..*_proj": 32},
+         "target_modules": "model\\\\.layers\\\\.\\\\d+\\\\.(self_attn|mlp)\\\\..*"}
+        """)
+        let adapter = try LoRAAdapterDecoder.load(directory: dir)
+        XCTAssertEqual(adapter.module(layer: 0, projection: .q)?.rank, 2)
+        XCTAssertEqual(adapter.module(layer: 0, projection: .q)!.scale, Float(8 / 2.0.squareRoot()), accuracy: 1e-6)
+        XCTAssertEqual(adapter.module(layer: 1, projection: .k)?.rank, 6)
+        XCTAssertEqual(adapter.module(layer: 0, projection: .k)!.scale, Float(8 / 2.0), accuracy: 1e-6)  // rank 4, rsLoRA
+        XCTAssertEqual(adapter.module(layer: 1, projection: .gate)!.scale, Float(32 / 2.0), accuracy: 1e-6)
+        XCTAssertTrue(adapter.config.targets(module: "model.layers.3.mlp.up_proj"))
+        XCTAssertFalse(adapter.config.targets(module: "lm_head"))
+    }
+
+    func testPatternKeyIsPEFTsGetPatternKey() {
+        let keys = ["q_proj", "layers.1.self_attn.k_proj", "mlp\\..*"]
+        XCTAssertEqual(PEFTConfig.patternKey(keys, matching: "model.layers.0.self_attn.q_proj"), "q_proj")
+        XCTAssertEqual(PEFTConfig.patternKey(keys, matching: "model.layers.1.self_attn.k_proj"), "layers.1.self_attn.k_proj")
+        XCTAssertNil(PEFTConfig.patternKey(keys, matching: "model.layers.11.self_attn.k_proj"))  // ".layers.1" must follow a dot boundary
+        XCTAssertEqual(PEFTConfig.patternKey(keys, matching: "model.layers.2.mlp.down_proj"), "mlp\\..*")
+        XCTAssertNil(PEFTConfig.patternKey(["_proj"], matching: "model.layers.0.self_attn.q_proj"))  // suffix must start at a dot
+    }
+
+    func testRefusalsNameTheKey() throws {
+        func expect(_ modules: [TestSupport.Module], config: String? = nil, _ check: (AdapterError) -> Bool, line: UInt = #line) throws {
+            let dir = TestSupport.tempDir("bad")
+            if let config { try TestSupport.writePEFT(dir, modules: modules, config: config) } else { try TestSupport.writePEFT(dir, modules: modules) }
+            XCTAssertAdapterError(try LoRAAdapterDecoder.load(directory: dir), line: line, check)
+        }
+        var ms = TestSupport.llamaModules(layers: 1)
+        // Missing partner.
+        try expect(ms.filter { !$0.key.contains("v_proj.lora_B") }) {
+            if case .missingPartner(_, let k, let p) = $0 { return k.contains("v_proj.lora_A") && p.contains("v_proj.lora_B") }
+            return false
+        }
+        // lora_B columns disagree with lora_A rows.
+        ms = TestSupport.llamaModules(layers: 1)
+        let bi = ms.firstIndex { $0.key.contains("o_proj.lora_B") }!
+        ms[bi].shape = [16, 5]
+        try expect(ms) {
+            if case .badTensor(_, let k, let r) = $0 { return k.contains("o_proj.lora_B") && r.contains("rank 4") }
+            return false
+        }
+        // Not a Llama projection.
+        ms = TestSupport.llamaModules(layers: 1) + [.init(key: "base_model.model.model.layers.0.mlp.fc1.lora_A.weight", shape: [4, 16]),
+                                                    .init(key: "base_model.model.model.layers.0.mlp.fc1.lora_B.weight", shape: [16, 4])]
+        try expect(ms) {
+            if case .unsupported(_, let k, let r) = $0 { return k.contains("mlp.fc1.lora_") && r.contains("not a Llama projection") }
+            return false
+        }
+        // Embedding LoRA.
+        ms = TestSupport.llamaModules(layers: 1) + [.init(key: "base_model.model.model.embed_tokens.lora_embedding_A", shape: [4, 100])]
+        try expect(ms) {
+            if case .unsupported(_, let k, let r) = $0 { return k.hasSuffix("lora_embedding_A") && r.contains("embedding LoRA") }
+            return false
+        }
+        // Full weights saved beside the LoRA tensors (modules_to_save).
+        ms = TestSupport.llamaModules(layers: 1) + [.init(key: "base_model.model.lm_head.modules_to_save.default.weight", shape: [100, 16])]
+        try expect(ms) {
+            if case .unsupported(_, let k, _) = $0 { return k.contains("modules_to_save") }
+            return false
+        }
+        try expect(TestSupport.llamaModules(layers: 1), config: #"{"r": 4, "lora_alpha": 8, "modules_to_save": ["lm_head"]}"#) {
+            if case .unsupported(_, let k, _) = $0 { return k == "modules_to_save" }
+            return false
+        }
+        try expect(TestSupport.llamaModules(layers: 1), config: #"{"r": 4, "lora_alpha": 8, "use_dora": true}"#) {
+            if case .unsupported(_, let k, _) = $0 { return k == "use_dora" }
+            return false
+        }
+        try expect(TestSupport.llamaModules(layers: 1), config: #"{"r": "eight"}"#) {
+            if case .badConfig(_, let k, _) = $0 { return k == "r" }
+            return false
+        }
+        // Integer tensors and NaNs.
+        ms = TestSupport.llamaModules(layers: 1)
+        ms[0].dtype = .i32
+        try expect(ms) {
+            if case .badTensor(_, let k, let r) = $0 { return k == ms[0].key && r.contains("I32") }
+            return false
+        }
+        ms = TestSupport.llamaModules(layers: 1)
+        ms[3].values = [Float](repeating: .nan, count: ms[3].shape.reduce(1, *))
+        try expect(ms) {
+            if case .badTensor(_, let k, let r) = $0 { return k == ms[3].key && r.contains("NaN") }
+            return false
+        }
+    }
+}
