@@ -86,8 +86,16 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
         c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
 }
 
+static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                        int32_t flags);
+
 int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                     int32_t flags) {
+    return gemv_run(w, x, n, ldx, y, ldy, flags);
+}
+
+static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                        int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
     const int fast = fast_layout(w);
@@ -129,32 +137,32 @@ typedef struct {
     _Atomic int32_t err;
 } gemm_ctx;
 
-// Forward: panels of 16 W rows; B[k][j] = W[r0 + j, k0 + k] (transposed from the dequantised tile).
+// Forward: panels of 32 W rows; B[k][j] = W[r0 + j, k0 + k] (transposed from the dequantised tile).
 static void gemm_task(void *p, int64_t t, int32_t worker) {
     (void)worker;
     gemm_ctx *c = p;
     const ek_nf4_matrix *w = c->w;
-    const int64_t panels = (w->rows + 15) / 16;
+    const int64_t panels = (w->rows + 31) / 32;
     const int64_t p0 = panels * t / c->ntasks, p1 = panels * (t + 1) / c->ntasks;
     if (p0 >= p1) return;
-    float *tile = ek_scratch(0, (size_t)(16 * EK_KC * 2) * sizeof(float));
+    float *tile = ek_scratch(0, (size_t)(32 * EK_KC * 2) * sizeof(float));
     if (!tile) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
-    float *b = tile + 16 * EK_KC;
+    float *b = tile + 32 * EK_KC;
     if (!c->acc)
         for (int64_t i = 0; i < c->n; i++)
-            memset(c->c + i * c->ldc + p0 * 16, 0, (size_t)(EK_MIN(w->rows, p1 * 16) - p0 * 16) * sizeof(float));
+            memset(c->c + i * c->ldc + p0 * 32, 0, (size_t)(EK_MIN(w->rows, p1 * 32) - p0 * 32) * sizeof(float));
     for (int64_t k0 = 0; k0 < w->cols; k0 += EK_KC) {
         const int64_t kc = EK_MIN(EK_KC, w->cols - k0);
         for (int64_t pi = p0; pi < p1; pi++) {
-            const int64_t r0 = pi * 16, nr = EK_MIN(16, w->rows - r0);
+            const int64_t r0 = pi * 32, nr = EK_MIN(32, w->rows - r0);
             c->tile_vt->dequant_tile(w, r0, nr, k0, kc, tile, kc);
             for (int64_t k = 0; k < kc; k++) {
-                float *bk = b + k * 16;
+                float *bk = b + k * 32;
                 int64_t j = 0;
                 for (; j < nr; j++) bk[j] = tile[j * kc + k];
-                for (; j < 16; j++) bk[j] = 0;
+                for (; j < 32; j++) bk[j] = 0;
             }
-            c->vt->mk16(c->n, nr, kc, c->a + k0, c->lda, b, 16, c->c + r0, c->ldc);
+            c->vt->mk32(c->n, nr, kc, c->a + k0, c->lda, b, 32, c->c + r0, c->ldc);
         }
     }
 }
@@ -163,10 +171,13 @@ int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t l
                     int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
-    gemm_ctx c = {.vt = ek_active(), .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,
+    const ek_vtable *vt = ek_active();
+    if (vt->gemm_by_rows && fast_layout(w) && !(flags & EK_GEMM_TILES))
+        return gemv_run(w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
+    gemm_ctx c = {.vt = vt, .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,
                   .acc = flags & EK_ACCUMULATE};
     c.tile_vt = fast_layout(w) ? c.vt : ek_vtable_scalar();
-    const int64_t panels = (w->rows + 15) / 16;
+    const int64_t panels = (w->rows + 31) / 32;
     c.ntasks = EK_MIN(panels, (int64_t)ek_threads());
     atomic_init(&c.err, EK_OK);
     ek_parallel(c.ntasks, gemm_task, &c);
@@ -201,8 +212,8 @@ static void gemm_t_task(void *p, int64_t t, int32_t worker) {
             c->tile_vt->dequant_tile(w, k0, kc, c0, width, b, EK_TCOLS);
             if (width < EK_TCOLS)
                 for (int64_t k = 0; k < kc; k++) memset(b + k * EK_TCOLS + width, 0, (size_t)(EK_TCOLS - width) * sizeof(float));
-            for (int64_t q = 0; q < width; q += 16)
-                c->vt->mk16(c->n, EK_MIN(16, width - q), kc, c->a + k0, c->lda, b + q, EK_TCOLS,
+            for (int64_t q = 0; q < width; q += 32)
+                c->vt->mk32(c->n, EK_MIN(32, width - q), kc, c->a + k0, c->lda, b + q, EK_TCOLS,
                             c->c + c0 + q, c->ldc);
         }
     }
@@ -258,6 +269,12 @@ static void lora_task(void *p, int64_t t, int32_t worker) {
         if (s < 0) continue;
         c->vt->lora_row(&c->slots[s], c->x + i * c->ldx, c->in, c->y + i * c->ldy, c->out, u);
     }
+}
+
+void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt) {
+    if (!b || !bt || out <= 0 || rank <= 0) return;
+    for (int64_t j = 0; j < out; j++)
+        for (int32_t t = 0; t < rank; t++) bt[t * out + j] = b[j * rank + t];
 }
 
 static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots) {
@@ -479,4 +496,36 @@ int32_t ek_attention(const float *q, int64_t n, int64_t ldq, const ek_attn_row *
     atomic_init(&c.err, EK_OK);
     ek_parallel(n * nheads, attn_task, &c);
     return atomic_load(&c.err);
+}
+
+// ---- Benchmark support -------------------------------------------------------------------------------
+typedef struct {
+    const uint64_t *p;
+    int64_t words, per_task;
+    _Atomic uint64_t sum;
+} read_ctx;
+
+static void read_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    read_ctx *c = p;
+    const uint64_t *w = c->p + t * c->per_task;
+    int64_t n = EK_MIN(c->per_task, c->words - t * c->per_task);
+    // Eight independent xor chains: the compiler vectorises this into full-width loads.
+    uint64_t acc[8] = {0};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int l = 0; l < 8; l++) acc[l] ^= w[k + l];
+    for (; k < n; k++) acc[0] ^= w[k];
+    uint64_t x = 0;
+    for (int l = 0; l < 8; l++) x ^= acc[l];
+    atomic_fetch_xor(&c->sum, x);
+}
+
+uint64_t ek_bench_read(const void *p, int64_t bytes) {
+    if (!p || bytes < 8) return 0;
+    read_ctx c = {.p = p, .words = bytes / 8};
+    c.per_task = EK_MAX(4096, (c.words / (ek_threads() * 8) + 7) / 8 * 8);
+    atomic_init(&c.sum, 0);
+    ek_parallel((c.words + c.per_task - 1) / c.per_task, read_task, &c);
+    return atomic_load(&c.sum);
 }

@@ -71,11 +71,21 @@ static void EKG(mk16)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t
     }
 }
 
+static void EKG(mk32)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                      int64_t ldb, float *c, int64_t ldc) {
+    EKG(mk16)(m, EK_MIN(nc, 16), kc, a, lda, b, ldb, c, ldc);
+    if (nc > 16) EKG(mk16)(m, nc - 16, kc, a, lda, b + 16, ldb, c + 16, ldc);
+}
+
 // y[:out] += scale * B (A x); u is scratch of rank floats.
 static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                           float *u) {
     const int64_t r = s->rank;
     for (int64_t t = 0; t < r; t++) u[t] = EKG(dot)(s->a + t * in, x, in) * s->scale;
+    if (s->bt) {
+        for (int64_t t = 0; t < r; t++) EKG(axpy)(u[t], s->bt + t * out, y, out);
+        return;
+    }
     if (r == 16) {
         // The common rank: a fixed-length inner loop the compiler unrolls into one vector op.
         for (int64_t j = 0; j < out; j++) {

@@ -38,6 +38,9 @@ typedef struct ek_vtable {
     // f32 GEMV fast path (cols % blocksize == 0): x rows pre-permuted by prep_f32 into xp rows of
     // cols floats. Computes y[i, r] (+)= dot(W[r, :], x[i, :]) for r in [r0, r1), i < n.
     int32_t f32_chunk;   // prep_f32 permutation chunk (0 = natural order)
+    // 1 when the register-blocked GEMV kernel (4 W rows x 4 x rows, weights decoded in registers)
+    // beats dequantised tiles + microkernel for many rows too (measured: AVX-512 85 vs 59 GFLOP/s).
+    int32_t gemm_by_rows;
     void (*gemv_f32)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const float *xp, int64_t n,
                      int64_t xps, float *y, int64_t ldy, int acc, float *sa);
     // int8 GEMV fast path: xq rows of q8_row_bytes(cols) bytes in the layout above with group q8_group.
@@ -48,9 +51,9 @@ typedef struct ek_vtable {
     // cols % blocksize == 0 and k0, kc multiples of 32.
     void (*dequant_tile)(const ek_nf4_matrix *w, int64_t r0, int64_t nr, int64_t k0, int64_t kc,
                          float *out, int64_t ldo);
-    // Microkernel: c[i, 0..<nc] += sum_k a[i, k] * b[k, 0..<16] for i < m (any m), nc <= 16;
-    // b has 16 readable floats per row (zero padded) at stride ldb.
-    void (*mk16)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+    // Microkernel: c[i, 0..<nc] += sum_k a[i, k] * b[k, 0..<32] for i < m (any m), nc <= 32;
+    // b has 32 readable floats per row (zero padded) at stride ldb.
+    void (*mk32)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
                  int64_t ldb, float *c, int64_t ldc);
     // Dense helpers for LoRA and attention.
     float (*dot)(const float *a, const float *b, int64_t n);

@@ -32,7 +32,6 @@ static inline __attribute__((always_inline)) void gemv2_f32(const ek_nf4_matrix 
                                                            int64_t sas) {
     const int64_t cols = w->cols, bs = w->blocksize, nbr = cols / bs;
     const __m256 clo = _mm256_loadu_ps(ek_nf4_code_f32), chi = _mm256_loadu_ps(ek_nf4_code_f32 + 8);
-    const __m256i m15 = _mm256_set1_epi32(15);
     const uint8_t *row[2];
     for (int j = 0; j < 2; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
     __m256 s[2][2];
@@ -49,7 +48,7 @@ static inline __attribute__((always_inline)) void gemv2_f32(const ek_nf4_matrix 
             for (int j = 0; j < 2; j++) {
                 __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row[j] + k / 2)));
                 wh[j] = lut16(tl[j], th[j], _mm256_srli_epi32(v, 4));
-                wl[j] = lut16(tl[j], th[j], _mm256_and_si256(v, m15));
+                wl[j] = lut16(tl[j], th[j], v);   // lut16 reads only bits 3:0 of each index
             }
             for (int i = 0; i < NX; i++) {
                 __m256 xe = _mm256_loadu_ps(xp + i * xps + k), xo = _mm256_loadu_ps(xp + i * xps + k + 8);
@@ -154,7 +153,6 @@ static void dequant_tile_fast_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t n
                                    float *out, int64_t ldo) {
     const int64_t cols = w->cols, bs = w->blocksize;
     const __m256 clo = _mm256_loadu_ps(ek_nf4_code_f32), chi = _mm256_loadu_ps(ek_nf4_code_f32 + 8);
-    const __m256i m15 = _mm256_set1_epi32(15);
     for (int64_t j = 0; j < nr; j++) {
         const int64_t r = r0 + j;
         const uint8_t *row = w->packed + r * cols / 2;
@@ -170,7 +168,7 @@ static void dequant_tile_fast_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t n
                 lastb = b;
             }
             __m256i v = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + k / 2)));
-            __m256 wh = lut16(tl, th, _mm256_srli_epi32(v, 4)), wl = lut16(tl, th, _mm256_and_si256(v, m15));
+            __m256 wh = lut16(tl, th, _mm256_srli_epi32(v, 4)), wl = lut16(tl, th, v);
             __m256 lo = _mm256_unpacklo_ps(wh, wl), hi = _mm256_unpackhi_ps(wh, wl);
             _mm256_storeu_ps(o + (k - k0), _mm256_permute2f128_ps(lo, hi, 0x20));
             _mm256_storeu_ps(o + (k - k0) + 8, _mm256_permute2f128_ps(lo, hi, 0x31));
@@ -205,6 +203,12 @@ static void mk16_fast_avx2(int64_t m, int64_t nc, int64_t kc, const float *a, in
     if (i < m) mk16_avx2(m - i, nc, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc);
 }
 
+static void mk32_fast_avx2(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                           int64_t ldb, float *c, int64_t ldc) {
+    mk16_fast_avx2(m, EK_MIN(nc, 16), kc, a, lda, b, ldb, c, ldc);
+    if (nc > 16) mk16_fast_avx2(m, nc - 16, kc, a, lda, b + 16, ldb, c + 16, ldc);
+}
+
 #pragma clang attribute pop
 
 static const ek_vtable avx2_table = {
@@ -214,7 +218,7 @@ static const ek_vtable avx2_table = {
     .q8_group = 64,
     .gemv_q8 = ek_gemv_q8_avx2,
     .dequant_tile = dequant_tile_fast_avx2,
-    .mk16 = mk16_fast_avx2,
+    .mk32 = mk32_fast_avx2,
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .lora_row = lora_row_avx2,

@@ -33,7 +33,6 @@ static inline __attribute__((always_inline)) void gemv4_f32(const ek_nf4_matrix 
                                                            int64_t sas) {
     const int64_t cols = w->cols, bs = w->blocksize, nbr = cols / bs;
     const __m512 code = _mm512_loadu_ps(ek_nf4_code_f32);
-    const __m512i m15 = _mm512_set1_epi32(15);
     const uint8_t *row[4];
     for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
     __m512 s[4][4];
@@ -47,7 +46,7 @@ static inline __attribute__((always_inline)) void gemv4_f32(const ek_nf4_matrix 
             for (int j = 0; j < 4; j++) {
                 __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row[j] + k / 2)));
                 wh[j] = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t[j]);
-                wl[j] = _mm512_permutexvar_ps(_mm512_and_si512(v, m15), t[j]);
+                wl[j] = _mm512_permutexvar_ps(v, t[j]);   // vpermps reads only index bits 3:0 = low nibble
             }
             for (int i = 0; i < NX; i++) {
                 __m512 xe = _mm512_loadu_ps(xp + i * xps + k), xo = _mm512_loadu_ps(xp + i * xps + k + 16);
@@ -167,7 +166,6 @@ static void dequant_tile_fast_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t
                                      float *out, int64_t ldo) {
     const int64_t cols = w->cols, bs = w->blocksize;
     const __m512 code = _mm512_loadu_ps(ek_nf4_code_f32);
-    const __m512i m15 = _mm512_set1_epi32(15);
     const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
     const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
     for (int64_t j = 0; j < nr; j++) {
@@ -181,44 +179,49 @@ static void dequant_tile_fast_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t
             if (b != lastb) { t = _mm512_mul_ps(code, _mm512_set1_ps(ek_absmax_at(w, b))); lastb = b; }
             __m512i v = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + k / 2)));
             __m512 wh = _mm512_permutexvar_ps(_mm512_srli_epi32(v, 4), t);
-            __m512 wl = _mm512_permutexvar_ps(_mm512_and_si512(v, m15), t);
+            __m512 wl = _mm512_permutexvar_ps(v, t);
             _mm512_storeu_ps(o + (k - k0), _mm512_permutex2var_ps(wh, ilo, wl));
             _mm512_storeu_ps(o + (k - k0) + 16, _mm512_permutex2var_ps(wh, ihi, wl));
         }
     }
 }
 
-// c[i, :nc] += a[i, :kc] · b[:kc, :16]: 8 rows x 16 columns of accumulators.
-static void mk16_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
-                             int64_t ldb, float *c, int64_t ldc) {
-    const __mmask16 mask = (__mmask16)((1u << nc) - 1);
-    int64_t i = 0;
-    for (; i + 8 <= m; i += 8) {
-        __m512 s0 = _mm512_setzero_ps(), s1 = s0, s2 = s0, s3 = s0, s4 = s0, s5 = s0, s6 = s0, s7 = s0;
-        const float *ai = a + i * lda;
-        for (int64_t k = 0; k < kc; k++) {
-            __m512 bk = _mm512_loadu_ps(b + k * ldb);
-            s0 = _mm512_fmadd_ps(_mm512_set1_ps(ai[k]), bk, s0);
-            s1 = _mm512_fmadd_ps(_mm512_set1_ps(ai[lda + k]), bk, s1);
-            s2 = _mm512_fmadd_ps(_mm512_set1_ps(ai[2 * lda + k]), bk, s2);
-            s3 = _mm512_fmadd_ps(_mm512_set1_ps(ai[3 * lda + k]), bk, s3);
-            s4 = _mm512_fmadd_ps(_mm512_set1_ps(ai[4 * lda + k]), bk, s4);
-            s5 = _mm512_fmadd_ps(_mm512_set1_ps(ai[5 * lda + k]), bk, s5);
-            s6 = _mm512_fmadd_ps(_mm512_set1_ps(ai[6 * lda + k]), bk, s6);
-            s7 = _mm512_fmadd_ps(_mm512_set1_ps(ai[7 * lda + k]), bk, s7);
-        }
-        __m512 s[8] = {s0, s1, s2, s3, s4, s5, s6, s7};
-        for (int q = 0; q < 8; q++) {
-            float *ci = c + (i + q) * ldc;
-            _mm512_mask_storeu_ps(ci, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, ci), s[q]));
+// c[i, :nc] += a[i, :kc] · b[:kc, :32]: 8 rows x 2 zmm of accumulators (10 loads per 16 FMAs).
+static inline __attribute__((always_inline)) void mk32_rows(const int MR, int64_t kc, const float *a, int64_t lda,
+                                                           const float *b, int64_t ldb, float *c, int64_t ldc,
+                                                           __mmask16 m0, __mmask16 m1) {
+    __m512 s0[8], s1[8];
+    for (int q = 0; q < MR; q++) s0[q] = s1[q] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < kc; k++) {
+        __m512 b0 = _mm512_loadu_ps(b + k * ldb), b1 = _mm512_loadu_ps(b + k * ldb + 16);
+        for (int q = 0; q < MR; q++) {
+            __m512 av = _mm512_set1_ps(a[q * lda + k]);
+            s0[q] = _mm512_fmadd_ps(av, b0, s0[q]);
+            s1[q] = _mm512_fmadd_ps(av, b1, s1[q]);
         }
     }
-    for (; i < m; i++) {
-        __m512 s0 = _mm512_setzero_ps();
-        const float *ai = a + i * lda;
-        for (int64_t k = 0; k < kc; k++) s0 = _mm512_fmadd_ps(_mm512_set1_ps(ai[k]), _mm512_loadu_ps(b + k * ldb), s0);
-        float *ci = c + i * ldc;
-        _mm512_mask_storeu_ps(ci, mask, _mm512_add_ps(_mm512_maskz_loadu_ps(mask, ci), s0));
+    for (int q = 0; q < MR; q++) {
+        float *ci = c + q * ldc;
+        _mm512_mask_storeu_ps(ci, m0, _mm512_add_ps(_mm512_maskz_loadu_ps(m0, ci), s0[q]));
+        _mm512_mask_storeu_ps(ci + 16, m1, _mm512_add_ps(_mm512_maskz_loadu_ps(m1, ci + 16), s1[q]));
+    }
+}
+
+static void mk32_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
+                             int64_t ldb, float *c, int64_t ldc) {
+    const __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xffffu : (1u << nc) - 1);
+    const __mmask16 m1 = (__mmask16)(nc >= 32 ? 0xffffu : nc > 16 ? (1u << (nc - 16)) - 1 : 0);
+    int64_t i = 0;
+    for (; i + 8 <= m; i += 8) mk32_rows(8, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1);
+    switch (m - i) {
+    case 7: mk32_rows(7, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    case 6: mk32_rows(6, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    case 5: mk32_rows(5, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    case 4: mk32_rows(4, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    case 3: mk32_rows(3, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    case 2: mk32_rows(2, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    case 1: mk32_rows(1, kc, a + i * lda, lda, b, ldb, c + i * ldc, ldc, m0, m1); break;
+    default: break;
     }
 }
 
@@ -227,11 +230,12 @@ static void mk16_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, 
 static ek_vtable avx512_table = {
     .name = "avx512",
     .f32_chunk = 32,
+    .gemm_by_rows = 1,
     .gemv_f32 = gemv_f32_avx512,
     .q8_group = 128,
     .gemv_q8 = gemv_q8_vnni,
     .dequant_tile = dequant_tile_fast_avx512,
-    .mk16 = mk16_fast_avx512,
+    .mk32 = mk32_fast_avx512,
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .lora_row = lora_row_avx512,

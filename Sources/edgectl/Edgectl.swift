@@ -12,6 +12,7 @@ struct Edgectl: AsyncParsableCommand {
             StatusCommand.self,
             ChatCommand.self,
             GenerateCommand.self,
+            BenchCommand.self,
         ]
     )
 }

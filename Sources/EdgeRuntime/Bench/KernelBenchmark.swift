@@ -1,0 +1,307 @@
+import COpenBLAS
+import Foundation
+import Kernels
+
+/// Times the NF4 kernels against OpenBLAS f32 and a plain memory read in the same run
+/// (`edgectl bench kernels`). Shapes are [m = out_features, k = in_features] with n activation rows:
+/// GEMV n = 1 (decode), GEMM n = 128 (prefill), LoRA n = 8 rows with 8 different rank-16 adapters on
+/// the 7 projections of a SmolLM2 layer (m then sums the 7 output widths).
+///
+/// "hot": one matrix reused (in cache when it fits); "cold": the call cycles through enough copies that
+/// the working set exceeds the LLC many times over, so every weight byte comes from DRAM.
+public struct KernelBenchmark {
+    public struct Options: Sendable {
+        public var threads: Int?   // the "all threads" setting; nil = online cores
+        public var quick: Bool
+        public init(threads: Int? = nil, quick: Bool = false) {
+            self.threads = threads
+            self.quick = quick
+        }
+    }
+
+    /// One measurement; the JSON field names are fixed by issue 3.
+    public struct Row: Codable, Sendable {
+        public var op: String          // "gemv" | "gemm" | "lora"
+        public var impl: String        // "nf4-avx512", "nf4-avx512-int8", "openblas-sgemv", "memread", ...
+        public var m: Int
+        public var n: Int
+        public var k: Int
+        public var threads: Int
+        public var cache: String       // "hot" | "cold"
+        public var us: Double
+        public var gflops: Double
+        public var weight_gbps: Double
+    }
+
+    public struct Report: Sendable {
+        public var rows: [Row]
+        public var openblasConfig: String
+        public var kernelsLine: String
+    }
+
+    let options: Options
+    /// Cold working set target: far above any LLC on the devices we target (32 MiB here).
+    let coldBytes = 256 << 20
+    var minSeconds: Double { options.quick ? 0.05 : 0.25 }
+
+    public init(options: Options) { self.options = options }
+
+    static let smolShapes = [(576, 576), (192, 576), (1536, 576), (576, 1536)]
+    static let bigShapes = [(4096, 4096), (11008, 4096), (4096, 11008)]
+    /// A SmolLM2-135M layer: q, k, v, o, gate, up, down as (out, in).
+    static let layerProjections = [(576, 576), (192, 576), (192, 576), (576, 576), (1536, 576), (1536, 576), (576, 1536)]
+
+    public func run(progress: (String) -> Void) -> Report {
+        ek_set_threads(0)
+        let allThreads = max(1, options.threads ?? Int(ek_threads()))
+        let threadSettings = allThreads == 1 ? [1] : [1, allThreads]
+        let names: [String] = ["scalar", "avx2", "avx512", "neon"]
+        let variants = names.filter { ek_variant_supported($0) == 1 }
+        let fast = variants.filter { $0 != "scalar" }
+        let original = String(cString: ek_variant_name())
+        defer {
+            _ = ek_set_variant(original)
+            ek_set_threads(0)
+        }
+        var rows: [Row] = []
+        let gemvShapes = Self.smolShapes + (options.quick ? [(4096, 11008)] : Self.bigShapes)
+        let gemmShapes = options.quick ? [(576, 576), (1536, 576)] : Self.smolShapes + Self.bigShapes
+        for t in threadSettings {
+            ek_set_threads(Int32(t))
+            openblas_set_num_threads(Int32(t))
+            for (m, k) in gemvShapes {
+                for cache in ["hot", "cold"] {
+                    progress("gemv \(m)x\(k) threads=\(t) \(cache)")
+                    let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), cache))
+                    let x = randomFloats(k, seed: 1)
+                    var y = [Float](repeating: 0, count: m)
+                    // The scalar variant only on the small shapes: it is the reference, not a contender.
+                    for v in (m * k <= 1 << 20 ? variants : fast) {
+                        _ = ek_set_variant(v)
+                        for (flags, suffix) in [(Int32(0), ""), (Int32(EK_ACT_INT8), "-int8")] {
+                            let us = time(cycles: nf4.count) { c in
+                                var w = nf4.matrix(c)
+                                _ = ek_nf4_gemv(&w, x, 1, Int64(k), &y, Int64(m), flags)
+                            }
+                            rows.append(row("gemv", "nf4-\(v)\(suffix)", m, 1, k, t, cache, us, Double(nf4.bytesPerCopy)))
+                        }
+                    }
+                    let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, cache))
+                    let blasUs = time(cycles: f32.count) { c in
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, &y, 1)
+                    }
+                    rows.append(row("gemv", "openblas-sgemv", m, 1, k, t, cache, blasUs, Double(m * k * 4)))
+                    let readUs = time(cycles: nf4.count) { c in _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy)) }
+                    rows.append(row("gemv", "memread", m, 1, k, t, cache, readUs, Double(nf4.bytesPerCopy), flops: 0))
+                }
+            }
+            for (m, k) in gemmShapes {
+                let n = 128
+                let x = randomFloats(n * k, seed: 2)
+                var y = [Float](repeating: 0, count: n * m)
+                for cache in ["hot", "cold"] {
+                    progress("gemm \(m)x\(k) n=\(n) threads=\(t) \(cache)")
+                    let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), cache))
+                    for v in fast {
+                        _ = ek_set_variant(v)
+                        // The variant's choice, and the dequantised-tile strategy forced, to show the choice is measured.
+                        for (flags, suffix) in [(Int32(0), ""), (Int32(EK_GEMM_TILES), "-tiles")] {
+                            let us = time(cycles: nf4.count) { c in
+                                var w = nf4.matrix(c)
+                                _ = ek_nf4_gemm(&w, x, Int64(n), Int64(k), &y, Int64(m), flags)
+                            }
+                            rows.append(row("gemm", "nf4-\(v)\(suffix)", m, n, k, t, cache, us, Double(nf4.bytesPerCopy)))
+                        }
+                    }
+                    let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, cache))
+                    let blasUs = time(cycles: f32.count) { c in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(m), Int32(k), 1, x, Int32(k),
+                                    f32.pointer(c), Int32(k), 0, &y, Int32(m))
+                    }
+                    rows.append(row("gemm", "openblas-sgemm", m, n, k, t, cache, blasUs, Double(m * k * 4)))
+                }
+            }
+            progress("lora 8 rows x 8 rank-16 adapters x 7 projections threads=\(t)")
+            rows += loraRows(threads: t, variants: fast.isEmpty ? variants : fast)
+        }
+        let config = openblas_get_config().map { String(cString: $0) } ?? "unknown"
+        return Report(rows: rows, openblasConfig: config, kernelsLine: String(cString: ek_dispatch_description()))
+    }
+
+    /// Base GEMV of 8 rows through the 7 projections vs the gathered LoRA update of the same rows.
+    func loraRows(threads: Int, variants: [String]) -> [Row] {
+        let n = 8, rank = 16
+        let mSum = Self.layerProjections.reduce(0) { $0 + $1.0 }
+        let weights = Self.layerProjections.map { NF4Copies(rows: $0.0, cols: $0.1, copies: 1) }
+        // adapters[p][a]: adapter a's A [rank, in] and Bᵀ [rank, out] for projection p.
+        let adapters = Self.layerProjections.enumerated().map { p, shape in
+            (0..<n).map { a in (randomFloats(rank * shape.1, seed: UInt64(100 * p + a), scale: 0.05),
+                                randomFloats(shape.0 * rank, seed: UInt64(100 * p + a + 50), scale: 0.05)) }
+        }
+        let xs = Self.layerProjections.map { randomFloats(n * $0.1, seed: 7) }
+        var ys = Self.layerProjections.map { [Float](repeating: 0, count: n * $0.0) }
+        let slotOfRow = (0..<Int32(n)).map { $0 }
+        let baseFlops = Self.layerProjections.reduce(0.0) { $0 + 2.0 * Double($1.0 * $1.1 * n) }
+        let loraFlops = Self.layerProjections.reduce(0.0) { $0 + 2.0 * Double(rank * ($1.0 + $1.1) * n) }
+        let baseBytes = weights.reduce(0.0) { $0 + Double($1.bytesPerCopy) }
+        let loraBytes = Self.layerProjections.reduce(0.0) { $0 + Double(rank * ($1.0 + $1.1) * 4 * n) }
+        var rows: [Row] = []
+        for v in variants {
+            _ = ek_set_variant(v)
+            let baseUs = time(cycles: 1) { _ in
+                for p in 0..<weights.count {
+                    var w = weights[p].matrix(0)
+                    let (m, k) = Self.layerProjections[p]
+                    _ = ek_nf4_matmul(&w, xs[p], Int64(n), Int64(k), &ys[p], Int64(m), 0)
+                }
+            }
+            var r = row("lora", "nf4-\(v)-base-7proj", mSum, n, 576, threads, "hot", baseUs, baseBytes)
+            r.gflops = baseFlops / baseUs / 1e3
+            rows.append(r)
+            let loraUs = time(cycles: 1) { _ in
+                for p in 0..<weights.count {
+                    let (m, k) = Self.layerProjections[p]
+                    withSlots(adapters[p], rank: rank) { slots in
+                        _ = ek_lora_bgmv(slots, Int64(slots.count), slotOfRow, xs[p], Int64(n), Int64(k), Int64(k),
+                                         &ys[p], Int64(m), Int64(m))
+                    }
+                }
+            }
+            var l = row("lora", "lora-bgmv-\(v)", mSum, n, 576, threads, "hot", loraUs, loraBytes)
+            l.gflops = loraFlops / loraUs / 1e3
+            rows.append(l)
+        }
+        return rows
+    }
+
+    /// ab: (A, Bᵀ) per adapter; B itself is not needed when Bᵀ is given (the adapter cache keeps Bᵀ).
+    func withSlots(_ ab: [([Float], [Float])], rank: Int, _ body: ([ek_lora_slot]) -> Void) {
+        func go(_ i: Int, _ acc: [ek_lora_slot]) {
+            if i == ab.count { body(acc); return }
+            ab[i].0.withUnsafeBufferPointer { a in
+                ab[i].1.withUnsafeBufferPointer { bt in
+                    go(i + 1, acc + [ek_lora_slot(a: a.baseAddress, b: bt.baseAddress, bt: bt.baseAddress, rank: Int32(rank), scale: 2)])
+                }
+            }
+        }
+        go(0, [])
+    }
+
+    func copies(for bytes: Int, _ cache: String) -> Int {
+        cache == "hot" ? 1 : max(2, (coldBytes + bytes - 1) / bytes)
+    }
+
+    /// Mean microseconds per call over at least minSeconds (after a warm-up pass over every copy).
+    func time(cycles: Int, _ body: (Int) -> Void) -> Double {
+        // Warm-up: one call, then (for cheap calls) a pass over the copies so page faults are not timed.
+        let first = DispatchTime.now().uptimeNanoseconds
+        body(0)
+        if Double(DispatchTime.now().uptimeNanoseconds - first) < minSeconds * 1e9 / 16 {
+            for c in 1..<max(1, min(cycles, 64)) { body(c) }
+        }
+        var calls = 0
+        let start = DispatchTime.now().uptimeNanoseconds
+        var elapsed: UInt64 = 0
+        repeat {
+            body(calls % cycles)
+            calls += 1
+            elapsed = DispatchTime.now().uptimeNanoseconds - start
+        } while Double(elapsed) < minSeconds * 1e9 || calls < 2
+        return Double(elapsed) / 1e3 / Double(calls)
+    }
+
+    func row(_ op: String, _ impl: String, _ m: Int, _ n: Int, _ k: Int, _ threads: Int, _ cache: String,
+             _ us: Double, _ bytes: Double, flops: Double? = nil) -> Row {
+        let f = flops ?? 2.0 * Double(m) * Double(n) * Double(k)
+        return Row(op: op, impl: impl, m: m, n: n, k: k, threads: threads, cache: cache, us: us,
+                   gflops: f / us / 1e3, weight_gbps: bytes / us / 1e3)
+    }
+
+    func randomFloats(_ count: Int, seed: UInt64, scale: Float = 1) -> [Float] {
+        var s = seed &* 0x9E37_79B9_7F4A_7C15 | 1
+        return (0..<count).map { _ in
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            return (Float(s >> 40) / Float(1 << 24) * 2 - 1) * scale
+        }
+    }
+}
+
+/// `copies` NF4 matrices [rows, cols] with double-quantised absmax (the model file's layout), each in
+/// its own 64-byte aligned region of one allocation; random codes, plausible absmax.
+final class NF4Copies {
+    let rows: Int, cols: Int, count: Int
+    let bytesPerCopy: Int
+    private let base: UnsafeMutableRawPointer
+    private let packedBytes: Int, blocks: Int, nestedCount: Int, stride: Int
+    private let map: UnsafeMutablePointer<Float>
+
+    static func bytes(rows: Int, cols: Int) -> Int {
+        let blocks = (rows * cols + 63) / 64
+        return (rows * cols + 1) / 2 + blocks + (blocks + 255) / 256 * 4
+    }
+
+    init(rows: Int, cols: Int, copies: Int) {
+        self.rows = rows
+        self.cols = cols
+        count = copies
+        packedBytes = (rows * cols + 1) / 2
+        blocks = (rows * cols + 63) / 64
+        nestedCount = (blocks + 255) / 256
+        bytesPerCopy = packedBytes + blocks + nestedCount * 4
+        stride = (bytesPerCopy + 4 * 64 + 63) / 64 * 64
+        base = UnsafeMutableRawPointer.allocate(byteCount: stride * copies, alignment: 64)
+        map = .allocate(capacity: 256)
+        withUnsafeBytes(of: ek_dynamic_map_bits) { raw in
+            for i in 0..<256 { map[i] = Float(bitPattern: raw.load(fromByteOffset: 4 * i, as: UInt32.self)) }
+        }
+        var s: UInt64 = 0x1234_5678_9ABC_DEF1
+        for c in 0..<copies {
+            let p = base + c * stride
+            let words = p.bindMemory(to: UInt64.self, capacity: (packedBytes + blocks) / 8)
+            for i in 0..<((packedBytes + blocks) / 8) {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17
+                words[i] = s
+            }
+            let nested = (p + nestedOffset).bindMemory(to: Float.self, capacity: nestedCount)
+            for i in 0..<nestedCount { nested[i] = 0.02 }
+        }
+    }
+
+    deinit {
+        base.deallocate()
+        map.deallocate()
+    }
+
+    private var nestedOffset: Int { (packedBytes + blocks + 63) / 64 * 64 }
+
+    func raw(_ c: Int) -> UnsafeRawPointer { UnsafeRawPointer(base + c * stride) }
+
+    func matrix(_ c: Int) -> ek_nf4_matrix {
+        let p = base + c * stride
+        return ek_nf4_matrix(
+            packed: UnsafePointer(p.assumingMemoryBound(to: UInt8.self)), absmax_f32: nil,
+            absmax_q8: UnsafePointer((p + packedBytes).assumingMemoryBound(to: UInt8.self)),
+            nested_absmax: UnsafePointer((p + nestedOffset).assumingMemoryBound(to: Float.self)),
+            dq_map: UnsafePointer(map), offset: 0.03, rows: Int64(rows), cols: Int64(cols), blocksize: 64,
+            nested_blocksize: 256)
+    }
+}
+
+/// `copies` f32 matrices [rows, cols] for OpenBLAS.
+final class F32Copies {
+    let count: Int
+    private let base: UnsafeMutablePointer<Float>
+    private let size: Int
+
+    init(rows: Int, cols: Int, copies: Int) {
+        count = copies
+        size = (rows * cols + 15) / 16 * 16
+        base = .allocate(capacity: size * copies)
+        // A cheap deterministic fill: values do not change OpenBLAS's speed, only their presence in memory.
+        for i in 0..<(size * copies) { base[i] = Float(Int32(truncatingIfNeeded: i &* 2_654_435_761) >> 8) * 1e-9 }
+    }
+
+    deinit { base.deallocate() }
+
+    func pointer(_ c: Int) -> UnsafePointer<Float> { UnsafePointer(base + c * size) }
+}

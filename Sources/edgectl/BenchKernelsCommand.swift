@@ -1,0 +1,99 @@
+import ArgumentParser
+import EdgeRuntime
+import Foundation
+import Kernels
+
+/// `edgectl bench kernels [--json] [--threads N] [--quick]`: NF4 GEMV/GEMM/LoRA kernels against
+/// OpenBLAS f32 and a plain memory read, at 1 thread and all threads, hot and cold.
+struct BenchKernelsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Time the NF4 kernels against OpenBLAS sgemv/sgemm and the memory read bandwidth.",
+        discussion: """
+            Shapes are m x k (out x in features) with n activation rows: GEMV n=1, GEMM n=128, LoRA n=8 rows \
+            with 8 different rank-16 adapters on the 7 projections of a SmolLM2 layer. "cold" cycles through \
+            copies totalling 256 MiB so weights come from DRAM. Build with -c release before measuring.
+            """
+    )
+
+    @Flag(help: "Print a JSON list of rows {op, impl, m, n, k, threads, cache, us, gflops, weight_gbps}.")
+    var json = false
+
+    @Option(help: "The \"all threads\" setting (default: online cores); 1 thread is always measured too.")
+    var threads: Int?
+
+    @Flag(help: "Fewer shapes and shorter timing (a smoke run, not for quoting numbers).")
+    var quick = false
+
+    func validate() throws {
+        if let threads, threads < 1 || threads > 256 {
+            throw ValidationError("--threads must be between 1 and 256 (got \(threads))")
+        }
+    }
+
+    func run() async throws {
+        let stderr = FileHandle.standardError
+        stderr.write(Data((String(cString: ek_dispatch_description()) + "\n").utf8))
+        let bench = KernelBenchmark(options: .init(threads: threads, quick: quick))
+        let report = bench.run { line in stderr.write(Data("bench: \(line)\n".utf8)) }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            let data = try encoder.encode(report.rows)
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print(report.kernelsLine)
+        print("openblas: \(report.openblasConfig)")
+        print(Self.table(report.rows))
+        for line in Self.summary(report.rows) { print(line) }
+    }
+
+    static func table(_ rows: [KernelBenchmark.Row]) -> String {
+        var out = ["op    impl                     m      n    k      thr cache        us     GFLOP/s   GB/s"]
+        for r in rows {
+            out.append(
+                pad(r.op, 5) + " " + pad(r.impl, 24) + " " + lpad("\(r.m)", 6) + " " + lpad("\(r.n)", 4) + " "
+                    + lpad("\(r.k)", 6) + " " + lpad("\(r.threads)", 3) + " " + pad(r.cache, 5) + " "
+                    + lpad(String(format: "%.1f", r.us), 10) + " " + lpad(String(format: "%.2f", r.gflops), 9) + " "
+                    + lpad(String(format: "%.2f", r.weight_gbps), 7))
+        }
+        return out.joined(separator: "\n")
+    }
+
+    /// The issue's targets, computed from rows of the same run.
+    static func summary(_ rows: [KernelBenchmark.Row]) -> [String] {
+        var lines: [String] = []
+        func find(_ op: String, _ impl: String, _ m: Int, _ k: Int, _ t: Int, _ cache: String) -> KernelBenchmark.Row? {
+            rows.first { $0.op == op && $0.impl == impl && $0.m == m && $0.k == k && $0.threads == t && $0.cache == cache }
+        }
+        let threadCounts = Set(rows.map(\.threads)).sorted()
+        let impls = Set(rows.filter { $0.op == "gemv" && $0.impl.hasPrefix("nf4-") }.map(\.impl)).sorted()
+        for t in threadCounts {
+            if let read = find("gemv", "memread", 4096, 11008, t, "cold"), let blas = find("gemv", "openblas-sgemv", 4096, 11008, t, "cold") {
+                for impl in impls {
+                    guard let g = find("gemv", impl, 4096, 11008, t, "cold") else { continue }
+                    lines.append(String(format: "target gemv 4096x11008 cold thr=%d %@: %.0f%% of read bandwidth (%.2f of %.2f GB/s), %.1fx openblas sgemv",
+                                        t, impl, 100 * g.weight_gbps / read.weight_gbps, g.weight_gbps, read.weight_gbps, blas.us / g.us))
+                }
+            }
+            for blas in rows where blas.op == "gemm" && blas.impl == "openblas-sgemm" && blas.threads == t && blas.cache == "hot" {
+                for g in rows where g.op == "gemm" && g.impl.hasPrefix("nf4-") && g.m == blas.m && g.k == blas.k && g.threads == t && g.cache == "hot" {
+                    lines.append(String(format: "target gemm %dx%d n=%d thr=%d %@: %.0f%% of openblas sgemm GFLOP/s",
+                                        g.m, g.k, g.n, t, g.impl, 100 * g.gflops / blas.gflops))
+                }
+            }
+            for l in rows where l.op == "lora" && l.impl.hasPrefix("lora-bgmv-") && l.threads == t {
+                let v = l.impl.dropFirst("lora-bgmv-".count)
+                if let base = rows.first(where: { $0.op == "lora" && $0.impl == "nf4-\(v)-base-7proj" && $0.threads == t }) {
+                    lines.append(String(format: "target lora 8 rows x 8 adapters r16 x 7 proj thr=%d %@: %.1f%% of base GEMV time",
+                                        t, String(v), 100 * l.us / base.us))
+                }
+            }
+        }
+        return lines
+    }
+
+    static func pad(_ s: String, _ w: Int) -> String { s.count >= w ? s : s + String(repeating: " ", count: w - s.count) }
+    static func lpad(_ s: String, _ w: Int) -> String { s.count >= w ? s : String(repeating: " ", count: w - s.count) + s }
+}
