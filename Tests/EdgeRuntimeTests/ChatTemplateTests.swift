@@ -42,6 +42,7 @@ final class ChatTemplateTests: XCTestCase {
             let text = try template.render(messages: messages, addGenerationPrompt: chat["add_generation_prompt"] as! Bool)
             XCTAssertEqual(text, chat["text"] as? String)
             XCTAssertEqual(tok.encode(text), [Int32](json: chat["ids"]))
+            XCTAssertEqual(try template.encode(messages: messages, addGenerationPrompt: true, with: tok), [Int32](json: chat["ids"]))
         }
     }
 
@@ -69,6 +70,14 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertThrowsError(try typeError?.render(messages: [], addGenerationPrompt: false)) { e in
             guard case .render = e as? ChatTemplateError else { return XCTFail("\(e)") }
         }
+        // Arithmetic edge cases neither trap nor exhaust memory.
+        // (Python has big integers; past Int64 we fall back to floats rather than trap.)
+        let math = try? ChatTemplate(source: "{{ -7 // 2 }} {{ -7 % 3 }} {{ '1e300' | int }} {{ 7 / 2 }}", bosToken: nil, eosToken: nil)
+        XCTAssertEqual(try math?.render(messages: [], addGenerationPrompt: false), "-4 2 0 3.5")
+        let overflow = try? ChatTemplate(source: "{{ 2 ** 70 }} {{ 9223372036854775807 + 1 }} {{ (-9223372036854775807 - 1) | abs }}", bosToken: nil, eosToken: nil)
+        XCTAssertNoThrow(try overflow?.render(messages: [], addGenerationPrompt: false))
+        let huge = try? ChatTemplate(source: "{{ 'x' * 100000000000 }}{{ range(10000000000) | length }}", bosToken: nil, eosToken: nil)
+        XCTAssertThrowsError(try huge?.render(messages: [], addGenerationPrompt: false))
         let undefinedAttr = try? ChatTemplate(source: "{{ nothing.here }}", bosToken: nil, eosToken: nil)
         XCTAssertThrowsError(try undefinedAttr?.render(messages: [], addGenerationPrompt: false))
     }
@@ -88,5 +97,8 @@ final class ChatTemplateTests: XCTestCase {
         // Jinja2: the loop's `set` does not leak; block tags take their line's indentation and newline.
         XCTAssertEqual(try ChatTemplate(source: source, bosToken: nil, eosToken: nil).render(messages: [], addGenerationPrompt: false),
                        "    <2>\n    <3>\nafter=1\n tight !")  // as jinja2 3.1 renders it
+        // `{%+` keeps the indentation, `+%}` the newline (jinja2: 'a\n  \nb\nc').
+        let plus = "a\n  {%+ if true +%}\nb\n{% endif %}\nc"
+        XCTAssertEqual(try ChatTemplate(source: plus, bosToken: nil, eosToken: nil).render(messages: [], addGenerationPrompt: false), "a\n  \nb\nc")
     }
 }

@@ -18,13 +18,15 @@ enum TokenizerFixtures {
     static let spLlama: Result<Tokenizer, Error> = Result { try Tokenizer(directory: url("sp_llama")) }
 
     /// The SmolLM2 tokenizer.json with some top-level keys replaced (pre-tokenizer variants).
-    // Read-only after first use; [String: Any] is not Sendable but is never mutated.
-    nonisolated(unsafe) static let smolLM2Root: Result<[String: Any], Error> = Result { try json("smollm2/tokenizer.json") as! [String: Any] }
+    // Read-only after first use; its [String: Any] sections are not Sendable but are never mutated.
+    nonisolated(unsafe) static let smolLM2File: Result<TokenizerFile, Error> = Result {
+        try TokenizerFile.decode(Data(contentsOf: url("smollm2/tokenizer.json")), file: "tokenizer.json")
+    }
 
     static func smolLM2Patched(_ patch: [String: Any]) throws -> Tokenizer {
-        var root = try smolLM2Root.get()
-        for (k, v) in patch { root[k] = v }
-        return try Tokenizer(root: JSONNode(value: root, file: "tokenizer.json", path: ""), config: nil)
+        var file = try smolLM2File.get()
+        for (k, v) in patch { file.sections[k] = v }
+        return try Tokenizer(file: file, config: nil)
     }
 }
 

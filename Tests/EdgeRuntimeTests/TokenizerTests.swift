@@ -135,6 +135,48 @@ final class TokenizerTests: XCTestCase {
         XCTAssertEqual(tok.decode([1, 7, 7], skipSpecial: true), "ab ab")
     }
 
+    /// Llama-3's shape: `ignore_merges` (a word already in the vocabulary is one token, whatever the
+    /// merges would make), a Sequence post-processor (ByteLevel + TemplateProcessing adding BOS).
+    func testIgnoreMergesAndSequencePostProcessor() throws {
+        func make(ignoreMerges: Bool) throws -> Tokenizer {
+            let json = """
+            {"added_tokens": [{"id": 8, "content": "<|begin_of_text|>", "special": true, "normalized": false}],
+             "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": "\(KnownSplitRegex.llama3Pattern.replacingOccurrences(of: "\\", with: "\\\\"))"}, "behavior": "Isolated", "invert": false},
+                {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false}]},
+             "post_processor": {"type": "Sequence", "processors": [
+                {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+                {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|begin_of_text|>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}],
+                 "special_tokens": {"<|begin_of_text|>": {"id": "<|begin_of_text|>", "ids": [8], "tokens": ["<|begin_of_text|>"]}}}]},
+             "decoder": {"type": "ByteLevel"},
+             "model": {"type": "BPE", "ignore_merges": \(ignoreMerges), "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5, "Ġ": 6, "Ġabc": 7},
+                       "merges": [["b", "c"], ["a", "b"]]}}
+            """
+            return try Tokenizer(tokenizerJSON: Data(json.utf8), config: nil)
+        }
+        let plain = try make(ignoreMerges: false), ignoring = try make(ignoreMerges: true)
+        XCTAssertEqual(plain.encode("abc"), [0, 4])           // b+c first (rank 0); "a bc" has no merge
+        XCTAssertEqual(ignoring.encode("abc"), [5])           // whole word in the vocabulary
+        XCTAssertEqual(ignoring.encode(" abc", addSpecial: true), [8, 7])
+        XCTAssertEqual(ignoring.decode([8, 7]), "<|begin_of_text|> abc")
+        XCTAssertEqual(ignoring.decode([8, 7], skipSpecial: true), " abc")
+    }
+
+    /// tokenizers ignores an added token's `id` when it does not fit: a content already in the
+    /// vocabulary keeps the vocabulary id, a new one gets the next id past it (checked with tokenizers 0.23.3).
+    func testAddedTokenIDsAssignedAsTokenizersDoes() throws {
+        for fileID in [9, 8, 3] {
+            let json = """
+            {"added_tokens": [{"id": \(fileID), "content": "<|x|>", "special": true, "normalized": false}],
+             "decoder": {"type": "ByteLevel"},
+             "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, "c": 2, "ab": 3, "bc": 4, "abc": 5, "Ġ": 6, "Ġabc": 7}, "merges": []}}
+            """
+            let tok = try Tokenizer(tokenizerJSON: Data(json.utf8), config: nil)
+            XCTAssertEqual(tok.encode("<|x|>a"), [8, 0])
+            XCTAssertEqual(tok.decode([Int32(fileID), 0]), ["a", "<|x|>a", "aba"][[9, 8, 3].firstIndex(of: fileID)!])
+        }
+    }
+
     func testBadFilesGiveTypedErrors() {
         XCTAssertThrowsError(try Tokenizer(tokenizerJSON: Data("[1]".utf8), config: nil)) { e in
             XCTAssertEqual(e as? TokenizerError, .invalidJSON(file: "tokenizer.json", reason: "top level is not an object"))
@@ -162,18 +204,46 @@ final class TokenizerTests: XCTestCase {
         }
     }
 
+    /// Expected ids checked with tokenizers 0.23.3.
     func testAddedTokenFlags() throws {
         let json = """
-        {"added_tokens": [{"id": 3, "content": "<mask>", "special": true, "lstrip": true, "rstrip": false, "normalized": false},
-                          {"id": 4, "content": "ab", "special": false, "single_word": true, "normalized": true},
-                          {"id": 5, "content": "<r>", "special": true, "rstrip": true, "normalized": false}],
-         "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, " ": 2, "x": 6}, "merges": []}}
+        {"added_tokens": [{"id": 4, "content": "<mask>", "special": true, "lstrip": true, "rstrip": false, "normalized": false},
+                          {"id": 5, "content": "ab", "special": false, "single_word": true, "normalized": true},
+                          {"id": 6, "content": "<r>", "special": true, "rstrip": true, "normalized": false}],
+         "model": {"type": "BPE", "vocab": {"a": 0, "b": 1, " ": 2, "x": 3}, "merges": []}}
         """
         let tok = try Tokenizer(tokenizerJSON: Data(json.utf8), config: nil)
-        XCTAssertEqual(tok.encode("a  <mask>b"), [0, 3, 1])       // lstrip eats the spaces before
-        XCTAssertEqual(tok.encode("<r>  a"), [5, 0])              // rstrip eats the spaces after
-        XCTAssertEqual(tok.encode("ab x"), [4, 2, 6])             // whole word: matched
-        XCTAssertEqual(tok.encode("xab"), [6, 0, 1])              // inside a word: not matched
+        XCTAssertEqual(tok.encode("a  <mask>b"), [0, 4, 1])       // lstrip eats the spaces before
+        XCTAssertEqual(tok.encode("<r>  a"), [6, 0])              // rstrip eats the spaces after
+        XCTAssertEqual(tok.encode("ab x"), [5, 2, 3])             // whole word: matched
+        XCTAssertEqual(tok.encode("xab"), [3, 0, 1])              // inside a word: not matched
         XCTAssertEqual(tok.encode("<mask>", parseSpecial: false), [0]) // only "a" is in the vocabulary; no unk_token: the rest is dropped
+    }
+}
+
+/// 250 seeded random strings over a mixed alphabet (scripts, marks, digits of several kinds, odd
+/// whitespace, NUL/DEL, special-token strings, byte-token look-alikes) against HF tokenizers.
+final class TokenizerRandomTextTests: XCTestCase {
+    func testRandomTextsMatchReference() throws {
+        let root = try TokenizerFixtures.json("random_cases.json") as! [String: Any]
+        let texts = root["texts"] as! [String]
+        XCTAssertEqual(texts.count, 250)
+        var llama3Patch = [String: Any]()
+        let variants = try TokenizerFixtures.json("variants.json") as! [[String: Any]]
+        llama3Patch["pre_tokenizer"] = variants.first { $0["name"] as? String == "llama3_split" }!["pre_tokenizer"]
+        let tokenizers: [(String, Tokenizer)] = [
+            ("smollm2", try TokenizerFixtures.smolLM2.get()),
+            ("smollm2_llama3_split", try TokenizerFixtures.smolLM2Patched(llama3Patch)),
+            ("sp_llama", try TokenizerFixtures.spLlama.get()),
+        ]
+        for (name, tok) in tokenizers {
+            let expected = root[name] as! [Any]
+            let decoded = root[name + "_decoded"] as! [String]
+            for (i, text) in texts.enumerated() {
+                let ids = [Int32](json: expected[i])
+                XCTAssertEqual(tok.encode(text), ids, "\(name): \(text.debugDescription)")
+                XCTAssertEqual(tok.decode(ids), decoded[i], "\(name) decode: \(text.debugDescription)")
+            }
+        }
     }
 }

@@ -32,6 +32,13 @@ public struct ChatTemplate: Sendable {
         try self.init(source: source, bosToken: tokenizer.config.bosToken, eosToken: tokenizer.config.eosToken, otherTokens: other)
     }
 
+    /// The prompt ids for a conversation, as `apply_chat_template(..., tokenize=True)`: the rendered
+    /// text encoded without added special tokens (the template writes BOS itself where it wants one),
+    /// special-token strings in it parsed as special tokens.
+    public func encode(messages: [ChatMessage], addGenerationPrompt: Bool, with tokenizer: Tokenizer) throws -> [Int32] {
+        tokenizer.encode(try render(messages: messages, addGenerationPrompt: addGenerationPrompt), addSpecial: false, parseSpecial: true)
+    }
+
     public func render(messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
         let list: [Any] = messages.map { ["role": $0.role, "content": $0.content] as [String: Any] }
         return try render(context: ["messages": list, "add_generation_prompt": addGenerationPrompt])
@@ -78,6 +85,8 @@ public struct ChatTemplate: Sendable {
             }
             let (lo, hi, step) = ints.count == 1 ? (0, ints[0], 1) : (ints[0], ints[1], ints.count == 3 ? ints[2] : 1)
             guard step != 0 else { throw ChatTemplateError.render(line: 0, message: "range() step cannot be zero") }
+            let count = (hi.subtractingReportingOverflow(lo).partialValue) / step
+            guard count <= 1 << 20 else { throw ChatTemplateError.render(line: 0, message: "range() of more than 2^20 items") }
             return .array(stride(from: lo, to: hi, by: step).map { .int($0) })
         })
         globals["strftime_now"] = .function(JinjaFunction(name: "strftime_now") { args, _ in

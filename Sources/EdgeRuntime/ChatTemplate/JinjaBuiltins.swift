@@ -107,15 +107,17 @@ enum JinjaBuiltins {
         case "int":
             switch v {
             case let .int(i): return .int(i)
-            case let .double(d): return .int(Int(d))
+            case let .double(d): return .int(Int(exactly: d.rounded(.towardZero)) ?? 0)
             case let .bool(b): return .int(b ? 1 : 0)
-            case let .string(s): return .int(Int(s.trimmingCharacters(in: .whitespaces)) ?? Int(Double(s) ?? 0))
+            case let .string(s):
+                let t = s.trimmingCharacters(in: .whitespaces)
+                return .int(Int(t) ?? Int(exactly: (Double(t) ?? 0).rounded(.towardZero)) ?? 0)
             default: return .int(0)
             }
         case "float":
             return .double(v.number ?? (Double((try? str()) ?? "") ?? 0))
         case "abs":
-            if case let .int(i) = v { return .int(abs(i)) }
+            if case let .int(i) = v, i != .min { return .int(abs(i)) }
             guard let d = v.number else { throw fail("needs a number") }
             return .double(abs(d))
         case "round":

@@ -182,7 +182,7 @@ final class JinjaInterpreter {
             let v = try eval(x)
             if op == "not" { return .bool(!v.isTruthy) }
             switch v {
-            case let .int(i): return .int(-i)
+            case let .int(i): return i == .min ? .double(-Double(i)) : .int(-i)
             case let .double(d): return .double(-d)
             default: throw fail("cannot negate \(v.typeName)")
             }
@@ -293,26 +293,42 @@ final class JinjaInterpreter {
             switch (a, b) {
             case let (.string(x), .string(y)): return .string(x + y)
             case let (.array(x), .array(y)): return .array(x + y)
-            case let (.int(x), .int(y)): return .int(x + y)
+            case let (.int(x), .int(y)):
+                let (r, overflow) = x.addingReportingOverflow(y)
+                return overflow ? .double(Double(x) + Double(y)) : .int(r)
             default:
                 if let x = a.number, let y = b.number { return .double(x + y) }
                 throw fail("cannot add \(a.typeName) and \(b.typeName) (use `~` to join text)")
             }
         case "-", "*", "/", "//", "%", "**":
             if op == "*" {
-                if case let .string(s) = a, case let .int(n) = b { return .string(String(repeating: s, count: max(n, 0))) }
-                if case let .array(x) = a, case let .int(n) = b { return .array(Array(repeating: x, count: max(n, 0)).flatMap { $0 }) }
+                // Bounded: a template must not be able to exhaust memory with 'x' * 10**12.
+                if case let .string(s) = a, case let .int(n) = b {
+                    guard n <= 0 || s.utf8.count.multipliedReportingOverflow(by: n).partialValue <= 1 << 24 else { throw fail("string repetition too large") }
+                    return .string(String(repeating: s, count: max(n, 0)))
+                }
+                if case let .array(x) = a, case let .int(n) = b {
+                    guard n <= 0 || x.count.multipliedReportingOverflow(by: n).partialValue <= 1 << 20 else { throw fail("list repetition too large") }
+                    return .array(Array(repeating: x, count: max(n, 0)).flatMap { $0 })
+                }
             }
             if case let .int(x) = a, case let .int(y) = b {
                 switch op {
-                case "-": return .int(x - y)
-                case "*": return .int(x * y)
+                case "-":
+                    let (r, o) = x.subtractingReportingOverflow(y)
+                    return o ? .double(Double(x) - Double(y)) : .int(r)
+                case "*":
+                    let (r, o) = x.multipliedReportingOverflow(by: y)
+                    return o ? .double(Double(x) * Double(y)) : .int(r)
                 case "/": guard y != 0 else { throw fail("division by zero") }; return .double(Double(x) / Double(y))
-                case "//": guard y != 0 else { throw fail("division by zero") }
-                    return .int(Int((Double(x) / Double(y)).rounded(.down)))
-                case "%": guard y != 0 else { throw fail("modulo by zero") }
+                case "//": guard y != 0, !(x == .min && y == -1) else { throw fail("division by zero or overflow") }
+                    let q = x / y
+                    return .int((x % y != 0) && ((x < 0) != (y < 0)) ? q - 1 : q)
+                case "%": guard y != 0, !(x == .min && y == -1) else { throw fail("modulo by zero or overflow") }
                     let m = x % y; return .int(m != 0 && (m < 0) != (y < 0) ? m + y : m)
-                default: return y >= 0 ? .int(Int(pow(Double(x), Double(y)))) : .double(pow(Double(x), Double(y)))
+                default:
+                    let p = pow(Double(x), Double(y))
+                    return y >= 0 && abs(p) < 9.0e18 ? .int(Int(p)) : .double(p)
                 }
             }
             guard let x = a.number, let y = b.number else { throw fail("cannot apply `\(op)` to \(a.typeName) and \(b.typeName)") }

@@ -114,7 +114,8 @@ struct JinjaParser {
             guard found >= 0 else { throw ChatTemplateError.syntax(line: tagLine, message: "unclosed \"{\(String(kind))\", expected \"\(closer)\"") }
             var end = found
             let stripAfter = end > j && s[end - 1] == "-"
-            if stripAfter || (end > j && s[end - 1] == "+") { end -= 1 }
+            let keepAfter = end > j && s[end - 1] == "+"  // `+%}` turns trim_blocks off for this tag
+            if stripAfter || keepAfter { end -= 1 }
             let inner = String(String.UnicodeScalarView(s[j..<end]))
             i = found + 2
             if stripAfter { stripNextLeading = true }
@@ -147,9 +148,9 @@ struct JinjaParser {
                     continue
                 }
                 out.append(.statement(inner, line: tagLine))
-                if !stripAfter { trimNextNewline = true }
+                if !stripAfter && !keepAfter { trimNextNewline = true }
             default:
-                if !stripAfter { trimNextNewline = true }
+                if !stripAfter && !keepAfter { trimNextNewline = true }
             }
         }
         flushText()

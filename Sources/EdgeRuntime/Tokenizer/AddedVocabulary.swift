@@ -23,17 +23,33 @@ struct AddedVocabulary: Sendable {
     private let rawIndex: [Unicode.Scalar: [Int]]
     private let normalizedIndex: [Unicode.Scalar: [Int]]
 
-    init(json: JSONNode, normalizer: Normalizer?) throws {
+    /// - Parameter modelVocab: ids are assigned as tokenizers assigns them on load, not taken from
+    ///   the file's `id`: a token already in the vocabulary (or added before) keeps that id, a new one
+    ///   gets the next id past the vocabulary. For files written by tokenizers the two agree.
+    init(json: JSONNode, normalizer: Normalizer?, modelVocab: [String: Int32]) throws {
         var entries = [Entry]()
+        var assigned = [String: Int32]()
+        var maxAdded: Int32?
         if !json.isNull {
             for item in try json.requireArray() {
-                guard let id = item["id"].int, id >= 0 else { throw item["id"].fail("a non-negative integer") }
+                guard let fileID = item["id"].int, fileID >= 0 else { throw item["id"].fail("a non-negative integer") }
+                _ = fileID
                 let content = try item["content"].requireString()
+                let id: Int32
+                if let known = assigned[content] ?? modelVocab[content] {
+                    id = known
+                } else if let m = maxAdded, m >= Int32(modelVocab.count) || modelVocab.isEmpty {
+                    id = m + 1
+                } else {
+                    id = Int32(modelVocab.count)
+                }
+                assigned[content] = id
+                maxAdded = max(maxAdded ?? id, id)
                 let special = try item["special"].bool(default: false)
                 let normalized = try item["normalized"].bool(default: !special)
                 var pattern = Array(content)
                 if normalized, let normalizer { pattern = normalizer.apply(pattern) }
-                entries.append(Entry(id: Int32(id), content: content, pattern: pattern, special: special,
+                entries.append(Entry(id: id, content: content, pattern: pattern, special: special,
                                      singleWord: try item["single_word"].bool(default: false),
                                      lstrip: try item["lstrip"].bool(default: false),
                                      rstrip: try item["rstrip"].bool(default: false),

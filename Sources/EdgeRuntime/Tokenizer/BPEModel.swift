@@ -26,17 +26,15 @@ final class BPEModel: Sendable {
     private let cache = Mutex<[String: [Int32]]>([:])
     private static let cacheCapacity = 10_000
 
-    init(json model: JSONNode) throws {
-        let file = model.file
-        guard let rawVocab = model["vocab"].object else { throw model["vocab"].fail("an object of token → id") }
-        var vocab = [String: Int32](minimumCapacity: rawVocab.count)
+    init(_ decoded: TokenizerFile.Model, file: String) throws {
+        let model = JSONNode(value: decoded.options, file: file, path: "model")
+        guard let vocab = decoded.vocab else { throw model["vocab"].fail("an object of token → id") }
         var maxID = -1
-        for (token, value) in rawVocab {
-            guard let id = (value as? NSNumber)?.intValue, id >= 0, id < Int(Int32.max) else {
+        for (token, id) in vocab {
+            guard id >= 0 else {
                 throw TokenizerError.badValue(file: file, key: "model.vocab[\(token.debugDescription)]", expected: "a non-negative integer id")
             }
-            vocab[token] = Int32(id)
-            maxID = max(maxID, id)
+            maxID = max(maxID, Int(id))
         }
         var tokens = [String?](repeating: nil, count: maxID + 1)
         for (token, id) in vocab { tokens[Int(id)] = token }
@@ -57,20 +55,9 @@ final class BPEModel: Sendable {
 
         let prefixLength = continuingSubwordPrefix.count
         var merges = [UInt64: UInt64](minimumCapacity: 1 << 16)
-        let rawMerges = model["merges"].isNull ? [] : try model["merges"].requireArray()
-        for (rank, merge) in rawMerges.enumerated() {
-            let left: String, right: String
-            if let line = merge.string {
-                // The older "a b" form: tokens cannot contain a space there, so exactly one separates them.
-                let parts = line.split(separator: " ", omittingEmptySubsequences: false)
-                guard parts.count == 2 else { throw TokenizerError.badMerge(file: file, index: rank, merge: line) }
-                left = String(parts[0]); right = String(parts[1])
-            } else if let pair = merge.value as? [Any], pair.count == 2, let a = pair[0] as? String, let b = pair[1] as? String {
-                left = a; right = b
-            } else {
-                throw merge.fail("a merge, either \"a b\" or [\"a\", \"b\"]")
-            }
-            let merged = left + String(right.dropFirst(prefixLength))
+        for (rank, merge) in (decoded.merges ?? []).enumerated() {
+            guard let (left, right) = merge.pair else { throw TokenizerError.badMerge(file: file, index: rank, merge: merge.raw) }
+            let merged = prefixLength == 0 ? left + right : left + String(right.dropFirst(prefixLength))
             guard let l = vocab[left], let r = vocab[right], let m = vocab[merged] else {
                 throw TokenizerError.badMerge(file: file, index: rank, merge: "\(left) \(right)")
             }

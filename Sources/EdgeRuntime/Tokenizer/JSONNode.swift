@@ -9,7 +9,7 @@ struct JSONNode {
 
     static func parse(_ data: Data, file: String) throws -> JSONNode {
         do {
-            let object = try JSONSerialization.jsonObject(with: escapingByteOrderMarks(data), options: [.fragmentsAllowed])
+            let object = try JSONDecoder().decode(NativeJSON.self, from: data).value
             guard object is [String: Any] else {
                 throw TokenizerError.invalidJSON(file: file, reason: "top level is not an object")
             }
@@ -67,10 +67,13 @@ struct JSONNode {
         if let n = value as? NSNumber { return n.boolValue }
         return nil
     }
+    /// Integers outside Int32 are treated as wrong values: every integer these files hold is a token
+    /// id or a small count, and callers convert with `Int32(...)`.
     var int: Int? {
-        if let n = value as? Int { return n }
-        if let n = value as? NSNumber { return n.intValue }
-        return nil
+        var v: Int?
+        if let n = value as? Int { v = n } else if let n = value as? NSNumber { v = n.intValue }
+        guard let v, Int(Int32.min)...Int(Int32.max) ~= v else { return nil }
+        return v
     }
 
     var array: [JSONNode]? {

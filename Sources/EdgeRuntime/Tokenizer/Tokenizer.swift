@@ -52,22 +52,22 @@ public final class Tokenizer: Sendable {
     ///   - chatTemplate: the text of a separate `chat_template.jinja` (transformers 5 writes the
     ///     template there instead of into tokenizer_config.json); it wins over the config's.
     public convenience init(tokenizerJSON: Data, config configData: Data?, generationConfig: Data? = nil, chatTemplate: String? = nil) throws {
-        try self.init(root: JSONNode.parse(tokenizerJSON, file: "tokenizer.json"), config: configData,
+        try self.init(file: TokenizerFile.decode(tokenizerJSON, file: "tokenizer.json"), config: configData,
                       generationConfig: generationConfig, chatTemplate: chatTemplate)
     }
 
-    /// From an already parsed tokenizer.json (`JSONSerialization` output).
-    init(root: JSONNode, config configData: Data?, generationConfig: Data? = nil, chatTemplate: String? = nil) throws {
-        let modelNode = root["model"]
-        let modelType = try modelNode["type"].optionalString() ?? (modelNode["merges"].isNull ? "?" : "BPE")
+    /// From an already decoded tokenizer.json.
+    init(file: TokenizerFile, config configData: Data?, generationConfig: Data? = nil, chatTemplate: String? = nil) throws {
+        let root = JSONNode(value: file.sections, file: "tokenizer.json", path: "")
+        let modelType = file.model.type ?? (file.model.merges == nil ? "?" : "BPE")
         guard modelType == "BPE" else {
             throw TokenizerError.unsupported(file: "tokenizer.json", key: "model", type: modelType)
         }
-        model = try BPEModel(json: modelNode)
+        model = try BPEModel(file.model, file: "tokenizer.json")
         normalizer = root["normalizer"].isNull ? nil : try Normalizer(json: root["normalizer"])
         preTokenizer = root["pre_tokenizer"].isNull ? nil : try PreTokenizer(json: root["pre_tokenizer"])
         decoder = root["decoder"].isNull ? nil : try TokenDecoder(json: root["decoder"])
-        added = try AddedVocabulary(json: root["added_tokens"], normalizer: normalizer)
+        added = try AddedVocabulary(json: root["added_tokens"], normalizer: normalizer, modelVocab: model.vocab)
 
         var byID = [Int32: AddedVocabulary.Entry](), byContent = [String: Int32](), special = Set<Int32>()
         for e in added.entries {

@@ -12,6 +12,9 @@ Writes:
   sp_llama/          - a SentencePiece BPE model with byte fallback (trained here on GPL-3 text),
                        converted to tokenizer.json exactly as transformers converts a llama GGUF
   sp_cases.json      - expected ids/decodes for sp_llama
+  sp_llama_gguf_metadata.json - the tokenizer.ggml.* values a llama GGUF of that model holds (input of
+                       the converter), so TokenizerExport can be checked against transformers' output
+  random_cases.json  - 250 seeded random strings over a mixed alphabet: ids and decodes for three tokenizers
   chat_templates.json - six template families rendered by transformers' chat-template renderer
 """
 import copy, json, os, sys
@@ -103,6 +106,7 @@ def sentencepiece_llama():
     td = {"tokenizer_type": "llama", "tokens": tokens, "scores": scores, "token_type": types,
           "bos_token_id": 1, "eos_token_id": 2, "unk_token_id": 0}
     cfg = {"add_bos_token": True, "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
+    json.dump(dict(td, architecture="llama", add_bos_token=True), open(os.path.join(HERE, "sp_llama_gguf_metadata.json"), "w"), ensure_ascii=False)
     backend, _ = convert_gguf_tokenizer("llama", td)
     tok = PreTrainedTokenizerFast(tokenizer_object=backend, **cfg)
     d = os.path.join(HERE, "sp_llama")
@@ -116,9 +120,30 @@ def sentencepiece_llama():
     json.dump(cases, open(os.path.join(HERE, "sp_cases.json"), "w"), ensure_ascii=False, indent=1)
 
 
+def random_cases():
+    """Seeded random strings over a mixed alphabet, encoded by the reference for three tokenizers."""
+    import random
+    rng = random.Random(20261122)
+    alphabet = list("aAzZ09 '\t\n\r.,;!?-_/\\\"()") + ["  ", "\u00a0", "\u3000", "é", "e\u0301", "ß", "ſ", "İ", "中", "文", "한", "д", "Ж",
+                "١", "²", "½", "Ⅻ", "😀", "👍🏽", "\U0001F9EA", "\u200b", "\ufeff", "'s", "'LL", "<|im_start|>", "<|im_end|>",
+                "<s>", "</s>", "\x00", "\x7f", "▁", "Ġ", "<0x41>", "the", " the", "ing", "123", "4567"]
+    samples = ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(250)]
+    base = json.load(open(os.path.join(HERE, "smollm2", "tokenizer.json")))
+    llama3 = copy.deepcopy(base)
+    llama3.update(VARIANTS["llama3_split"])
+    toks = {"smollm2": Tokenizer.from_str(json.dumps(base)), "smollm2_llama3_split": Tokenizer.from_str(json.dumps(llama3)),
+            "sp_llama": Tokenizer.from_file(os.path.join(HERE, "sp_llama", "tokenizer.json"))}
+    out = {"texts": samples}
+    for name, tok in toks.items():
+        out[name] = [tok.encode(s, add_special_tokens=False).ids for s in samples]
+        out[name + "_decoded"] = [tok.decode(tok.encode(s, add_special_tokens=False).ids, skip_special_tokens=False) for s in samples]
+    json.dump(out, open(os.path.join(HERE, "random_cases.json"), "w"), ensure_ascii=False)
+
+
 if __name__ == "__main__":
-    what = sys.argv[1:] or ["variants", "sp", "chat"]
+    what = sys.argv[1:] or ["variants", "sp", "chat", "random"]
     if "variants" in what: variants()
+    if "random" in what: random_cases()
     if "sp" in what: sentencepiece_llama()
     if "chat" in what:
         import make_chat_fixtures
