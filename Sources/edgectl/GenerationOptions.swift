@@ -22,7 +22,9 @@ struct GenerationOptions: ParsableArguments {
     var stop: [String] = []
 
     func validate() throws {
-        if let adapter { _ = try AdapterReference(parsing: adapter) }
+        if let adapter {
+            do { _ = try AdapterReference(parsing: adapter) } catch { throw ValidationError("--adapter: \(error.message)") }
+        }
         if let maxTokens, maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
         if let temperature, !(0...2).contains(temperature) { throw ValidationError("--temperature must be between 0 and 2") }
         if let topP, !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }

@@ -200,3 +200,45 @@ final class DaemonProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 }
+
+extension DaemonProcessTests {
+    func testSighupReloadsAuthWithReloadingAndReady() async throws {
+        let dir = try ServingTestServer.makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let notify = try NotifySocket(path: dir + "/notify")
+        let config = try writeConfig(dir)
+        let socketPath = dir + "/edge.sock"
+        let daemon = try DaemonProcess(Self.binary, ["--config", config, "--socket", socketPath, "--model", dir + "/none"], environment: ["NOTIFY_SOCKET": notify.path])
+        defer { daemon.kill() }
+        XCTAssertNotNil(notify.wait(for: "READY=1", timeout: 20), daemon.stderr)
+        let client = DaemonClient(socketPath: socketPath)
+        let before = try await client.post("/v1/completions", ["prompt": "x"])
+        XCTAssertEqual(before.status, 503, "allowed, but there is no model")
+
+        try """
+            [server]
+            shutdown_grace = 2
+            socket_group = ""
+            [auth]
+            inference_uids = []
+            inference_gids = []
+            allow_daemon_user = false
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        XCTAssertNotNil(notify.wait(for: "RELOADING=1", timeout: 10), daemon.stderr)
+        XCTAssertNotNil(notify.wait(for: "READY=1", timeout: 10), daemon.stderr)
+        let after = try await client.post("/v1/completions", ["prompt": "x"])
+        XCTAssertEqual(after.status, 403, "the reloaded [auth] applies without a restart")
+
+        // A broken config on reload keeps the running one.
+        try "[server]\nsocket_mode = 12\n".write(toFile: config, atomically: true, encoding: .utf8)
+        daemon.signal(SIGHUP)
+        XCTAssertNotNil(notify.wait(for: "READY=1", timeout: 10))
+        let still = try await client.post("/v1/completions", ["prompt": "x"])
+        XCTAssertEqual(still.status, 403)
+        XCTAssertTrue(daemon.stderr.contains("configuration reload failed"), daemon.stderr)
+
+        daemon.signal(SIGTERM)
+        XCTAssertEqual(daemon.waitForExit(timeout: 15), 0)
+    }
+}

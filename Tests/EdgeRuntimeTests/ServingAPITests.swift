@@ -407,3 +407,43 @@ final class ServingAPITests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "keep")
     }
 }
+
+extension ServingAPITests {
+    func testGracefulShutdownDrainsRunningStreams() async throws {
+        let backend = ScriptedBackend(reply: String(repeating: "d", count: 40), tokenDelay: .milliseconds(10))
+        let server = try ServingTestServer(backend: backend)
+        let running = Task { try await server.client.events("/v1/completions", ["prompt": "x", "stream": true]) }
+        let started = await eventually { backend.counters.withLockedValue { $0.active } == 1 }
+        XCTAssertTrue(started)
+        let stop = Task { await server.stop() }
+        let (response, events) = try await running.value
+        XCTAssertEqual(response.status, 200)
+        XCTAssertEqual(events.last, "[DONE]", "a request running at SIGTERM finishes")
+        await stop.value
+        XCTAssertEqual(backend.counters.withLockedValue { $0.finished }, 1)
+        XCTAssertThrowsError(try server.client.request("GET", "/healthz"), "no new connections after shutdown")
+    }
+
+    func testConcurrentStreamsWithDifferentAdaptersStayApart() async throws {
+        let backend = ScriptedBackend(reply: "r", tokenDelay: .milliseconds(2))
+        let server = try ServingTestServer(backend: backend)
+        defer { Task { await server.stop() } }
+        let results = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for i in 0..<16 {
+                group.addTask {
+                    let (_, events) = try await server.client.events("/v1/chat/completions", [
+                        "model": .string("adapter-\(i % 4)"), "messages": [["role": "user", "content": .string("n\(i)")]], "stream": true,
+                    ])
+                    let text = try events.dropLast().map { try JSONValue.parse(Array($0.utf8))["choices"]?.arrayValue?.first?["delta"]?["content"]?.stringValue ?? "" }.joined()
+                    return (i, text)
+                }
+            }
+            var out: [Int: String] = [:]
+            for try await (i, text) in group { out[i] = text }
+            return out
+        }
+        XCTAssertEqual(results.count, 16)
+        for (i, text) in results { XCTAssertEqual(text, "r [adapter-\(i % 4)*1.0]") }
+        XCTAssertEqual(backend.counters.withLockedValue { $0.active }, 0)
+    }
+}

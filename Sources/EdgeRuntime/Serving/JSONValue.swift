@@ -24,7 +24,8 @@ public enum JSONValue: Sendable, Equatable {
         case (.string(let x), .string(let y)): return x == y
         case (.array(let x), .array(let y)): return x == y
         case (.object(let x), .object(let y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+            // JSON objects are unordered: equal when they hold the same keys with equal values.
+            return x.count == y.count && x.allSatisfy { pair in y.contains { $0.0 == pair.0 && $0.1 == pair.1 } }
         default: return false
         }
     }

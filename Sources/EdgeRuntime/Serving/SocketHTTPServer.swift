@@ -21,14 +21,18 @@ public final class SocketHTTPServer: Service, Sendable {
     let drainTimeout: Duration
     let group: any EventLoopGroup
     let onShutdownStart: @Sendable () -> Void
+    let onListening: @Sendable () async -> Void
 
-    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onShutdownStart: @escaping @Sendable () -> Void = {}) {
+    /// `onListening` runs once the server accepts connections (inside the ServiceGroup, so SIGTERM
+    /// is already handled gracefully): the daemon sends READY=1 there.
+    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onListening: @escaping @Sendable () async -> Void = {}, onShutdownStart: @escaping @Sendable () -> Void = {}) {
         self.socket = socket
         self.state = state
         self.logger = logger
         self.drainTimeout = drainTimeout
         self.group = group
         self.onShutdownStart = onShutdownStart
+        self.onListening = onListening
     }
 
     public func run() async throws {
@@ -51,6 +55,7 @@ public final class SocketHTTPServer: Service, Sendable {
             // future cancels its generation.
             .bind(fd) { channel in http.setup(channel: channel, logger: logger) }
         logger.info("listening", metadata: ["socket.path": "\(socket.path)", "socket.activated": "\(socket.activated)"])
+        await onListening()
 
         let acceptLoop = Task {
             await withDiscardingTaskGroup { connections in
