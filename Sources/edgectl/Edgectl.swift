@@ -13,6 +13,8 @@ struct Edgectl: AsyncParsableCommand {
             ChatCommand.self,
             GenerateCommand.self,
             BenchCommand.self,
+            RunCommand.self,
+            EvalCommand.self,
         ]
     )
 }

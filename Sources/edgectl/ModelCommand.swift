@@ -111,7 +111,7 @@ struct ModelInfoCommand: ParsableCommand {
                 FileHandle.standardError.write(Data(String(format: "open+validate %.2f ms; mapping after open: rss %d kB, private dirty %d kB, anonymous %d kB (file %.1f MB)\n",
                                                            ms, m.rssKB, m.privateDirtyKB, m.anonymousKB, Double(model.file.fileBytes.count) / 1e6).utf8))
             }
-            let info = ModelInfo(model: model)
+            let info = ModelReport(model: model)
             if timing {
                 let ms = Double(DispatchTime.now().uptimeNanoseconds - opened.uptimeNanoseconds) / 1e6
                 FileHandle.standardError.write(Data(String(format: "digest (sha256 of the whole file) %.1f ms\n", ms).utf8))

@@ -6,7 +6,7 @@ final class ChatTemplateTests: XCTestCase {
     /// Ten template families (ChatML, Llama-2/3/3.1, Mistral v1/v3, Gemma, Phi-3, Qwen2.5, a feature
     /// sampler) over several conversations, against transformers' `render_jinja_template`.
     func testFamiliesRenderLikeTransformers() throws {
-        let root = try OrderedJSON.parse(Data(contentsOf: TokenizerFixtures.url("chat_templates.json")))
+        let root = try TemplateContextJSON.parse(Data(contentsOf: TokenizerFixtures.url("chat_templates.json")))
         guard case let .array(families) = root else { return XCTFail("chat_templates.json is not a list") }
         XCTAssertGreaterThanOrEqual(families.count, 10)
         var checked = 0

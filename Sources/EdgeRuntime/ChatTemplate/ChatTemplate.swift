@@ -49,7 +49,7 @@ public struct ChatTemplate: Sendable {
     /// `tojson` prints tool schemas as the client wrote them (as transformers does).
     public func render(contextJSON: Data) throws -> String {
         let value: JinjaValue
-        do { value = try OrderedJSON.parse(contextJSON) } catch {
+        do { value = try TemplateContextJSON.parse(contextJSON) } catch {
             throw ChatTemplateError.render(line: 0, message: "the template variables are not valid JSON (\(error))")
         }
         guard case let .object(o) = value else { throw ChatTemplateError.render(line: 0, message: "the template variables must be a JSON object") }

@@ -70,7 +70,7 @@ public final class LoRABinding: @unchecked Sendable {
             let a = FloatBuffer(pair.a), b = FloatBuffer(pair.b)
             buffers += [a, b]
             bytes += (pair.a.count + pair.b.count) * 4
-            slots[pair.layer][pair.projection.index] = ek_lora_slot(a: UnsafePointer(a.pointer), b: UnsafePointer(b.pointer), rank: Int32(pair.rank), scale: pair.scale)
+            slots[pair.layer][pair.projection.index] = ek_lora_slot(a: UnsafePointer(a.pointer), b: UnsafePointer(b.pointer), bt: nil, rank: Int32(pair.rank), scale: pair.scale)
         }
         self.init(name: name, slots: slots, byteCount: bytes, owners: buffers)
     }

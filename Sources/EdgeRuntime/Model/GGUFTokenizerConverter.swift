@@ -114,7 +114,7 @@ public struct GGUFTokenizerConverter {
 
     public func tokenizerJSON() -> OrderedJSON {
         let byteLevel = model == "gpt2"
-        let alphabet = ByteLevelAlphabet.shared
+        let alphabet = GGUFByteAlphabet.shared
         // Vocabulary in id order; byte-level tokens spelled outside the byte alphabet are respelled from their UTF-8.
         var vocab: [(String, OrderedJSON)] = []
         vocab.reserveCapacity(tokens.count)
@@ -292,8 +292,8 @@ public struct GGUFTokenizerConverter {
 }
 
 /// GPT-2's reversible byte ↔ printable-character mapping (`bytes_to_unicode`).
-struct ByteLevelAlphabet: Sendable {
-    static let shared = ByteLevelAlphabet()
+struct GGUFByteAlphabet: Sendable {
+    static let shared = GGUFByteAlphabet()
     let byteToScalar: [Unicode.Scalar]
     let scalars: Set<Unicode.Scalar>
 

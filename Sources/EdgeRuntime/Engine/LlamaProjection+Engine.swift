@@ -1,9 +1,5 @@
-/// The seven linear projections of a Llama decoder layer, by Hugging Face module path (the same
-/// declaration as the model loader's; see the extension below for what the engine adds).
-public enum LlamaProjection: String, CaseIterable, Sendable {
-    case q = "self_attn.q_proj", k = "self_attn.k_proj", v = "self_attn.v_proj", o = "self_attn.o_proj"
-    case gate = "mlp.gate_proj", up = "mlp.up_proj", down = "mlp.down_proj"
-}
+// `LlamaProjection` itself (the seven projections by Hugging Face module path) is declared by the
+// model loader (Model/NF4Model.swift); this is what the engine adds to it.
 
 extension LlamaProjection {
     /// Position in `allCases` (0..<7): the index of per-layer tables.

@@ -1,7 +1,7 @@
 import Foundation
 
 /// What `edgectl model info` reports about an opened model directory.
-public struct ModelInfo: Sendable {
+public struct ModelReport: Sendable {
     public let directory: String
     public let config: LlamaConfig
     /// Logical parameters (a tied lm_head counted once).

@@ -2,7 +2,7 @@ import Foundation
 
 /// A small JSON reader that keeps object keys in file order, as Python's `json.loads` does. Chat
 /// templates print tool schemas with `tojson`, so key order is visible in the prompt.
-enum OrderedJSON {
+enum TemplateContextJSON {
     struct ParseError: Error, CustomStringConvertible {
         let offset: Int
         let message: String
