@@ -114,8 +114,10 @@ public final class InferenceScheduler: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !stopping else { throw .shutDown }
+        // Queued requests that will start at the next step (free running slots) do not count
+        // against the queue bound.
         let waiting = queue.count
-        guard waiting < limits.maxQueued || (waiting == 0 && runningCount < limits.maxRunning) else {
+        guard waiting < limits.maxQueued + max(0, limits.maxRunning - runningCount) else {
             throw .atCapacity(reason: "\(runningCount) running, \(waiting) queued", retryAfterSeconds: 1 + waiting / limits.maxRunning)
         }
         queue.append(seq)
