@@ -275,6 +275,7 @@ public final class InferenceScheduler: @unchecked Sendable {
     }
 
     private func emitNext(_ s: Sequence, logits: [Float]) {
+        if s.request.maxTokens <= 0 { finish(s, .length); return }
         let token = s.sampler.sample(logits)
         let stop = s.request.stopTokenIDs.contains(token) || (!s.request.ignoreEOS && endOfGeneration.contains(token))
         if stop { finish(s, .stop); return }
