@@ -32,6 +32,8 @@ struct EdgeRuntimed: AsyncParsableCommand {
     var checkConfig = false
 
     func run() async throws {
+        // Link the inference engine into the daemon (DefaultBackendFactory.engine).
+        EngineBackend.register()
         let options = ServingDaemon.Options(configPath: config, socket: socket, model: model)
         let configuration: DaemonConfiguration
         do {

@@ -8,11 +8,13 @@ struct Edgectl: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             ModelCommand.self,
-            BenchCommand.self,
             AdapterCommand.self,
-            StatusCommand.self,
+            RunCommand.self,
             ChatCommand.self,
             GenerateCommand.self,
+            StatusCommand.self,
+            EvalCommand.self,
+            BenchCommand.self,
             FinetuneCommand.self,
         ]
     )

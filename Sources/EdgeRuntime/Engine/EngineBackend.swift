@@ -1,0 +1,261 @@
+import AdapterCache
+import Crypto
+import Foundation
+import Kernels
+import Logging
+
+/// The daemon's `GenerationBackend`: one mapped model, the continuous-batching scheduler, and the
+/// adapter cache. `generate` resolves each adapter through `AdapterCache.acquire` (the lease is
+/// held for the sequence's lifetime and released when it ends), binds it to the model without
+/// copying, and submits the request to the scheduler, whose thread does all the compute.
+///
+/// Concurrency contract: immutable after init except through the scheduler (internally locked) and
+/// the cache actor; every method may be called from any task.
+public final class EngineBackend: GenerationBackend, @unchecked Sendable {
+    public let local: LocalModel
+    public let scheduler: InferenceScheduler
+    public let adapters: AdapterCache
+    public let model: ModelInfo?
+    public var noModelHint: String { "" }
+    private let chatTemplate: ChatTemplate?
+    private let chatTemplateError: String?
+    private let logger: Logger
+
+    public init(local: LocalModel, adapters: AdapterCache, limits: SchedulerLimits, activations: LlamaModel.ActivationPrecision = .int8, logger: Logger) {
+        self.local = local
+        self.adapters = adapters
+        self.logger = logger
+        let tokenizer = local.tokenizer
+        scheduler = InferenceScheduler(model: LlamaModel(weights: local.weights, activations: activations), limits: limits,
+                                       endOfGeneration: local.endOfGeneration,
+                                       makeDetokenizer: { StreamingDetokenizer(tokenizer: tokenizer) })
+        do {
+            chatTemplate = try ChatTemplate(tokenizer: tokenizer)
+            chatTemplateError = nil
+        } catch {
+            chatTemplate = nil
+            chatTemplateError = "\(error)"
+        }
+        let hp = local.hyperparameters
+        model = ModelInfo(name: (local.directory as NSString).lastPathComponent, path: local.directory, contextLength: hp.contextLength,
+                          vocabularySize: hp.vocabularySize, baseDigest: Self.baseDigest(directory: local.directory),
+                          loadedAt: Int(Date().timeIntervalSince1970))
+    }
+
+    /// What `DefaultBackendFactory.engine` calls: maps the model and opens the adapter cache as the
+    /// configuration says.
+    public convenience init(_ config: DaemonConfiguration, _ logger: Logger) async throws {
+        if config.model.threads > 0 { ek_set_threads(Int32(config.model.threads)) }
+        let local = try LocalModel(directory: config.model.path, contextLength: config.model.contextLength)
+        var cacheConfig = AdapterCacheConfiguration(directory: config.adapters.cacheDir)
+        cacheConfig.diskBudgetBytes = Int64(config.adapters.diskBudgetBytes)
+        cacheConfig.ramBudgetBytes = Int64(config.adapters.ramBudgetBytes)
+        cacheConfig.requireSignature = config.adapters.requireSignature
+        cacheConfig.trustedKeys = config.adapters.trustedKeys
+        if !config.adapters.storeURL.isEmpty { cacheConfig.store = try StoreLocation(config.adapters.storeURL) }
+        cacheConfig.baseModelDigest = Self.baseDigest(directory: local.directory)
+        let cache = try AdapterCache(configuration: cacheConfig, logger: logger)
+        let limits = SchedulerLimits(maxRunning: config.scheduler.maxRunning, maxQueued: config.scheduler.maxQueue,
+                                     kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk)
+        self.init(local: local, adapters: cache, limits: limits, logger: logger)
+        logger.info("engine ready: \(String(cString: ek_dispatch_description()))")
+    }
+
+    /// Registers this engine with the daemon's backend factory.
+    public static func register() {
+        DefaultBackendFactory.engine = { config, logger in try await EngineBackend(config, logger) }
+    }
+
+    /// The base-model identity adapters are checked against: sha256 of config.json and the
+    /// safetensors header (names, dtypes, shapes, offsets) — cheap at start-up, and any re-import
+    /// with other weights changes the NF4 statistics' offsets or the header's metadata.
+    static func baseDigest(directory: String) -> String {
+        var hasher = SHA256()
+        if let c = FileManager.default.contents(atPath: directory + "/config.json") { hasher.update(data: c) }
+        if let h = FileHandle(forReadingAtPath: directory + "/model.safetensors") {
+            defer { try? h.close() }
+            if let lenData = try? h.read(upToCount: 8), lenData.count == 8 {
+                let len = lenData.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
+                hasher.update(data: lenData)
+                if len < 100 << 20, let header = try? h.read(upToCount: Int(len)) { hasher.update(data: header) }
+            }
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+
+    // MARK: - Generation
+
+    public func generate(_ request: GenerationRequest) async throws -> AsyncThrowingStream<GenerationEvent, Error> {
+        var leases: [AdapterLease] = []
+        var entries: [(binding: LoRABinding, weight: Float)] = []
+        let cache = adapters
+        let releaseAll: @Sendable ([AdapterLease]) -> Void = { held in
+            guard !held.isEmpty else { return }
+            Task { for l in held { await cache.release(l) } }
+        }
+        do {
+            for selection in request.adapters {
+                try Task.checkCancellation()
+                let version = try Self.version(selection.adapter)
+                let lease: AdapterLease
+                do { lease = try await cache.acquire(.init(name: selection.adapter.name, version: version)) } catch { throw Self.apiError(error, reference: selection.adapter.description) }
+                leases.append(lease)
+                do {
+                    entries.append((try LoRABinding(adapter: lease.adapter, name: lease.description, hyperparameters: local.hyperparameters), selection.weight))
+                } catch {
+                    throw APIError.badRequest(error.description, param: "model", code: "adapter_mismatch")
+                }
+            }
+            let held = leases
+            return try scheduler.submit(request, adapters: AdapterMix(entries), release: { releaseAll(held) })
+        } catch let error as EngineError {
+            releaseAll(leases)
+            throw Self.apiError(error)
+        } catch {
+            releaseAll(leases)
+            throw error
+        }
+    }
+
+    /// The version as the cache's name type (the module and its actor share the name
+    /// `AdapterCache`, so the cache's reference type is only spelled through `.init`).
+    static func version(_ ref: AdapterReference) throws -> AdapterName? {
+        do { return try ref.version.map { try AdapterName($0) } } catch {
+            throw APIError.badRequest("adapter version in '\(ref)' is invalid: \(error)", param: "model", code: "invalid_adapter_version")
+        }
+    }
+
+    static func apiError(_ error: EngineError) -> APIError {
+        switch error {
+        case .atCapacity(_, let retry): return .queueFull(retryAfter: retry, error.description)
+        case .shutDown: return .unavailable(error.description, code: "shutting_down", retryAfter: 5)
+        case .contextOverflow: return .badRequest(error.description, param: "max_tokens", code: "context_length_exceeded")
+        case .invalidToken: return .badRequest(error.description, param: "prompt", code: "invalid_token")
+        case .adapterMismatch: return .badRequest(error.description, param: "model", code: "adapter_mismatch")
+        case .invalidRequest: return .badRequest(error.description)
+        case .badModel, .kernel: return .internalError(error.description)
+        }
+    }
+
+    static func apiError(_ error: AdapterError, reference: String) -> APIError {
+        switch error {
+        case .notFound: return .adapterNotFound(reference)
+        case .baseModelMismatch, .baseModelUnknown: return .badRequest(error.description, param: "model", code: "adapter_base_mismatch")
+        case .network, .timeout, .http, .truncatedDownload:
+            return APIError(status: 503, type: "service_unavailable", code: "adapter_store_unreachable", message: error.description, param: "model", retryAfter: 10)
+        default: return .badRequest(error.description, param: "model", code: "adapter_invalid")
+        }
+    }
+
+    // MARK: - Text
+
+    public func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) throws -> [Int32] {
+        local.tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial)
+    }
+
+    private func checkIDs(_ tokens: [Int32]) throws {
+        let vocab = local.hyperparameters.vocabularySize
+        for t in tokens where t < 0 || Int(t) >= vocab {
+            throw APIError.badRequest("token id \(t) is outside the vocabulary (0..<\(vocab))", param: "tokens", code: "invalid_token")
+        }
+    }
+
+    public func detokenize(_ tokens: [Int32]) throws -> String {
+        try checkIDs(tokens)
+        return local.tokenizer.decode(tokens, skipSpecial: false)
+    }
+
+    public func tokenBytes(_ token: Int32) throws -> [UInt8] {
+        try checkIDs([token])
+        return local.tokenizer.tokenBytes(token)
+    }
+
+    public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
+        guard let chatTemplate else {
+            throw APIError.badRequest("this model has no usable chat template (\(chatTemplateError ?? "none in tokenizer_config.json")): use /v1/completions", param: "messages", code: "no_chat_template")
+        }
+        do { return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt) } catch {
+            throw APIError.badRequest("the chat template rejected the messages: \(error)", param: "messages", code: "chat_template_error")
+        }
+    }
+
+    // MARK: - Status and adapters
+
+    public func status() async -> BackendStatus {
+        let s = scheduler.status()
+        let m = await adapters.metrics()
+        let list = await adapters.list()
+        return BackendStatus(
+            running: s.running, queued: s.queued, kvBytesUsed: s.kvBytesUsed, kvBytesBudget: s.kvBytesBudget,
+            adaptersInRAM: list.filter { $0.tier == "ram" }.map { "\($0.name)@\($0.version)" },
+            cacheTiers: [
+                CacheTierStatus(tier: "ram", hits: m.ramHits, misses: m.ramMisses, bytes: Int(m.ramBytes), budgetBytes: Int(adapters.configuration.ramBudgetBytes), evictions: m.ramEvictions),
+                CacheTierStatus(tier: "disk", hits: m.diskHits, misses: m.diskMisses, bytes: Int(m.diskBytes), budgetBytes: Int(adapters.configuration.diskBudgetBytes), evictions: m.diskEvictions),
+            ],
+            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal)
+    }
+
+    static func info(_ s: CachedAdapterStatus) -> AdapterInfo {
+        let created = ISO8601DateFormatter().date(from: s.created).map { Int($0.timeIntervalSince1970) } ?? 0
+        return AdapterInfo(name: s.name, version: s.version, sha256: s.sha256, diskBytes: Int(s.size), ramBytes: Int(s.ramBytes ?? 0),
+                           tier: s.tier, pinned: s.pinned, source: s.local ? "local" : "store", baseModel: s.baseModel ?? "",
+                           rank: s.rank ?? 0, createdAt: created)
+    }
+
+    public func listAdapters() async throws -> [AdapterInfo] {
+        await adapters.list().map(Self.info)
+    }
+
+    public func pullAdapter(_ reference: AdapterReference) -> AsyncThrowingStream<AdapterPullProgress, Error> {
+        let cache = adapters
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                do {
+                    let cacheVersion = try Self.version(reference)
+                    continuation.yield(AdapterPullProgress(phase: .resolving, name: reference.name.value, version: reference.version))
+                    let name = reference.name.value, version = reference.version
+                    let status = try await cache.pull(.init(name: reference.name, version: cacheVersion)) { p in
+                        continuation.yield(AdapterPullProgress(phase: .downloading, name: name, version: version,
+                                                               completedBytes: Int(p.bytes), totalBytes: p.total.map { Int($0) }))
+                    }
+                    continuation.yield(AdapterPullProgress(phase: .done, name: status.name, version: status.version,
+                                                           completedBytes: Int(status.size), totalBytes: Int(status.size), adapter: Self.info(status)))
+                    continuation.finish()
+                } catch let e as AdapterError {
+                    continuation.finish(throwing: Self.apiError(e, reference: reference.description))
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    public func evictAdapter(_ name: AdapterName) async throws {
+        do { _ = try await adapters.evict(.init(name: name)) } catch {
+            throw Self.managementError(error, name.value)
+        }
+    }
+
+    public func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
+        let version = try Self.version(reference)
+        do {
+            _ = try await adapters.pull(.init(name: reference.name, version: version))
+            return Self.info(try await adapters.pin(.init(name: reference.name, version: version)))
+        } catch let e as AdapterError { throw Self.managementError(e, reference.description) }
+    }
+
+    public func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo {
+        do { return Self.info(try await adapters.unpin(.init(name: name))) } catch {
+            throw Self.managementError(error, name.value)
+        }
+    }
+
+    static func managementError(_ error: AdapterError, _ reference: String) -> APIError {
+        let text = error.description
+        if case .notFound = error { return .adapterNotFound(reference) }
+        if text.contains("not in the cache") || text.contains("unknown") { return .adapterNotFound(reference) }
+        if text.contains("pinned") || text.contains("in use") { return .conflict(text, code: "adapter_busy") }
+        return apiError(error, reference: reference)
+    }
+}

@@ -1,0 +1,240 @@
+import COpenBLAS
+import Foundation
+import Kernels
+
+/// The Llama forward pass over a batch of sequences of different lengths and positions.
+///
+/// One call advances every sequence in `steps` by its tokens (a prompt chunk or one decode token),
+/// writes their keys/values into their own `SequenceCache`s and returns the logits asked for.
+/// Rows are laid out decode-steps first, so the base NF4 product is two kernel calls per projection
+/// for the whole batch: GEMV over the single-token rows, tiled GEMM over the prompt-chunk rows.
+/// Which kernel a row goes through depends only on its own step (never on its batch-mates), and
+/// every kernel reduces each output row independently, so a sequence's numbers do not depend on
+/// what else is in the batch. LoRA deltas are added per sequence with the gathered SGMV kernel.
+///
+/// Concurrency: a model instance is driven by one thread at a time (the engine thread); the weights
+/// are immutable and may be shared by several models.
+public final class LlamaModel: @unchecked Sendable {
+    public let weights: LlamaWeights
+    public let hyperparameters: LlamaHyperparameters
+    /// Activation precision of the decode (GEMV) products; prompt chunks always run in f32.
+    public var activations: ActivationPrecision
+    private let inverseFrequencies: [Float]
+
+    public enum ActivationPrecision: String, Sendable, CaseIterable {
+        /// f32 activations everywhere: the accuracy reference.
+        case f32
+        /// Decode rows quantise activations to int8 per 32 values (the fastest mode).
+        case int8
+    }
+
+    /// Which logits a step wants back.
+    public enum LogitsSelection: Sendable {
+        case none
+        /// The distribution after the step's last token.
+        case last
+        /// One distribution per token of the step (for prompt logprobs and evaluation).
+        case all
+    }
+
+    /// One sequence's part of a batch.
+    public struct Step {
+        public var cache: SequenceCache
+        public var tokens: [Int32]
+        public var adapters: AdapterMix
+        public var logits: LogitsSelection
+
+        public init(cache: SequenceCache, tokens: [Int32], adapters: AdapterMix = .none, logits: LogitsSelection = .last) {
+            self.cache = cache
+            self.tokens = tokens
+            self.adapters = adapters
+            self.logits = logits
+        }
+    }
+
+    public init(weights: LlamaWeights, activations: ActivationPrecision = .f32) {
+        self.weights = weights
+        self.hyperparameters = weights.hyperparameters
+        self.activations = activations
+        self.inverseFrequencies = weights.hyperparameters.ropeInverseFrequencies()
+    }
+
+    /// A fresh cache for a sequence that will hold at most `capacity` positions.
+    public func makeCache(capacity: Int? = nil) -> SequenceCache {
+        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength)
+    }
+
+    /// Runs one batch. Returns, per step in the given order, its logits: empty for `.none`,
+    /// `vocab` values for `.last`, `tokens.count × vocab` (row-major) for `.all`.
+    /// On error no cache is advanced.
+    public func forward(_ steps: [Step]) throws(EngineError) -> [[Float]] {
+        let hp = hyperparameters
+        guard !steps.isEmpty else { return [] }
+        for step in steps {
+            guard !step.tokens.isEmpty else { throw .invalidRequest("a batch step has no tokens") }
+            let needed = step.cache.length + step.tokens.count
+            guard needed <= step.cache.capacity else {
+                throw .contextOverflow(needed: needed, capacity: step.cache.capacity, contextLength: hp.contextLength)
+            }
+            for t in step.tokens where t < 0 || Int(t) >= hp.vocabularySize {
+                throw .invalidToken(id: t, vocabularySize: hp.vocabularySize)
+            }
+        }
+        for i in steps.indices {
+            for j in steps.indices where j > i && steps[i].cache === steps[j].cache {
+                throw .invalidRequest("two steps of one batch share a KV cache")
+            }
+        }
+
+        // Decode (single-token) steps first: they form the GEMV group.
+        let order = steps.indices.filter { steps[$0].tokens.count == 1 } + steps.indices.filter { steps[$0].tokens.count > 1 }
+        let ordered = order.map { steps[$0] }
+        var rowStart = [Int](repeating: 0, count: ordered.count + 1)
+        for (i, s) in ordered.enumerated() { rowStart[i + 1] = rowStart[i] + s.tokens.count }
+        let n = rowStart[ordered.count]
+        let decodeRows = ordered.prefix { $0.tokens.count == 1 }.count
+
+        let hidden = hp.hiddenSize, qDim = hp.qDim, kvDim = hp.kvDim, inter = hp.intermediateSize, headDim = hp.headDim
+        let x = FloatBuffer(count: n * hidden, zeroed: false)
+        let h = FloatBuffer(count: n * hidden, zeroed: false)
+        let q = FloatBuffer(count: n * qDim, zeroed: false)
+        let k = FloatBuffer(count: n * kvDim, zeroed: false)
+        let v = FloatBuffer(count: n * kvDim, zeroed: false)
+        let att = FloatBuffer(count: n * qDim, zeroed: false)
+        let gate = FloatBuffer(count: n * inter, zeroed: false)
+        let up = FloatBuffer(count: n * inter, zeroed: false)
+        let cosTable = FloatBuffer(count: n * headDim, zeroed: false)
+        let sinTable = FloatBuffer(count: n * headDim, zeroed: false)
+
+        // Embeddings and per-row RoPE tables (angles in fp32 as transformers computes them).
+        let half = headDim / 2
+        var row = 0
+        for s in ordered {
+            for (j, t) in s.tokens.enumerated() {
+                (x.pointer + row * hidden).update(from: weights.embedding.pointer + Int(t) * hidden, count: hidden)
+                let pos = Float(s.cache.length + j)
+                let c = cosTable.pointer + row * headDim, sn = sinTable.pointer + row * headDim
+                for f in 0..<half {
+                    let angle = pos * inverseFrequencies[f]
+                    let cv = cosf(angle), sv = sinf(angle)
+                    c[f] = cv; c[f + half] = cv
+                    sn[f] = sv; sn[f + half] = sv
+                }
+                row += 1
+            }
+        }
+
+        var attnRows = [ek_attn_row](repeating: ek_attn_row(), count: n)
+        let maxMix = ordered.map(\.adapters.entries.count).max() ?? 0
+        let scale = 1 / Float(headDim).squareRoot()
+        let int8 = activations == .int8 ? Int32(EK_ACT_INT8) : 0
+
+        func check(_ status: Int32, _ op: String) throws(EngineError) {
+            if status != 0 { throw .kernel(operation: op, status: status, message: String(cString: ek_status_message(status))) }
+        }
+
+        // y[n, out] = x[n, in] · W^T + Σ_k w_k s_k B_k (A_k x) per sequence.
+        func project(_ layer: Int, _ p: LlamaProjection, _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
+                     _ output: UnsafeMutablePointer<Float>, _ ldOut: Int) throws(EngineError) {
+            var m = weights.layers[layer][p]
+            if decodeRows > 0 {
+                try check(ek_nf4_gemv(&m, input, Int64(decodeRows), Int64(ldIn), output, Int64(ldOut), int8), "nf4_gemv(\(p.moduleName))")
+            }
+            if n > decodeRows {
+                try check(ek_nf4_gemm(&m, input + decodeRows * ldIn, Int64(n - decodeRows), Int64(ldIn),
+                                      output + decodeRows * ldOut, Int64(ldOut), 0), "nf4_gemm(\(p.moduleName))")
+            }
+            guard maxMix > 0 else { return }
+            let (outDim, inDim) = p.shape(hp)
+            for mixIndex in 0..<maxMix {
+                var slots: [ek_lora_slot] = []
+                var segSlot: [Int32] = []
+                var segStart: [Int64] = [0]
+                for (i, s) in ordered.enumerated() {
+                    if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
+                        slot.scale *= s.adapters.entries[mixIndex].weight
+                        segSlot.append(Int32(slots.count))
+                        slots.append(slot)
+                    } else {
+                        segSlot.append(-1)
+                    }
+                    segStart.append(Int64(rowStart[i + 1]))
+                }
+                if slots.isEmpty { continue }
+                try check(ek_lora_sgmv(slots, Int64(slots.count), segSlot, segStart, Int64(segSlot.count),
+                                       input, Int64(ldIn), Int64(inDim), output, Int64(ldOut), Int64(outDim)), "lora_sgmv(\(p.moduleName))")
+            }
+        }
+
+        for layer in 0..<hp.layerCount {
+            let w = weights.layers[layer]
+            try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.attentionNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
+            try project(layer, .q, h.pointer, hidden, q.pointer, qDim)
+            try project(layer, .k, h.pointer, hidden, k.pointer, kvDim)
+            try project(layer, .v, h.pointer, hidden, v.pointer, kvDim)
+            try check(ek_rope_cos_sin(q.pointer, Int64(n), Int64(qDim), Int64(hp.headCount), Int64(headDim), cosTable.pointer, sinTable.pointer), "rope(q)")
+            try check(ek_rope_cos_sin(k.pointer, Int64(n), Int64(kvDim), Int64(hp.kvHeadCount), Int64(headDim), cosTable.pointer, sinTable.pointer), "rope(k)")
+            for (i, s) in ordered.enumerated() {
+                let start = s.cache.length, count = s.tokens.count
+                let keys = s.cache.keys(layer: layer), values = s.cache.values(layer: layer)
+                (keys + start * kvDim).update(from: k.pointer + rowStart[i] * kvDim, count: count * kvDim)
+                (values + start * kvDim).update(from: v.pointer + rowStart[i] * kvDim, count: count * kvDim)
+                for j in 0..<count {
+                    attnRows[rowStart[i] + j] = ek_attn_row(k: UnsafeRawPointer(keys), v: UnsafeRawPointer(values), len: Int64(start + j + 1))
+                }
+            }
+            try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
+                                   Int64(kvDim), Int32(EK_DTYPE_F32), scale, att.pointer, Int64(qDim)), "attention")
+            try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
+            cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
+            try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
+            try project(layer, .gate, h.pointer, hidden, gate.pointer, inter)
+            try project(layer, .up, h.pointer, hidden, up.pointer, inter)
+            try check(ek_silu_mul(gate.pointer, up.pointer, gate.pointer, Int64(n * inter)), "silu_mul")
+            try project(layer, .down, gate.pointer, inter, h.pointer, hidden)
+            cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
+        }
+
+        // Final norm and output head, only over the rows whose logits were asked for.
+        var logitRows: [Int] = []
+        for (i, s) in ordered.enumerated() {
+            switch s.logits {
+            case .none: break
+            case .last: logitRows.append(rowStart[i + 1] - 1)
+            case .all: logitRows += Array(rowStart[i]..<rowStart[i + 1])
+            }
+        }
+        for (i, s) in ordered.enumerated() { s.cache.length += s.tokens.count; _ = i }
+        var results = [[Float]](repeating: [], count: steps.count)
+        guard !logitRows.isEmpty else { return results }
+        let m = logitRows.count, vocab = hp.vocabularySize
+        let normed = FloatBuffer(count: m * hidden, zeroed: false)
+        for (i, r) in logitRows.enumerated() {
+            (normed.pointer + i * hidden).update(from: x.pointer + r * hidden, count: hidden)
+        }
+        try check(ek_rmsnorm(normed.pointer, Int64(m), Int64(hidden), weights.finalNorm.pointer, Int64(hidden), hp.rmsNormEps, normed.pointer, Int64(hidden)), "rmsnorm")
+        let logits = FloatBuffer(count: m * vocab, zeroed: false)
+        switch weights.outputHead {
+        case .dense(let head):
+            // Always sgemm (never sgemv for m == 1) so a row's logits do not depend on m.
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(vocab), Int32(hidden), 1,
+                        normed.pointer, Int32(hidden), head.pointer, Int32(hidden), 0, logits.pointer, Int32(vocab))
+        case .nf4(var head):
+            try check(ek_nf4_gemm(&head, normed.pointer, Int64(m), Int64(hidden), logits.pointer, Int64(vocab), 0), "nf4_gemm(lm_head)")
+        }
+        var next = 0
+        for (i, s) in ordered.enumerated() {
+            let rows: Int
+            switch s.logits {
+            case .none: rows = 0
+            case .last: rows = 1
+            case .all: rows = s.tokens.count
+            }
+            if rows > 0 {
+                results[order[i]] = Array(UnsafeBufferPointer(start: logits.pointer + next * vocab, count: rows * vocab))
+            }
+            next += rows
+        }
+        return results
+    }
+}

@@ -1,0 +1,87 @@
+import Kernels
+
+/// A LoRA adapter checked against one model and laid out for the gathered kernels: for each layer
+/// and projection, optionally `A [rank, in]`, `B [out, rank]` (f32, row-major, PEFT layout) and its
+/// scale (alpha / r, or alpha / sqrt(r) with rsLoRA). Immutable; shared by every sequence using it.
+public final class LoRABinding: @unchecked Sendable {
+    /// One projection's low-rank pair.
+    public struct Pair: Sendable {
+        /// `<layer>.<module>` key the pair came from, e.g. `base_model.model.model.layers.3.self_attn.q_proj`.
+        public var key: String
+        public var layer: Int
+        public var projection: LlamaProjection
+        public var rank: Int
+        public var scale: Float
+        /// [rank, in] row-major.
+        public var a: [Float]
+        /// [out, rank] row-major.
+        public var b: [Float]
+
+        public init(key: String, layer: Int, projection: LlamaProjection, rank: Int, scale: Float, a: [Float], b: [Float]) {
+            self.key = key
+            self.layer = layer
+            self.projection = projection
+            self.rank = rank
+            self.scale = scale
+            self.a = a
+            self.b = b
+        }
+    }
+
+    public let name: String
+    /// [layer][projection.index], nil where the adapter does not touch that projection.
+    let slots: [[ek_lora_slot?]]
+    public let byteCount: Int
+    /// Keeps the f32 storage the slots point into alive.
+    private let owners: [AnyObject]
+
+    /// Wraps already-validated slots whose storage `owners` keeps alive.
+    init(name: String, slots: [[ek_lora_slot?]], byteCount: Int, owners: [AnyObject]) {
+        self.name = name
+        self.slots = slots
+        self.byteCount = byteCount
+        self.owners = owners
+    }
+
+    /// Validates every pair against the model's shapes; an unknown layer or a shape that does not
+    /// fit is an error naming the adapter key.
+    public convenience init(name: String, pairs: [Pair], hyperparameters hp: LlamaHyperparameters) throws(EngineError) {
+        var slots = [[ek_lora_slot?]](repeating: [ek_lora_slot?](repeating: nil, count: LlamaProjection.allCases.count), count: hp.layerCount)
+        var buffers: [FloatBuffer] = []
+        var bytes = 0
+        for pair in pairs {
+            guard pair.layer >= 0, pair.layer < hp.layerCount else {
+                throw .adapterMismatch(adapter: name, key: pair.key, reason: "names layer \(pair.layer) but the model has \(hp.layerCount) layers")
+            }
+            let (out, inp) = pair.projection.shape(hp)
+            guard pair.rank >= 1, pair.rank <= 256 else {
+                throw .adapterMismatch(adapter: name, key: pair.key, reason: "has rank \(pair.rank); ranks 1…256 are supported")
+            }
+            guard pair.a.count == pair.rank * inp else {
+                throw .adapterMismatch(adapter: name, key: pair.key + ".lora_A.weight", reason: "has \(pair.a.count) values, expected [\(pair.rank), \(inp)] for \(pair.projection.moduleName)")
+            }
+            guard pair.b.count == out * pair.rank else {
+                throw .adapterMismatch(adapter: name, key: pair.key + ".lora_B.weight", reason: "has \(pair.b.count) values, expected [\(out), \(pair.rank)] for \(pair.projection.moduleName)")
+            }
+            guard slots[pair.layer][pair.projection.index] == nil else {
+                throw .adapterMismatch(adapter: name, key: pair.key, reason: "appears twice")
+            }
+            guard pair.scale.isFinite else { throw .adapterMismatch(adapter: name, key: pair.key, reason: "has a non-finite scale") }
+            let a = FloatBuffer(pair.a), b = FloatBuffer(pair.b)
+            buffers += [a, b]
+            bytes += (pair.a.count + pair.b.count) * 4
+            slots[pair.layer][pair.projection.index] = ek_lora_slot(a: UnsafePointer(a.pointer), b: UnsafePointer(b.pointer), bt: nil, rank: Int32(pair.rank), scale: pair.scale)
+        }
+        self.init(name: name, slots: slots, byteCount: bytes, owners: buffers)
+    }
+}
+
+/// The adapters one sequence runs with: each binding scaled by its weight (on top of its own scale).
+public struct AdapterMix: Sendable {
+    public var entries: [(binding: LoRABinding, weight: Float)]
+
+    public init(_ entries: [(binding: LoRABinding, weight: Float)] = []) { self.entries = entries }
+
+    public static let none = AdapterMix()
+    public var isEmpty: Bool { entries.isEmpty }
+}

@@ -1,0 +1,101 @@
+import ArgumentParser
+import EdgeRuntime
+import Foundation
+import Kernels
+
+/// `edgectl bench generate`: prefill and decode throughput of the local engine on one sequence,
+/// and, when Python's `llama_cpp` is importable and `--gguf` is given, llama.cpp's figures for
+/// Q4_0 and IQ4_NL re-quantised from that GGUF, measured in the same run.
+struct BenchGenerateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "generate",
+        abstract: "Measure prefill tokens/s (128-token prompt), decode tokens/s (64 tokens), time to first token and peak RSS.")
+
+    @OptionGroup var engine: EngineOptions
+
+    @Option(name: .long, help: "Prompt tokens to prefill.")
+    var promptTokens: Int = 128
+
+    @Option(name: .long, help: "Tokens to decode.")
+    var decodeTokens: Int = 64
+
+    @Option(name: .long, help: "Repetitions (the best is reported).")
+    var repeats: Int = 3
+
+    @Option(name: .long, help: "The GGUF the model was imported from: llama.cpp (llama_cpp Python package) is benchmarked on Q4_0 and IQ4_NL re-quantised from it.")
+    var gguf: String?
+
+    @Flag(name: .long, help: "Print one JSON object.")
+    var json = false
+
+    func run() throws {
+        guard promptTokens > 0, decodeTokens > 0, repeats > 0 else { throw ValidationError("token counts and --repeats must be positive") }
+        let (local, model, mix) = try engine.open(defaultPrecision: .int8)
+        let threads = Int(ek_threads())
+        // A natural-text prompt of exactly promptTokens tokens.
+        let seedText = "The quick brown fox jumps over the lazy dog while the committee reviews the annual report on regional water supply. "
+        var prompt: [Int32] = []
+        while prompt.count < promptTokens { prompt += local.tokenizer.encode(seedText, addSpecial: false, parseSpecial: false) }
+        prompt = Array(prompt.prefix(promptTokens))
+        var bestPrefill = 0.0, bestDecode = 0.0, bestTTFT = Double.infinity
+        for _ in 0..<repeats {
+            let runner = SequenceRunner(model: model, adapters: mix, capacity: promptTokens + decodeTokens + 1, prefillChunk: promptTokens)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var logits = try runner.feed(prompt)
+            var token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<decodeTokens {
+                logits = try runner.feed([token])
+                token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+            }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            bestTTFT = min(bestTTFT, Double(t1 - t0) / 1e6)
+            bestPrefill = max(bestPrefill, Double(promptTokens) / (Double(t1 - t0) / 1e9))
+            bestDecode = max(bestDecode, Double(decodeTokens) / (Double(t2 - t1) / 1e9))
+        }
+        var result: [String: Any] = [
+            "engine": "edge-runtime",
+            "prefill_tokens_per_s": bestPrefill,
+            "decode_tokens_per_s": bestDecode,
+            "ttft_ms": bestTTFT,
+            "peak_rss_bytes": Self.peakRSS(),
+            "threads": threads,
+            "prompt_tokens": promptTokens,
+            "decode_tokens": decodeTokens,
+            "activations": model.activations.rawValue,
+            "kernels": String(cString: ek_variant_name()),
+            "adapters": mix.entries.count,
+        ]
+        if let gguf {
+            switch LlamaCppBench.run(gguf: gguf, threads: threads, promptTokens: promptTokens, decodeTokens: decodeTokens) {
+            case .success(let figures):
+                result["llama_cpp"] = figures
+                let decodeRefs = figures.values.compactMap { $0["decode_tokens_per_s"] as? Double }
+                let prefillRefs = figures.values.compactMap { $0["prefill_tokens_per_s"] as? Double }
+                if let d = decodeRefs.max(), d > 0 { result["decode_ratio_vs_best_llama_cpp"] = bestDecode / d }
+                if let p = prefillRefs.max(), p > 0 { result["prefill_ratio_vs_best_llama_cpp"] = bestPrefill / p }
+            case .failure(let reason):
+                result["llama_cpp"] = ["unavailable": reason.message]
+            }
+        }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        } else {
+            print(String(format: "prefill: %.1f tokens/s (%d tokens), time to first token %.1f ms", bestPrefill, promptTokens, bestTTFT))
+            print(String(format: "decode:  %.1f tokens/s (%d tokens)", bestDecode, decodeTokens))
+            print("peak RSS: \(Self.peakRSS() / (1 << 20)) MiB, threads: \(threads), kernels: \(String(cString: ek_variant_name())), activations: \(model.activations.rawValue)")
+            if let l = result["llama_cpp"] { print("llama.cpp: \(l)") }
+        }
+    }
+
+    /// VmHWM from /proc/self/status, in bytes.
+    static func peakRSS() -> Int {
+        guard let s = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in s.split(separator: "\n") where line.hasPrefix("VmHWM:") {
+            let kb = line.split(separator: " ").compactMap { Int($0) }.first ?? 0
+            return kb * 1024
+        }
+        return 0
+    }
+}

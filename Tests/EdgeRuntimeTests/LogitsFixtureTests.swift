@@ -1,0 +1,100 @@
+import EdgeRuntime
+import XCTest
+
+/// The acceptance test of the forward pass: our logits over the imported NF4 model against
+/// transformers f32 over the same bnb-dequantised weights (Tests/Fixtures/logits).
+final class LogitsFixtureTests: XCTestCase {
+    /// f32 activations: every prompt position (top-10 KL and top-1; full KL at the last one) and
+    /// 32 free-running greedy tokens, which must equal the reference's.
+    private func checkReference(adapter: Bool) throws {
+        let weights = try EngineTestModel.weights()
+        let fixture = try LogitsFixture(file: adapter ? "adapter_a.safetensors" : "nf4.safetensors")
+        let mix = adapter ? AdapterMix([(try EngineTestModel.adapterA(), 1)]) : .none
+        let model = LlamaModel(weights: weights, activations: .f32)
+        let vocab = weights.hyperparameters.vocabularySize
+        var stats = LogitsAgreement()
+        var greedyMismatches: [String] = []
+        for prompt in fixture.prompts {
+            let runner = SequenceRunner(model: model, adapters: mix, capacity: prompt.inputIDs.count + 33, prefillChunk: 128)
+            let logits = try runner.feed(prompt.inputIDs, allLogits: true)
+            XCTAssertEqual(logits.count, prompt.inputIDs.count * vocab)
+            logits.withUnsafeBufferPointer { all in
+                for i in 0..<prompt.inputIDs.count {
+                    let row = UnsafeBufferPointer(rebasing: all[(i * vocab)..<((i + 1) * vocab)])
+                    if i == prompt.inputIDs.count - 1 {
+                        stats.addFull(ours: row, ref: prompt.lastLogits)
+                    } else {
+                        stats.add(ours: row, refIDs: prompt.top10IDs[i], refLogits: prompt.top10Logits[i])
+                    }
+                }
+            }
+            let last = Array(logits[((prompt.inputIDs.count - 1) * vocab)...])
+            let greedy = try runner.greedy(after: last, count: prompt.greedyIDs.count)
+            if greedy != prompt.greedyIDs {
+                greedyMismatches.append("\(prompt.name): ours \(greedy) vs reference \(prompt.greedyIDs)")
+            }
+        }
+        let label = "f32\(adapter ? " + adapter a" : "")"
+        print("logits fixture [\(label)]: top-1 \(stats.top1Matches)/\(stats.positions) = \(stats.top1Rate), mean KL \(stats.meanKL), worst KL \(stats.worstKL)")
+        XCTAssertGreaterThanOrEqual(stats.top1Rate, 0.995, "top-1 agreement [\(label)]")
+        XCTAssertLessThanOrEqual(stats.meanKL, 1e-4, "mean KL(ref ‖ ours) [\(label)]")
+        XCTAssertEqual(greedyMismatches, [], "greedy continuations [\(label)]")
+    }
+
+    /// The fastest mode (int8 activations in the decode products, f32 tiled GEMM for prompts): every
+    /// prompt position as in the f32 test, then the reference's greedy tokens fed one at a time
+    /// (teacher forcing, so one early flip cannot derail the rest), each decode step's distribution
+    /// compared with the reference's top-10 at that step. Both kinds of position count.
+    private func checkFastest(adapter: Bool) throws {
+        let weights = try EngineTestModel.weights()
+        let fixture = try LogitsFixture(file: adapter ? "adapter_a.safetensors" : "nf4.safetensors")
+        let mix = adapter ? AdapterMix([(try EngineTestModel.adapterA(), 1)]) : .none
+        let model = LlamaModel(weights: weights, activations: .int8)
+        let vocab = weights.hyperparameters.vocabularySize
+        var stats = LogitsAgreement()
+        var decodeStats = LogitsAgreement()
+        for prompt in fixture.prompts {
+            XCTAssertEqual(prompt.greedyTop10IDs[0][0], prompt.greedyIDs[1], "fixture: greedy_top10 step j is the distribution after greedy_ids[j]")
+            let runner = SequenceRunner(model: model, adapters: mix, capacity: prompt.inputIDs.count + 33, prefillChunk: 128)
+            let all = try runner.feed(prompt.inputIDs, allLogits: true)
+            all.withUnsafeBufferPointer { all in
+                for i in 0..<prompt.inputIDs.count {
+                    let row = UnsafeBufferPointer(rebasing: all[(i * vocab)..<((i + 1) * vocab)])
+                    if i == prompt.inputIDs.count - 1 {
+                        stats.addFull(ours: row, ref: prompt.lastLogits)
+                    } else {
+                        stats.add(ours: row, refIDs: prompt.top10IDs[i], refLogits: prompt.top10Logits[i])
+                    }
+                }
+            }
+            var logits: [Float]
+            for step in 0..<prompt.greedyIDs.count {
+                logits = try runner.feed([prompt.greedyIDs[step]])
+                logits.withUnsafeBufferPointer {
+                    stats.add(ours: $0, refIDs: prompt.greedyTop10IDs[step], refLogits: prompt.greedyTop10Logits[step])
+                    decodeStats.add(ours: $0, refIDs: prompt.greedyTop10IDs[step], refLogits: prompt.greedyTop10Logits[step])
+                }
+            }
+        }
+        let label = "int8\(adapter ? " + adapter a" : "")"
+        print("logits fixture [\(label)]: top-1 \(stats.top1Matches)/\(stats.positions) = \(stats.top1Rate), mean KL \(stats.meanKL), worst KL \(stats.worstKL); decode steps alone: top-1 \(decodeStats.top1Rate), mean KL \(decodeStats.meanKL)")
+        XCTAssertGreaterThanOrEqual(stats.top1Rate, 0.98, "top-1 agreement [\(label)]")
+        XCTAssertLessThanOrEqual(stats.meanKL, 0.01, "mean KL(ref ‖ ours) [\(label)]")
+    }
+
+    func testBaseF32MatchesTransformers() throws {
+        try checkReference(adapter: false)
+    }
+
+    func testBaseFastestModeMatchesTransformers() throws {
+        try checkFastest(adapter: false)
+    }
+
+    func testAdapterAF32MatchesPEFT() throws {
+        try checkReference(adapter: true)
+    }
+
+    func testAdapterAFastestModeMatchesPEFT() throws {
+        try checkFastest(adapter: true)
+    }
+}
