@@ -157,7 +157,7 @@ final class ScriptedBackend: GenerationBackend, Sendable {
 
     func listAdapters() async throws -> [AdapterInfo] { [Self.alpha] }
 
-    func pullAdapter(_ reference: EdgeRuntime.AdapterReference) -> AsyncThrowingStream<AdapterPullProgress, Error> {
+    func pullAdapter(_ reference: AdapterReference) -> AsyncThrowingStream<AdapterPullProgress, Error> {
         AsyncThrowingStream { c in
             if reference.name.value.hasPrefix("missing") {
                 c.finish(throwing: APIError.adapterNotFound(reference.description))
@@ -179,7 +179,7 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         guard name.value == "alpha" else { throw APIError.adapterNotFound(name.value) }
     }
 
-    func pinAdapter(_ reference: EdgeRuntime.AdapterReference) async throws -> AdapterInfo {
+    func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
         guard reference.name.value == "alpha" else { throw APIError.adapterNotFound(reference.description) }
         var a = Self.alpha
         a.pinned = true

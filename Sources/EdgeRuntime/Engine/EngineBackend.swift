@@ -96,7 +96,7 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         do {
             for selection in request.adapters {
                 try Task.checkCancellation()
-                let version = try Self.version(selection.adapter)
+                let version = selection.adapter.version
                 let lease: AdapterLease
                 do { lease = try await cache.acquire(.init(name: selection.adapter.name, version: version)) } catch { throw Self.apiError(error, reference: selection.adapter.description) }
                 leases.append(lease)
@@ -114,14 +114,6 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         } catch {
             releaseAll(leases)
             throw error
-        }
-    }
-
-    /// The version as the cache's name type (the module and its actor share the name
-    /// `AdapterCache`, so the cache's reference type is only spelled through `.init`).
-    static func version(_ ref: AdapterReference) throws -> AdapterName? {
-        do { return try ref.version.map { try AdapterName($0) } } catch {
-            throw APIError.badRequest("adapter version in '\(ref)' is invalid: \(error)", param: "model", code: "invalid_adapter_version")
         }
     }
 
@@ -211,9 +203,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    let cacheVersion = try Self.version(reference)
-                    continuation.yield(AdapterPullProgress(phase: .resolving, name: reference.name.value, version: reference.version))
-                    let name = reference.name.value, version = reference.version
+                    let cacheVersion = reference.version
+                    continuation.yield(AdapterPullProgress(phase: .resolving, name: reference.name.value, version: reference.version?.value))
+                    let name = reference.name.value, version = reference.version?.value
                     let status = try await cache.pull(.init(name: reference.name, version: cacheVersion)) { p in
                         continuation.yield(AdapterPullProgress(phase: .downloading, name: name, version: version,
                                                                completedBytes: Int(p.bytes), totalBytes: p.total.map { Int($0) }))
@@ -238,7 +230,7 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
     }
 
     public func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
-        let version = try Self.version(reference)
+        let version = reference.version
         do {
             _ = try await adapters.pull(.init(name: reference.name, version: version))
             return Self.info(try await adapters.pin(.init(name: reference.name, version: version)))
