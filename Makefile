@@ -1,7 +1,15 @@
-.PHONY: test build release demo
+.PHONY: demo test build release deb
+
+# Build a release, import SmolLM2, train two adapters, start the daemon and answer requests.
+demo:
+	scripts/demo
+
+# The whole test suite (what CI runs).
 test:
 	scripts/test
+
 build:
 	swift build
+
 release:
 	swift build -c release
