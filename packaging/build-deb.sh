@@ -8,6 +8,7 @@
 #             (the install test repacks one build under a second version this way)
 # --out       where the .deb goes (default: the repo root)
 # --config    the /etc/edge-runtime/config.toml to ship (default: packaging/config.toml)
+# --compress  xz (default, smallest), gzip or zstd (faster, for throw-away test packages)
 #
 # The Swift runtime and Foundation are linked statically (--static-swift-stdlib), so the package
 # depends only on Debian libraries; Depends: is computed by dpkg-shlibdeps from the binaries.
@@ -22,6 +23,7 @@ version=${EDGE_DEB_VERSION:-}
 bindir=""
 outdir=$root
 config=$root/packaging/config.toml
+compress=xz
 
 die() { echo "build-deb: $*" >&2; exit 1; }
 
@@ -31,7 +33,8 @@ while [ $# -gt 0 ]; do
     --binaries) bindir=${2:?--binaries needs a directory}; shift 2 ;;
     --out) outdir=${2:?--out needs a directory}; shift 2 ;;
     --config) config=${2:?--config needs a file}; shift 2 ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    --compress) compress=${2:?--compress needs xz, gzip or zstd}; shift 2 ;;
+    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -147,5 +150,5 @@ sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" -e "s/@INSTALLED_SIZE@/$size
 
 mkdir -p "$outdir"
 deb=$outdir/${pkg}_${version}_${arch}.deb
-dpkg-deb --root-owner-group -Zxz --build "$stage" "$deb" >&2
+dpkg-deb --root-owner-group -Z"$compress" --build "$stage" "$deb" >&2
 echo "$deb"
