@@ -55,8 +55,8 @@ arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 
 if [ -z "$bindir" ]; then
   echo "build-deb: release build (static Swift runtime)..." >&2
-  (cd "$root" && swift build -c release --static-swift-stdlib --product edgectl >&2 \
-    && swift build -c release --static-swift-stdlib --product edge-runtimed >&2)
+  # All products in one invocation (the two binaries share almost every module).
+  (cd "$root" && swift build -c release --static-swift-stdlib >&2)
   bindir=$(cd "$root" && swift build -c release --static-swift-stdlib --show-bin-path)
 fi
 for b in edgectl edge-runtimed; do
