@@ -88,7 +88,8 @@ install -D -m 0644 "$config" "$stage/etc/edge-runtime/config.toml"
 ectl=$stage/usr/bin/edgectl
 comp=$stage/usr/share
 mkdir -p "$comp/bash-completion/completions" "$comp/zsh/vendor-completions" "$comp/fish/vendor_completions.d"
-"$ectl" --generate-completion-script bash > "$comp/bash-completion/completions/edgectl"
+# bash-completion sources the file, so argument-parser's "#!/bin/bash" line is dropped.
+"$ectl" --generate-completion-script bash | sed '1{/^#!/d}' > "$comp/bash-completion/completions/edgectl"
 "$ectl" --generate-completion-script zsh > "$comp/zsh/vendor-completions/_edgectl"
 "$ectl" --generate-completion-script fish > "$comp/fish/vendor_completions.d/edgectl.fish"
 chmod 0644 "$comp/bash-completion/completions/edgectl" "$comp/zsh/vendor-completions/_edgectl" \
@@ -99,12 +100,12 @@ man8=$stage/usr/share/man/man8
 mkdir -p "$man1" "$man8"
 "$ectl" --experimental-dump-help > "$work/edgectl-help.json"
 python3 "$root/packaging/gen-man.py" --date "$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%d)" \
-  --version "$version" "$work/edgectl-help.json" "$man1"
+  --version "$version" "$work/edgectl-help.json" "$man1" >/dev/null
 "$stage/usr/sbin/edge-runtimed" --experimental-dump-help > "$work/edge-runtimed-help.json" \
   || die "edge-runtimed --experimental-dump-help failed: the daemon's man page is generated from it"
 python3 "$root/packaging/gen-man.py" --section 8 --extra "$root/packaging/edge-runtimed.8.extra" \
   --date "$(date -u -d "@${SOURCE_DATE_EPOCH:-$(date +%s)}" +%Y-%m-%d)" \
-  --version "$version" "$work/edge-runtimed-help.json" "$man8"
+  --version "$version" "$work/edge-runtimed-help.json" "$man8" >/dev/null
 for page in "$man1"/*.1 "$man8"/*.8; do
   chmod 0644 "$page"
   gzip -9n "$page"

@@ -89,7 +89,9 @@ def page_name(path):
 def write_page(cmd, path, section, date, version, outdir, extra, root_name):
     name = page_name(path)
     visible_args = [a for a in (cmd.get("arguments") or []) if a.get("shouldDisplay", True)]
-    subs = [s for s in (cmd.get("subcommands") or []) if s.get("shouldDisplay", True)]
+    # argument-parser adds a `help` subcommand to every command group; `--help` covers it.
+    subs = [s for s in (cmd.get("subcommands") or [])
+            if s.get("shouldDisplay", True) and s["commandName"] != "help"]
     lines = []
     lines.append('.TH "%s" "%s" "%s" "%s %s" "%s"' % (
         name.upper(), section, date, root_name, version, "System Administration" if section == "8"

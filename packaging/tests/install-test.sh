@@ -176,7 +176,8 @@ x1=$work/x1
 dpkg-deb -x "$deb1" "$x1"
 mkdir -p "$work/bin"
 cp "$x1/usr/bin/edgectl" "$x1/usr/sbin/edge-runtimed" "$work/bin/"
-deb2=$("$root/packaging/build-deb.sh" --binaries "$work/bin" --version "$v2" --out "$work/v2" --compress gzip | tail -n1) \
+deb2=$("$root/packaging/build-deb.sh" --binaries "$work/bin" --config "$x1/etc/edge-runtime/config.toml" \
+  --version "$v2" --out "$work/v2" --compress gzip | tail -n1) \
   || die "repacking as $v2 failed"
 check "v2 ($v2) sorts after v1 ($v1)" dpkg --compare-versions "$v2" gt "$v1"
 
