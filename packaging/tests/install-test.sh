@@ -101,7 +101,7 @@ runuser -u outsider -- curl -s -o /dev/null --max-time 10 --unix-socket $sock ht
 echo "outsider_curl_rc=$?" >> $r
 echo "service_after=$(systemctl is-active edge-runtime.service)" >> $r
 echo "service_status=$(systemctl show -p StatusText --value edge-runtime.service)" >> $r
-echo "service_user=$(ps -o user= -p "$(systemctl show -p MainPID --value edge-runtime.service)")" >> $r
+echo "service_user=$(stat -c %U "/proc/$(systemctl show -p MainPID --value edge-runtime.service)")" >> $r
 pid1=$(systemctl show -p MainPID --value edge-runtime.service)
 systemctl reload edge-runtime.service; echo "reload_rc=$?" >> $r
 sleep 2
