@@ -71,7 +71,8 @@ mounted=()
 cleanup() {
   local m
   for m in "${mounted[@]}"; do umount -l "$m" 2>/dev/null || true; done
-  rm -rf "$work"
+  # EDGE_KEEP_WORK=1 keeps the roots, packages and logs for a post-mortem.
+  if [ "${EDGE_KEEP_WORK:-0}" = 1 ]; then echo "install-test: kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -112,11 +113,21 @@ systemctl stop edge-runtime.service
 echo "socket_after_service_stop=$(systemctl is-active edge-runtime.socket) sock_still_there=$([ -S $sock ] && echo yes || echo no)" >> $r
 code=$(runuser -u member -- curl -s -o /dev/null -w '%{http_code}' --max-time 60 --unix-socket $sock http://localhost/healthz)
 echo "reactivated=$(systemctl is-active edge-runtime.service) healthz_code=$code" >> $r
+# The maintainer scripts' systemd paths, which a chroot never takes: remove stops everything,
+# installing again starts the socket and timer.
+dpkg -r edge-runtime > /edge-check/dpkg-r.log 2>&1; echo "booted_remove_rc=$?" >> $r
+echo "after_remove=$(systemctl is-active edge-runtime.socket)/$(systemctl is-active edge-runtime.service)/$(systemctl is-active edge-runtime-finetune.timer)/$([ -e $sock ] && echo sock || echo nosock)" >> $r
+dpkg -i /root/edge-runtime-v2.deb > /edge-check/dpkg-i.log 2>&1; echo "booted_install_rc=$?" >> $r
+echo "after_install=$(systemctl is-active edge-runtime.socket)/$(systemctl is-active edge-runtime-finetune.timer)" >> $r
+code=$(runuser -u member -- curl -s -o /dev/null -w '%{http_code}' --max-time 60 \
+  --unix-socket $sock -H 'Content-Type: application/json' -d "$body" http://localhost/v1/completions)
+echo "after_install_code=$code" >> $r
 journalctl -b -u edge-runtime.service -u edge-runtime.socket --no-pager >> /edge-check/log
 echo done=1 >> $r
 systemctl poweroff
 PROBE
   chmod 0755 "$chroot_dir/usr/local/sbin/edge-boot-probe"
+  cp "$deb2" "$chroot_dir/root/edge-runtime-v2.deb"
   cat > "$chroot_dir/etc/systemd/system/edge-boot-probe.service" <<'UNIT'
 [Unit]
 Description=install-test probe of edge-runtime under a booted systemd
@@ -135,7 +146,8 @@ UNIT
     --private-network --bind="$results:/edge-check" > "$work/nspawn.log" 2>&1 || true
   echo "install-test: booted container ran for $(( $(date +%s) - t0 )) s"
   rm -f "$chroot_dir/etc/systemd/system/multi-user.target.wants/edge-boot-probe.service" \
-    "$chroot_dir/etc/systemd/system/edge-boot-probe.service" "$chroot_dir/usr/local/sbin/edge-boot-probe"
+    "$chroot_dir/etc/systemd/system/edge-boot-probe.service" "$chroot_dir/usr/local/sbin/edge-boot-probe" \
+    "$chroot_dir/root/edge-runtime-v2.deb"
   local res=$results/result
   if ! grep -q '^done=1' "$res" 2>/dev/null; then
     bad "booted container ran the probe (see below)"
@@ -159,8 +171,16 @@ UNIT
   check "boot: no restarts" test "$(v restarts)" = 0
   check "boot: socket survives a service stop" test "$(v socket_after_service_stop)" = "active sock_still_there=yes"
   check "boot: next connection reactivates the service" bash -c '[[ "$1" == "reactivated=active"* ]] || [[ "$1" == active* ]]' _ "$(sed -n 's/^reactivated=//p' "$res")"
+  # "failed" counts as stopped: a unit that failed earlier keeps that state after its file is gone.
+  check "boot: dpkg -r stops socket, service and timer ($(v after_remove))" \
+    bash -c '[ "$1" = 0 ] && [[ "$2" =~ ^(inactive|failed)/(inactive|failed)/(inactive|failed)/nosock$ ]]' _ "$(v booted_remove_rc)" "$(v after_remove)"
+  check "boot: dpkg -i starts socket and timer" test "$(v booted_install_rc) $(v after_install)" = "0 active/active"
+  check "boot: reinstalled daemon answers through the socket (503)" test "$(v after_install_code)" = 503
   echo "    boot: online exposure $(v exposure_online)"
-  if [ "$failed" -gt 0 ]; then sed 's/^/    log: /' "$results/log" | tail -40; fi
+  if [ "$failed" -gt 0 ]; then
+    sed 's/^/    log: /' "$results/log" | tail -40
+    sed 's/^/    booted dpkg -r: /' "$results/dpkg-r.log"; sed 's/^/    booted dpkg -i: /' "$results/dpkg-i.log"
+  fi
 }
 
 # --- 1. the packages -----------------------------------------------------------------------
