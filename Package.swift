@@ -70,13 +70,20 @@ let package = Package(
                 "EdgeRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
         .testTarget(name: "AdapterCacheTests", dependencies: ["AdapterCache"]),
-        .testTarget(name: "EdgeRuntimeTests", dependencies: ["EdgeRuntime", "Kernels", "AdapterCache"]),
+        .testTarget(
+            name: "EdgeRuntimeTests",
+            dependencies: [
+                "EdgeRuntime", "Kernels", "AdapterCache",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(name: "edgectlTests", dependencies: ["edgectl"]),
     ]
 )

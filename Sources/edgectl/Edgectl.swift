@@ -6,6 +6,10 @@ struct Edgectl: AsyncParsableCommand {
         commandName: "edgectl",
         abstract: "Control edge-runtime: import models, manage adapters, run and benchmark inference.",
         version: "0.1.0",
-        subcommands: []
+        subcommands: [
+            StatusCommand.self,
+            ChatCommand.self,
+            GenerateCommand.self,
+        ]
     )
 }

@@ -7,6 +7,7 @@ import TOMLKit
 /// fall back to a default.
 public struct DaemonConfiguration: Sendable, Equatable {
     public struct Server: Sendable, Equatable {
+        public init() {}
         /// "" = RuntimePaths.socketPath() (system or per-user path, EDGE_SOCKET).
         public var socket = ""
         /// Group owning the socket file when the daemon binds it itself ("" = leave the process's).
@@ -22,6 +23,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     public struct Model: Sendable, Equatable {
+        public init() {}
         public var path = RuntimePaths.systemState + "/models/default"
         /// 0 = one per core.
         public var threads = 0
@@ -30,6 +32,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     public struct Scheduler: Sendable, Equatable {
+        public init() {}
         public var maxRunning = 16
         public var maxQueue = 64
         public var kvBudgetBytes = 1 << 30
@@ -38,6 +41,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     public struct Adapters: Sendable, Equatable {
+        public init() {}
         /// Base URL of the adapter store (https://…, http://… or file:///…); "" = no remote store.
         public var storeURL = ""
         public var cacheDir = RuntimePaths.systemCache + "/adapters"
@@ -51,6 +55,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     /// A uid/gid list entry: a number or a user/group name resolved at start.
     public struct Auth: Sendable, Equatable {
+        public init() {}
         public var inferenceUIDs: [UInt32] = [0]
         public var inferenceGIDs: [UInt32] = []
         public var manageUIDs: [UInt32] = [0]
@@ -63,6 +68,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     public struct FineTune: Sendable, Equatable {
+        public init() {}
         /// Seconds without requests before training may start.
         public var idleAfter = 300.0
         /// "HH:MM-HH:MM" local time, may wrap midnight; "" = any time.
@@ -73,6 +79,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     }
 
     public struct Logging: Sendable, Equatable {
+        public init() {}
         /// trace, debug, info, notice, warning, error, critical
         public var level = "info"
     }

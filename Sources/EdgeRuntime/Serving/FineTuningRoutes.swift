@@ -27,7 +27,10 @@ struct FineTuningRoutes {
         }
         let validation = try f.string("validation_data")
         let model = try f.string("model") ?? "base"
-        let baseAdapter: AdapterReference? = model == "base" || model.isEmpty ? nil : try AdapterReference(parsing: model)
+        var baseAdapter: AdapterReference?
+        if model != "base" && !model.isEmpty {
+            do { baseAdapter = try AdapterReference(parsing: model) } catch { throw APIError.badRequest(error.message, param: "model", code: error.errorCode) }
+        }
         guard let suffix = try f.string("suffix") ?? baseAdapter?.name.value else {
             throw APIError.badRequest("'suffix' is required: the adapter name the result is published as", param: "suffix")
         }

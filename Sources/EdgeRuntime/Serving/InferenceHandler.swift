@@ -26,6 +26,7 @@ struct InferenceHandler: Sendable {
     }
 
     func respond(_ request: InferenceRequest, context: ServingRequestContext) async throws -> Response {
+        let notifier = await ConnectionCloseNotifier.of(context.channel)
         let prepared = try prepare(request, context: context)
         var logger = context.logger
         logger[metadataKey: "adapter.name"] = .string(prepared.adapterLabel)
@@ -42,7 +43,7 @@ struct InferenceHandler: Sendable {
         }
 
         if request.stream {
-            return streamingResponse(prepared, stream: stream, channel: channel, reason: reason, logger: logger, arrival: context.arrival)
+            return streamingResponse(prepared, stream: stream, notifier: notifier, reason: reason, logger: logger, arrival: context.arrival)
         }
         let result: Collected
         do {
@@ -129,10 +130,12 @@ extension InferenceHandler {
         onCancel: @escaping @Sendable (CancellationReason.Reason) -> Void
     ) async throws -> T {
         let task = Task { try await operation() }
-        channel.closeFuture.whenComplete { _ in
+        let notifier = await ConnectionCloseNotifier.of(channel)
+        let token = notifier?.register {
             if reason.set(.disconnected) { onCancel(.disconnected) }
             task.cancel()
         }
+        defer { if let token { notifier?.unregister(token) } }
         let timer: Task<Void, Never>? = deadline.map { d in
             Task {
                 do { try await Task.sleep(until: d, clock: .continuous) } catch { return }
@@ -335,30 +338,44 @@ extension Duration {
 
 extension InferenceHandler {
     func streamingResponse(
-        _ p: Prepared, stream: AsyncThrowingStream<GenerationEvent, Error>, channel: any Channel,
+        _ p: Prepared, stream: AsyncThrowingStream<GenerationEvent, Error>, notifier: ConnectionCloseNotifier?,
         reason: CancellationReason, logger: Logger, arrival: ContinuousClock.Instant
     ) -> Response {
         let (frames, continuation) = AsyncStream<ByteBuffer>.makeStream(bufferingPolicy: .unbounded)
+        let deadline = p.generation.deadline
+        let (tokenStream, tokenContinuation) = AsyncStream<UInt64>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let producer = Task {
-            await produceFrames(p, stream: stream, into: continuation, reason: reason, logger: logger, arrival: arrival)
+            // Unregisters the close callback once the stream is over (keep-alive connections).
+            defer {
+                Task {
+                    for await token in tokenStream { notifier?.unregister(token); break }
+                }
+            }
+            await withTaskGroup(of: Void.self) { work in
+                work.addTask { await produceFrames(p, stream: stream, into: continuation, reason: reason, logger: logger, arrival: arrival) }
+                if let deadline {
+                    work.addTask {
+                        // Ends the frames task when the deadline passes (it then reports a timeout).
+                        guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
+                        _ = reason.set(.timedOut)
+                    }
+                }
+                await work.next()
+                work.cancelAll()
+            }
             continuation.finish()
         }
         // The client leaving, a failed write, or the deadline all end the producer, which ends the
         // generation stream (and frees the sequence's KV).
         continuation.onTermination = { _ in producer.cancel() }
-        channel.closeFuture.whenComplete { [metrics] _ in
-            if reason.set(.disconnected) { metrics.clientDisconnected() }
-            producer.cancel()
-        }
-        if let deadline = p.generation.deadline {
-            Task {
-                while !producer.isCancelled {
-                    do { try await Task.sleep(until: deadline, clock: .continuous) } catch { return }
-                    if reason.set(.timedOut) { producer.cancel() }
-                    return
-                }
+        if let notifier {
+            let token = notifier.register { [metrics] in
+                if reason.set(.disconnected) { metrics.clientDisconnected() }
+                producer.cancel()
             }
+            tokenContinuation.yield(token)
         }
+        tokenContinuation.finish()
         var headers: HTTPFields = [.contentType: "text/event-stream", .cacheControl: "no-cache"]
         headers[.init("X-Accel-Buffering")!] = "no"
         return Response(status: .ok, headers: headers, body: ResponseBody(asyncSequence: frames))

@@ -24,7 +24,8 @@ public enum JSONValue: Sendable, Equatable {
         case (.string(let x), .string(let y)): return x == y
         case (.array(let x), .array(let y)): return x == y
         case (.object(let x), .object(let y)):
-            return x.count == y.count && zip(x, y).allSatisfy { $0.0 == $1.0 && $0.1 == $1.1 }
+            // JSON objects are unordered: equal when they hold the same keys with equal values.
+            return x.count == y.count && x.allSatisfy { pair in y.contains { $0.0 == pair.0 && $0.1 == pair.1 } }
         default: return false
         }
     }
@@ -126,7 +127,7 @@ public enum JSONValue: Sendable, Equatable {
 }
 
 extension JSONValue: Decodable {
-    private struct Key: CodingKey {
+    private struct AnyCodingKey: CodingKey {
         var stringValue: String
         var intValue: Int? { nil }
         init(stringValue: String) { self.stringValue = stringValue }
@@ -140,7 +141,7 @@ extension JSONValue: Decodable {
             self = .array(out)
             return
         }
-        if let object = try? decoder.container(keyedBy: Key.self) {
+        if let object = try? decoder.container(keyedBy: AnyCodingKey.self) {
             var pairs: [(String, JSONValue)] = []
             for key in object.allKeys {
                 pairs.append((key.stringValue, try object.decode(JSONValue.self, forKey: key)))
@@ -155,6 +156,13 @@ extension JSONValue: Decodable {
         else if let d = try? single.decode(Double.self) { self = .double(d) }
         else { self = .string(try single.decode(String.self)) }
     }
+}
+
+extension JSONValue: ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral {
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    public typealias Key = String
+    public typealias Value = JSONValue
+    public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(elements) }
 }
 
 extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByBooleanLiteral, ExpressibleByFloatLiteral, ExpressibleByNilLiteral {

@@ -37,9 +37,11 @@ public struct JournalLogHandler: LogHandler {
         }
     }
 
-    public func log(level: Logger.Level, message: Logger.Message, metadata explicit: Logger.Metadata?, source: String, file: String, function: String, line: UInt) {
+    public func log(event: LogEvent) {
+        let level = event.level
+        let message = event.message
         var all = metadata
-        if let explicit { all.merge(explicit) { $1 } }
+        if let explicit = event.metadata { all.merge(explicit) { $1 } }
         var text = journal ? "<\(Self.priority(level))>" : "\(Self.timestamp()) \(level.rawValue.uppercased()) "
         // One journal entry per line: newlines inside a message would split it.
         text += message.description.replacingOccurrences(of: "\n", with: " ⏎ ")

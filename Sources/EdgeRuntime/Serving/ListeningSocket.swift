@@ -45,13 +45,13 @@ public final class ListeningSocket: @unchecked Sendable {
             throw .socketActivation("systemd passed \(n) sockets; edge-runtime.socket must declare exactly one ListenStream=")
         }
         let fd = SD_LISTEN_FDS_START
-        guard sd_is_socket_unix(fd, SOCK_STREAM, 1, nil, 0) > 0 else {
+        guard sd_is_socket_unix(fd, Int32(SOCK_STREAM.rawValue), 1, nil, 0) > 0 else {
             throw .socketActivation("fd \(fd) from systemd is not a listening Unix stream socket: use ListenStream=/run/edge-runtime/edge.sock")
         }
         var addr = sockaddr_un()
         var len = socklen_t(MemoryLayout<sockaddr_un>.size)
         let path: String = withUnsafeMutablePointer(to: &addr) { p in
-            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+            _ = p.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
             return withUnsafeBytes(of: &p.pointee.sun_path) { raw in
                 String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
             }

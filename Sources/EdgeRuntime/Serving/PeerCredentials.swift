@@ -22,7 +22,7 @@ public struct PeerCredentials: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "uid=\(uid) gid=\(gid) pid=\(pid)" }
 
     /// Layout of Linux's `struct ucred`, which Swift's Glibc module does not import.
-    struct UCred {
+    struct UCred: Sendable {
         var pid: Int32 = 0
         var uid: UInt32 = 0
         var gid: UInt32 = 0

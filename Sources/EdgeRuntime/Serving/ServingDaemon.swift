@@ -72,6 +72,13 @@ public enum ServingDaemon {
         let server = SocketHTTPServer(
             socket: socket, state: state, logger: logger,
             drainTimeout: .milliseconds(Int64(initial.server.shutdownGrace * 1000)),
+            onListening: {
+                let status = await backend.status()
+                let line = SystemdNotifier.statusLine(model: backend.model, hint: backend.noModelHint, status: status, draining: false)
+                notifier.ready(status: line)
+                let startup = ContinuousClock.now - started
+                logger.notice("ready in \(Int(startup.seconds * 1000)) ms: \(line)", metadata: ["socket.path": "\(socket.path)", "model.path": "\(initial.model.path)"])
+            },
             onShutdownStart: {
                 notifier.stopping(status: "draining; \(state.metrics.requestsInFlight) request(s) in flight")
             })
@@ -84,12 +91,6 @@ public enum ServingDaemon {
         services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup))
         services.append(.init(service: reload))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
-
-        let status = await backend.status()
-        let line = SystemdNotifier.statusLine(model: backend.model, hint: backend.noModelHint, status: status, draining: false)
-        notifier.ready(status: line)
-        let startup = ContinuousClock.now - started
-        logger.notice("ready in \(Int(startup.seconds * 1000)) ms: \(line)", metadata: ["socket.path": "\(socket.path)", "model.path": "\(initial.model.path)"])
 
         let watchdog = Task { await watchdogLoop(notifier: notifier, state: state) }
         defer { watchdog.cancel() }

@@ -13,6 +13,7 @@ public struct ServingContextSource: RequestContextSource {
 }
 
 public struct ServingRequestContext: RequestContext {
+    public typealias Source = ServingContextSource
     public var coreContext: CoreRequestContextStorage
     public let channel: any Channel
     public let peer: PeerCredentials

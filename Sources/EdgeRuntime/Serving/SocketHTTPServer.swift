@@ -21,14 +21,18 @@ public final class SocketHTTPServer: Service, Sendable {
     let drainTimeout: Duration
     let group: any EventLoopGroup
     let onShutdownStart: @Sendable () -> Void
+    let onListening: @Sendable () async -> Void
 
-    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onShutdownStart: @escaping @Sendable () -> Void = {}) {
+    /// `onListening` runs once the server accepts connections (inside the ServiceGroup, so SIGTERM
+    /// is already handled gracefully): the daemon sends READY=1 there.
+    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onListening: @escaping @Sendable () async -> Void = {}, onShutdownStart: @escaping @Sendable () -> Void = {}) {
         self.socket = socket
         self.state = state
         self.logger = logger
         self.drainTimeout = drainTimeout
         self.group = group
         self.onShutdownStart = onShutdownStart
+        self.onListening = onListening
     }
 
     public func run() async throws {
@@ -37,7 +41,7 @@ public final class SocketHTTPServer: Service, Sendable {
         let logger = self.logger
         let http = HTTP1Channel(responder: { request, writer, channel in
             try await Self.handle(request: request, writer: writer, channel: channel, responder: responder, state: state, logger: logger)
-        }, configuration: .init(idleTimeout: .seconds(300)))
+        }, configuration: .init(additionalChannelHandlers: [ConnectionCloseNotifier()], idleTimeout: .seconds(300)))
 
         let quiesce = ServerQuiescingHelper(group: group)
         let fd = socket.take()
@@ -51,6 +55,7 @@ public final class SocketHTTPServer: Service, Sendable {
             // future cancels its generation.
             .bind(fd) { channel in http.setup(channel: channel, logger: logger) }
         logger.info("listening", metadata: ["socket.path": "\(socket.path)", "socket.activated": "\(socket.activated)"])
+        await onListening()
 
         let acceptLoop = Task {
             await withDiscardingTaskGroup { connections in
@@ -105,6 +110,10 @@ public final class SocketHTTPServer: Service, Sendable {
         var response: Response
         do {
             response = try await responder.respond(to: request, context: context)
+            // The router answers unknown routes with a bare 404/405; give them the API's error shape.
+            if [404, 405].contains(response.status.code), response.headers[.contentType] == nil {
+                throw HTTPError(response.status)
+            }
         } catch {
             let e = ErrorRendering.apiError(for: error, method: request.method.rawValue, path: request.uri.path)
             if e.status >= 500 {

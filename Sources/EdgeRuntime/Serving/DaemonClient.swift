@@ -1,0 +1,239 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A small blocking HTTP/1.1 client (edgectl and the tests use it) over the daemon's Unix socket: one request per connection,
+/// `Content-Length` or chunked responses, and line-by-line reading for SSE / NDJSON streams.
+/// Blocking is right for a CLI: one request at a time, and Ctrl-C ends the process (closing the
+/// socket, which cancels the generation in the daemon).
+public final class DaemonClient: Sendable {
+    public let socketPath: String
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+
+    public struct Response: Sendable {
+        public var status: Int
+        public var headers: [String: String]
+        public var body: Data
+
+        public var json: JSONValue? { try? JSONValue.parse(Array(body)) }
+
+        /// The daemon's OpenAI-style error message, or the raw body.
+        public var errorMessage: String {
+            json?["error"]?["message"]?.stringValue ?? String(decoding: body, as: UTF8.self)
+        }
+    }
+
+    /// Sends a request and reads the whole response.
+    public func request(_ method: String, _ path: String, json: JSONValue? = nil) throws(ClientError) -> Response {
+        try request(method, path, body: json.map { Array($0.serialized.utf8) })
+    }
+
+    /// Sends raw body bytes (as application/json) and reads the whole response.
+    public func request(_ method: String, _ path: String, body: [UInt8]?) throws(ClientError) -> Response {
+        let connection = try Connection(path: socketPath)
+        try connection.send(method: method, path: path, body: body)
+        let (status, headers) = try connection.readHead()
+        var body = Data()
+        try connection.readBody(headers: headers) { body.append(contentsOf: $0); return true }
+        return Response(status: status, headers: headers, body: body)
+    }
+
+    /// Sends a request and hands each line of a streamed body to `onLine` (SSE `data:` lines or
+    /// NDJSON). Returns the status; a non-2xx response body is returned whole instead.
+    public func stream(_ method: String, _ path: String, json: JSONValue?, accept: String = "text/event-stream", onLine: (String) throws -> Void) throws -> Response {
+        let connection = try Connection(path: socketPath)
+        try connection.send(method: method, path: path, body: json.map { Array($0.serialized.utf8) }, accept: accept)
+        let (status, headers) = try connection.readHead()
+        if !(200..<300).contains(status) {
+            var body = Data()
+            try connection.readBody(headers: headers) { body.append(contentsOf: $0); return true }
+            return Response(status: status, headers: headers, body: body)
+        }
+        var pending: [UInt8] = []
+        var lineError: Error?
+        // A throwing onLine stops reading; closing the connection then cancels the generation.
+        try connection.readBody(headers: headers) { chunk in
+            pending.append(contentsOf: chunk)
+            while let nl = pending.firstIndex(of: 0x0A) {
+                let line = String(decoding: pending[..<nl], as: UTF8.self)
+                pending.removeSubrange(...nl)
+                do { try onLine(line) } catch { lineError = error; return false }
+            }
+            return true
+        }
+        if let lineError { throw lineError }
+        if !pending.isEmpty { try onLine(String(decoding: pending, as: UTF8.self)) }
+        return Response(status: status, headers: headers, body: Data())
+    }
+}
+
+public enum ClientError: Error, CustomStringConvertible, Sendable {
+    case notRunning(path: String)
+    case permission(path: String)
+    case io(path: String, String)
+    case protocolError(String)
+
+    public var description: String {
+        switch self {
+        case .notRunning(let path):
+            return "the daemon is not running at \(path): start it with `systemctl start edge-runtime.socket` or `edge-runtimed --socket \(path)`"
+        case .permission(let path):
+            return "permission denied on \(path): add your user to the edge-runtime group (`sudo usermod -aG edge-runtime $USER`, then log in again)"
+        case .io(let path, let what):
+            return "talking to the daemon at \(path) failed: \(what)"
+        case .protocolError(let what):
+            return "the daemon sent a malformed response: \(what)"
+        }
+    }
+}
+
+/// One connected socket; closed in deinit.
+private final class Connection {
+    let fd: Int32
+    let path: String
+    private var buffer: [UInt8] = []
+    private var eof = false
+
+    init(path: String) throws(ClientError) {
+        self.path = path
+        var addr = sockaddr_un()
+        guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw .io(path: path, "socket path too long") }
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw .io(path: path, String(cString: strerror(errno))) }
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in path.utf8.enumerated() { raw[i] = b }
+        }
+        let rc = withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        if rc != 0 {
+            let e = errno
+            close(fd)
+            switch e {
+            case ENOENT, ECONNREFUSED, ENOTDIR: throw .notRunning(path: path)
+            case EACCES, EPERM: throw .permission(path: path)
+            default: throw .io(path: path, String(cString: strerror(e)))
+            }
+        }
+    }
+
+    deinit { close(fd) }
+
+    func send(method: String, path target: String, body: [UInt8]?, accept: String = "application/json") throws(ClientError) {
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: edgectl/\(ServingDaemon.version)\r\nAccept: \(accept)\r\nConnection: close\r\n"
+        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        head += "\r\n"
+        var bytes = Array(head.utf8)
+        if let body { bytes += body }
+        var off = 0
+        while off < bytes.count {
+            let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(path: path, "write: \(String(cString: strerror(errno)))")
+            }
+            off += n
+        }
+    }
+
+    private func fill() throws(ClientError) {
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .io(path: path, "read: \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { eof = true } else { buffer += chunk[0..<n] }
+            return
+        }
+    }
+
+    private func readLine() throws(ClientError) -> String {
+        while true {
+            if let i = buffer.firstIndex(of: 0x0A) {
+                var line = Array(buffer[..<i])
+                buffer.removeSubrange(...i)
+                if line.last == 0x0D { line.removeLast() }
+                return String(decoding: line, as: UTF8.self)
+            }
+            if eof { throw .protocolError("connection closed in the middle of the response head") }
+            try fill()
+        }
+    }
+
+    func readHead() throws(ClientError) -> (Int, [String: String]) {
+        let statusLine = try readLine()
+        let parts = statusLine.split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, parts[0].hasPrefix("HTTP/1."), let status = Int(parts[1]) else {
+            throw .protocolError("bad status line \"\(statusLine.prefix(80))\"")
+        }
+        var headers: [String: String] = [:]
+        while true {
+            let line = try readLine()
+            if line.isEmpty { break }
+            guard let colon = line.firstIndex(of: ":") else { throw .protocolError("bad header line") }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        return (status, headers)
+    }
+
+    /// `sink` returns false to stop reading early.
+    func readBody(headers: [String: String], _ sink: ([UInt8]) -> Bool) throws(ClientError) {
+        if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
+            while true {
+                let sizeLine = try readLine()
+                guard let size = Int(sizeLine.split(separator: ";")[0].trimmingCharacters(in: .whitespaces), radix: 16) else {
+                    throw .protocolError("bad chunk size \"\(sizeLine.prefix(20))\"")
+                }
+                if size == 0 {
+                    while try !readLine().isEmpty {}
+                    return
+                }
+                var remaining = size
+                while remaining > 0 {
+                    if buffer.isEmpty {
+                        if eof { throw .protocolError("connection closed inside a chunk") }
+                        try fill()
+                        continue
+                    }
+                    let take = min(remaining, buffer.count)
+                    let more = sink(Array(buffer[0..<take]))
+                    buffer.removeFirst(take)
+                    remaining -= take
+                    if !more { return }
+                }
+                _ = try readLine()
+            }
+        } else if let lengthText = headers["content-length"], let length = Int(lengthText) {
+            var remaining = length
+            while remaining > 0 {
+                if buffer.isEmpty {
+                    if eof { throw .protocolError("connection closed before the body ended") }
+                    try fill()
+                    continue
+                }
+                let take = min(remaining, buffer.count)
+                let more = sink(Array(buffer[0..<take]))
+                buffer.removeFirst(take)
+                remaining -= take
+                if !more { return }
+            }
+        } else {
+            while true {
+                if !buffer.isEmpty {
+                    let more = sink(buffer)
+                    buffer.removeAll()
+                    if !more { return }
+                }
+                if eof { return }
+                try fill()
+            }
+        }
+    }
+}
