@@ -127,6 +127,8 @@ top=$(sed -n '1s/^[^(]*(\([^)]*\)).*/\1/p' "$root/packaging/changelog")
 gzip -9n -c "$work/changelog.Debian" > "$doc/changelog.Debian.gz"
 chmod 0644 "$doc/changelog.Debian.gz"
 
+install -D -m 0644 "$root/packaging/debian/lintian-overrides" "$stage/usr/share/lintian/overrides/$pkg"
+
 # Maintainer scripts and conffiles.
 for script in postinst prerm postrm; do
   install -m 0755 "$root/packaging/debian/$script" "$stage/DEBIAN/$script"

@@ -95,14 +95,16 @@ echo "service_before=$(systemctl is-active edge-runtime.service)" >> $r
 echo "sock_mode=$(stat -c '%a %U:%G' $sock)" >> $r
 useradd -M -G edge-runtime member && useradd -M outsider
 body='{"model": "base", "prompt": "Hello", "max_tokens": 4}'
-code=$(runuser -u member -- curl -s -o /edge-check/member-body -w '%{http_code}' --max-time 60 \
+code=$(runuser -u member -- curl -s -o /tmp/member-body -w '%{http_code}' --max-time 60 \
   --unix-socket $sock -H 'Content-Type: application/json' -d "$body" http://localhost/v1/completions)
 echo "member_code=$code" >> $r
+cp /tmp/member-body /edge-check/member-body
 runuser -u outsider -- curl -s -o /dev/null --max-time 10 --unix-socket $sock http://localhost/healthz
 echo "outsider_curl_rc=$?" >> $r
 echo "service_after=$(systemctl is-active edge-runtime.service)" >> $r
 echo "service_status=$(systemctl show -p StatusText --value edge-runtime.service)" >> $r
-echo "service_user=$(stat -c %U "/proc/$(systemctl show -p MainPID --value edge-runtime.service)")" >> $r
+uid=$(awk '/^Uid:/ {print $2}' "/proc/$(systemctl show -p MainPID --value edge-runtime.service)/status")
+echo "service_user=$(id -nu "$uid")" >> $r
 pid1=$(systemctl show -p MainPID --value edge-runtime.service)
 systemctl reload edge-runtime.service; echo "reload_rc=$?" >> $r
 sleep 2
