@@ -13,3 +13,7 @@ build:
 
 release:
 	swift build -c release
+
+# edge-runtime_VERSION_ARCH.deb in the repo root, from a release build with the Swift runtime linked in.
+deb:
+	packaging/build-deb.sh

@@ -7,7 +7,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Import a base model into the NF4 model directory format, or describe one.",
-        subcommands: [ModelImportCommand.self, ModelInfoCommand.self]
+        subcommands: [ModelImportCommand.self, ModelInfoCommand.self, ModelPullDefaultCommand.self]
     )
 }
 
