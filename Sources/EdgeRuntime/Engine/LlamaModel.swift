@@ -216,9 +216,28 @@ public final class LlamaModel: @unchecked Sendable {
         let logits = FloatBuffer(count: m * vocab, zeroed: false)
         switch weights.outputHead {
         case .dense(let head):
-            // Always sgemm (never sgemv for m == 1) so a row's logits do not depend on m.
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(vocab), Int32(hidden), 1,
-                        normed.pointer, Int32(hidden), head.pointer, Int32(hidden), 0, logits.pointer, Int32(vocab))
+            // A `.last` row (what sampling reads) is one sgemv: no packing of the whole
+            // [vocab, hidden] head, which is what sgemm costs for a handful of rows. An evaluation
+            // step (`.all`) is one sgemm over its own rows.
+            // Per step, so a row's numbers never depend on its batch-mates.
+            var row = 0
+            for st in ordered {
+                let rows: Int
+                switch st.logits {
+                case .none: rows = 0
+                case .last: rows = 1
+                case .all: rows = st.tokens.count
+                }
+                if rows > 1 {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(vocab), Int32(hidden), 1,
+                                normed.pointer + row * hidden, Int32(hidden), head.pointer, Int32(hidden), 0,
+                                logits.pointer + row * vocab, Int32(vocab))
+                } else if rows == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(vocab), Int32(hidden), 1, head.pointer, Int32(hidden),
+                                normed.pointer + row * hidden, 1, 0, logits.pointer + row * vocab, 1)
+                }
+                row += rows
+            }
         case .nf4(var head):
             try check(ek_nf4_gemm(&head, normed.pointer, Int64(m), Int64(hidden), logits.pointer, Int64(vocab), 0), "nf4_gemm(lm_head)")
         }
