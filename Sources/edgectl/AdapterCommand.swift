@@ -1,4 +1,5 @@
 import AdapterCache
+import EdgeRuntime
 import ArgumentParser
 import Foundation
 
@@ -93,7 +94,5 @@ func humanBytes(_ n: Int64) -> String {
 
 /// sha256 of a base model: of `PATH/model.safetensors` for a model directory, or of the file itself.
 func digestOfBaseModel(path: String) throws -> String {
-    var isDir: ObjCBool = false
-    guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw AdapterError.io(path: path, reason: "no such file or directory") }
-    return try FileDigest.sha256(file: isDir.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path)
+    try ModelDigest.of(path: path)
 }

@@ -66,21 +66,10 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         DefaultBackendFactory.engine = { config, logger in try await EngineBackend(config, logger) }
     }
 
-    /// The base-model identity adapters are checked against: sha256 of config.json and the
-    /// safetensors header (names, dtypes, shapes, offsets) — cheap at start-up, and any re-import
-    /// with other weights changes the NF4 statistics' offsets or the header's metadata.
+    /// The base-model identity adapters are checked against (see ModelDigest); an unreadable file
+    /// leaves it empty, which no adapter matches.
     static func baseDigest(directory: String) -> String {
-        var hasher = SHA256()
-        if let c = FileManager.default.contents(atPath: directory + "/config.json") { hasher.update(data: c) }
-        if let h = FileHandle(forReadingAtPath: directory + "/model.safetensors") {
-            defer { try? h.close() }
-            if let lenData = try? h.read(upToCount: 8), lenData.count == 8 {
-                let len = lenData.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
-                hasher.update(data: lenData)
-                if len < 100 << 20, let header = try? h.read(upToCount: Int(len)) { hasher.update(data: header) }
-            }
-        }
-        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+        (try? ModelDigest.of(path: directory)) ?? ""
     }
 
     // MARK: - Generation
