@@ -1,5 +1,6 @@
 import AdapterCache
 import ArgumentParser
+import Crypto
 import Foundation
 
 /// `edgectl adapter …`: packing, publishing, pulling and managing LoRA adapters. The cache commands
@@ -116,9 +117,29 @@ func humanBytes(_ n: Int64) -> String {
     return "\(n) B"
 }
 
-/// sha256 of a base model: of `PATH/model.safetensors` for a model directory, or of the file itself.
+/// The base-model digest the daemon checks adapters against (EngineBackend.baseDigest): sha256 of
+/// the model directory's config.json, then model.safetensors' 8-byte header length and its JSON
+/// header — cheap on a multi-GB model, and it changes with any tensor's name, dtype, shape or offset.
+/// PATH is the model directory or its model.safetensors. Both must stay the same function, or the
+/// daemon refuses every adapter packed with --base-model.
 func digestOfBaseModel(path: String) throws -> String {
     var isDir: ObjCBool = false
     guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else { throw AdapterError.io(path: path, reason: "no such file or directory") }
-    return try FileDigest.sha256(file: isDir.boolValue ? (path as NSString).appendingPathComponent("model.safetensors") : path)
+    let dir = isDir.boolValue ? path : (path as NSString).deletingLastPathComponent
+    let weights = (dir as NSString).appendingPathComponent("model.safetensors")
+    guard let config = FileManager.default.contents(atPath: (dir as NSString).appendingPathComponent("config.json")) else {
+        throw AdapterError.io(path: (dir as NSString).appendingPathComponent("config.json"), reason: "cannot read it; --base-model needs a model directory (config.json + model.safetensors, from `edgectl model import`)")
+    }
+    guard let h = FileHandle(forReadingAtPath: weights) else { throw AdapterError.io(path: weights, reason: "cannot open it") }
+    defer { try? h.close() }
+    var hasher = SHA256()
+    hasher.update(data: config)
+    guard let lenData = try? h.read(upToCount: 8), lenData.count == 8 else { throw AdapterError.io(path: weights, reason: "shorter than a safetensors header") }
+    let len = lenData.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self).littleEndian }
+    hasher.update(data: lenData)
+    guard len < 100 << 20, let header = try? h.read(upToCount: Int(len)), header.count == Int(len) else {
+        throw AdapterError.io(path: weights, reason: "its safetensors header length \(len) is not plausible")
+    }
+    hasher.update(data: header)
+    return hasher.finalize().map { String(format: "%02x", $0) }.joined()
 }
