@@ -28,22 +28,22 @@ struct CacheOptions: ParsableArguments {
     @Flag(name: .long, help: "Work offline on the default cache directory (/var/cache/edge-runtime/adapters as root, else $XDG_CACHE_HOME/edge-runtime/adapters) instead of asking the daemon.")
     var local = false
 
-    @Option(name: .long, help: "Store URL: http(s)://…, file://DIR or a directory (default: $EDGE_ADAPTER_STORE).")
+    @Option(name: .long, help: "With --cache-dir/--local: store URL, http(s)://…, file://DIR or a directory (default: $EDGE_ADAPTER_STORE).")
     var store: String?
 
-    @Option(name: .long, help: "Disk budget in bytes (suffixes K, M, G).")
+    @Option(name: .long, help: "With --cache-dir/--local: disk budget in bytes (suffixes K, M, G).")
     var diskBudget: String?
 
-    @Option(name: .long, help: "RAM budget in bytes (suffixes K, M, G).")
+    @Option(name: .long, help: "With --cache-dir/--local: RAM budget in bytes (suffixes K, M, G).")
     var ramBudget: String?
 
-    @Option(name: .long, help: "Trusted ed25519 public key (base64 or a .pub file); repeatable.")
+    @Option(name: .long, help: "With --cache-dir/--local: trusted ed25519 public key (base64 or a .pub file); repeatable.")
     var trustedKey: [String] = []
 
-    @Flag(name: .long, help: "Refuse adapters without a signature.")
+    @Flag(name: .long, help: "With --cache-dir/--local: refuse adapters without a signature.")
     var requireSignature = false
 
-    @Option(name: .long, help: "sha256 of the loaded base model's model.safetensors; adapters for another base are refused.")
+    @Option(name: .long, help: "With --cache-dir/--local: the base-model digest (as `adapter pack --base-model` computes it); adapters for another base are refused.")
     var baseModelDigest: String?
 
     /// Local mode: an explicit cache directory or `--local`.
