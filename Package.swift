@@ -63,6 +63,7 @@ let package = Package(
             dependencies: [
                 "EdgeRuntime", "AdapterCache",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
         .executableTarget(

@@ -3,9 +3,10 @@ import EdgeRuntime
 import ArgumentParser
 import Foundation
 
-/// `edgectl adapter …`: packing, publishing, pulling and managing LoRA adapters. For now these run
-/// in-process against the cache directory; the logic lives in AdapterCache so the daemon can serve
-/// the same operations over its socket.
+/// `edgectl adapter …`: packing, publishing, pulling and managing LoRA adapters. The cache commands
+/// (pull, list, info, evict, pin, unpin) go through the daemon, which owns the cache; with
+/// `--cache-dir`/`--local` they run in-process on a cache directory instead (offline use, no daemon).
+/// pack, publish, verify and keygen only touch files and always run locally.
 struct AdapterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "adapter",
@@ -17,28 +18,52 @@ struct AdapterCommand: AsyncParsableCommand {
     )
 }
 
-/// Options every cache-touching subcommand shares.
+/// Options every cache-touching subcommand shares. Without `--cache-dir` or `--local` the command
+/// asks the daemon; every other option here configures the local cache and is refused then (the
+/// daemon takes store, budgets and keys from its own [adapters] config).
 struct CacheOptions: ParsableArguments {
-    @Option(name: .long, help: "Adapter cache directory (default: /var/cache/edge-runtime/adapters as root, else $XDG_CACHE_HOME/edge-runtime/adapters).")
+    @Option(name: .long, help: "Work offline on this cache directory instead of asking the daemon (never on a directory a running daemon uses).")
     var cacheDir: String?
 
-    @Option(name: .long, help: "Store URL: http(s)://…, file://DIR or a directory (default: $EDGE_ADAPTER_STORE).")
+    @Flag(name: .long, help: "Work offline on the default cache directory (/var/cache/edge-runtime/adapters as root, else $XDG_CACHE_HOME/edge-runtime/adapters) instead of asking the daemon.")
+    var local = false
+
+    @Option(name: .long, help: "With --cache-dir/--local: store URL, http(s)://…, file://DIR or a directory (default: $EDGE_ADAPTER_STORE).")
     var store: String?
 
-    @Option(name: .long, help: "Disk budget in bytes (suffixes K, M, G).")
+    @Option(name: .long, help: "With --cache-dir/--local: disk budget in bytes (suffixes K, M, G).")
     var diskBudget: String?
 
-    @Option(name: .long, help: "RAM budget in bytes (suffixes K, M, G).")
+    @Option(name: .long, help: "With --cache-dir/--local: RAM budget in bytes (suffixes K, M, G).")
     var ramBudget: String?
 
-    @Option(name: .long, help: "Trusted ed25519 public key (base64 or a .pub file); repeatable.")
+    @Option(name: .long, help: "With --cache-dir/--local: trusted ed25519 public key (base64 or a .pub file); repeatable.")
     var trustedKey: [String] = []
 
-    @Flag(name: .long, help: "Refuse adapters without a signature.")
+    @Flag(name: .long, help: "With --cache-dir/--local: refuse adapters without a signature.")
     var requireSignature = false
 
-    @Option(name: .long, help: "sha256 of the loaded base model's model.safetensors; adapters for another base are refused.")
+    @Option(name: .long, help: "With --cache-dir/--local: the base-model digest (as `adapter pack --base-model` computes it); adapters for another base are refused.")
     var baseModelDigest: String?
+
+    /// Local mode: an explicit cache directory or `--local`.
+    var isLocal: Bool { local || cacheDir != nil }
+
+    /// Refuses option mixes that would silently be ignored: local-cache settings in daemon mode,
+    /// `--socket` in local mode.
+    func validateMode(socket: SocketOptions) throws {
+        if isLocal {
+            if socket.socket != nil { throw ValidationError("--socket asks the daemon, --cache-dir/--local work without it: give one of them") }
+            return
+        }
+        let localOnly: [(String, Bool)] = [
+            ("--store", store != nil), ("--disk-budget", diskBudget != nil), ("--ram-budget", ramBudget != nil),
+            ("--trusted-key", !trustedKey.isEmpty), ("--require-signature", requireSignature), ("--base-model-digest", baseModelDigest != nil),
+        ]
+        if let (option, _) = localOnly.first(where: { $0.1 }) {
+            throw ValidationError("\(option) applies only with --cache-dir DIR or --local; the daemon takes it from the [adapters] section of its config")
+        }
+    }
 
     func configuration() throws -> AdapterCacheConfiguration {
         var c = AdapterCacheConfiguration(directory: cacheDir ?? AdapterCacheConfiguration.defaultDirectory())
@@ -92,7 +117,9 @@ func humanBytes(_ n: Int64) -> String {
     return "\(n) B"
 }
 
-/// sha256 of a base model: of `PATH/model.safetensors` for a model directory, or of the file itself.
+/// The base-model digest the daemon checks adapters against: sha256 of the model's
+/// model.safetensors (ModelDigest, shared with the daemon and `model info`). PATH is the model
+/// directory or its model.safetensors.
 func digestOfBaseModel(path: String) throws -> String {
     try ModelDigest.of(path: path)
 }
