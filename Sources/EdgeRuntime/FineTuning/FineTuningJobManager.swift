@@ -123,6 +123,10 @@ public actor FineTuningJobManager: FineTuningBackend {
                 throw FineTuningError.invalidRequest(message: "adapter '\(ref)' was not trained on this device, so there is no PEFT copy to continue from; use model \"base\"", param: "model")
             }
             start = dir
+            // Continuing an adapter keeps its shape (rank, alpha, targets).
+            do { try FineTuningTrainingSegment.adoptShape(of: dir, into: &hyper) } catch {
+                throw FineTuningError.invalidRequest(message: "cannot continue from '\(ref)': \(error)", param: "model")
+            }
         }
         // Validate everything up front: rows by line number, sizes, and the held-out split.
         let train = try Self.dataset(request.trainingData, file: "training_data", formatter: formatter, maxLength: hyper.maxLength)

@@ -63,6 +63,7 @@ struct FineTuningTrainingSegment: Sendable {
             // The previous version of this adapter, or the base itself (a fresh LoRA has B = 0).
             var h = hyper
             h.maxSteps = nil
+            if let prev = previousVersionDirectory { try Self.adoptShape(of: prev, into: &h) }
             let reference = try LoRAFineTuner(base: base, hyper: h, train: train, heldOut: held, padId: formatter.padId,
                                               initialAdapter: try adapter(previousVersionDirectory))
             baseline = try reference.evaluate()
@@ -96,6 +97,24 @@ struct FineTuningTrainingSegment: Sendable {
         try tuner.lora.savePEFT(to: files.adapter, baseModelName: modelDirectory, extraMetadata: [
             "edge.heldout_loss_before": String(baseline), "edge.heldout_loss_after": String(after), "edge.job": id])
         return .finished(total: tuner.totalSteps, baseline: baseline, heldOut: after, verdict: verdict, tokens: tokens)
+    }
+
+    /// Sets rank, alpha and targets from a PEFT directory's adapter_config.json, so its weights
+    /// load into parameters of the same shape (an earlier version may have used another rank).
+    static func adoptShape(of directory: String, into h: inout FineTuneHyperparameters) throws {
+        let path = directory + "/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: path),
+              let obj = try JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let r = obj["r"] as? Int, let a = (obj["lora_alpha"] as? NSNumber)?.floatValue else {
+            throw FineTuningError.corruptJob(path: path, reason: "no r / lora_alpha in the adapter config")
+        }
+        h.rank = r
+        h.alpha = a
+        if let names = obj["target_modules"] as? [String] {
+            let targets = names.compactMap { LoRATarget(name: ($0 as NSString).lastPathComponent) }
+            if !targets.isEmpty { h.targets = LoRATarget.allCases.filter(targets.contains) }
+        }
+        h.useRSLoRA = obj["use_rslora"] as? Bool ?? false
     }
 
     /// Runs `body` on a new thread lowered to SCHED_IDLE (nice 19 as fallback), so inference
