@@ -29,8 +29,8 @@ public actor FineTuningJobManager: FineTuningBackend {
     let settings: Settings
     let logger: Logger
     private let formatter: ChatTemplatePromptFormatter
-    private var records: [String: FineTuningJobRecord] = [:]
-    private var logs: [String: FineTuningEventLog] = [:]
+    private var records: [String: FineTuningJobRecord]
+    private var logs: [String: FineTuningEventLog]
     private var runningID: String?
     private var runningControl: FineTuningTrainingControl?
     private var runningTask: Task<Void, Never>?
@@ -61,6 +61,8 @@ public actor FineTuningJobManager: FineTuningBackend {
             try fm.createDirectory(atPath: stateDirectory + "/finetune/jobs", withIntermediateDirectories: true)
             try fm.createDirectory(atPath: stateDirectory + "/finetune/adapters", withIntermediateDirectories: true)
         } catch { throw FineTuningError.io(path: stateDirectory + "/finetune", reason: "\(error)") }
+        var loaded: [String: FineTuningJobRecord] = [:]
+        var loadedLogs: [String: FineTuningEventLog] = [:]
         for name in (try? fm.contentsOfDirectory(atPath: stateDirectory + "/finetune/jobs")) ?? [] {
             let files = FineTuningJobFiles(directory: stateDirectory + "/finetune/jobs/" + name)
             guard fm.fileExists(atPath: files.record) else { continue }  // a create that never finished
@@ -75,9 +77,11 @@ public actor FineTuningJobManager: FineTuningBackend {
                 try? files.saveRecord(r)
                 log.append(jobID: r.job.id, message: "the daemon restarted during training; the job resumes from its last checkpoint")
             }
-            records[r.job.id] = r
-            logs[r.job.id] = log
+            loaded[r.job.id] = r
+            loadedLogs[r.job.id] = log
         }
+        records = loaded
+        logs = loadedLogs
     }
 
     /// Begins the scheduling loop (idempotent).
@@ -144,7 +148,7 @@ public actor FineTuningJobManager: FineTuningBackend {
         hyper.maxSteps = hyper.maxSteps.map { min($0, total) }
 
         let now = Date()
-        let id = String(format: "ftjob-%012llx%04x", UInt64(now.timeIntervalSince1970 * 1000), UInt16.random(in: 0...UInt16.max))
+        let id = String(format: "ftjob-%012llx%04x", UInt64(now.timeIntervalSince1970 * 1000), UInt32.random(in: 0...0xFFFF))
         let files = FineTuningJobFiles(directory: jobsDirectory + "/" + id)
         var published = request.hyperparameters
         published.nEpochs = hyper.epochs; published.batchSize = hyper.batchSize; published.learningRate = Double(hyper.learningRate)
@@ -244,12 +248,10 @@ public actor FineTuningJobManager: FineTuningBackend {
     }
 
     private func finish(_ id: String, _ outcome: FineTuningTrainingSegment.Outcome) async {
-        defer {
-            runningID = nil
-            runningControl = nil
-            runningTask = nil
+        guard var r = records[id] else {
+            clearRunning()
+            return
         }
-        guard var r = records[id] else { return }
         let log = logs[id]!
         let now = Int(Date().timeIntervalSince1970)
         switch outcome {
@@ -294,7 +296,15 @@ public actor FineTuningJobManager: FineTuningBackend {
         }
         do { try update(r) } catch { logger.error("cannot record fine-tuning job \(id): \(error)") }
         if r.isFinished { try? FileManager.default.removeItem(atPath: files(id).checkpoint) }
+        // Only now may the next job start: its eval-gate baseline may be the version just promoted.
+        clearRunning()
         pump()
+    }
+
+    private func clearRunning() {
+        runningID = nil
+        runningControl = nil
+        runningTask = nil
     }
 
     /// Copies the trained PEFT dir to `adapters/<name>/<v>` (temp → rename), packs it with the base
@@ -313,7 +323,7 @@ public actor FineTuningJobManager: FineTuningBackend {
         options.level = 3
         let (artifact, _) = try AdapterArtifact.pack(directory: tmp, options: options)
         try FineTuningJobFiles.writeAtomically(artifact, to: files(r.job.id).artifact)
-        try environment.publish(files(r.job.id).artifact, r.adapterName, String(version))
+        try await environment.publish(files(r.job.id).artifact, r.adapterName, String(version))
         guard rename(tmp, dest) == 0 else { throw FineTuningError.io(path: dest, reason: String(cString: strerror(errno))) }
         FineTuningJobFiles.syncDirectory(of: dest)
         return version

@@ -6,16 +6,13 @@ import XCTest
 /// real job manager on the tiny model (the in-process server, a scripted inference backend).
 final class FineTuningCLITests: XCTestCase {
     func testCreateRunPendingFollowLogsListStatusAndCancel() async throws {
-        let helper = FineTuningJobManagerTests()
-        try helper.setUpWithError()
-        defer { helper.tearDown() }
-        let activity = FineTuningJobManagerTests.Activity()
-        activity.idleSeconds = 0   // never idle on its own: only run-pending starts the job
-        let manager = try helper.makeManager(activity)
+        let helper = try FineTuningTestRig()
+        helper.activity.idleSeconds = 0   // never idle on its own: only run-pending starts the job
+        let manager = try helper.makeManager()
         await manager.start()
         let server = try ServingTestServer(backend: ScriptedBackend(), fineTuning: manager)
         defer { Task { await server.stop(); await manager.shutdown() } }
-        let dir = (helper.state as NSString).deletingLastPathComponent
+        let dir = helper.root
         try helper.rows(8).write(toFile: dir + "/train.jsonl", atomically: true, encoding: .utf8)
         try helper.rows(3, offset: 8).write(toFile: dir + "/held.jsonl", atomically: true, encoding: .utf8)
         let sock = server.socketPath
@@ -53,6 +50,6 @@ final class FineTuningCLITests: XCTestCase {
         try "{\"messages\": 5}\n".write(toFile: dir + "/bad.jsonl", atomically: true, encoding: .utf8)
         let bad = try await offPool { try DaemonEdgectlTests.run(["finetune", "create", "--socket", sock, "--adapter", "x", "--data", dir + "/bad.jsonl"]) }
         XCTAssertEqual(bad.status, 1)
-        XCTAssertTrue(bad.err.contains("400") && bad.err.contains(":1"), bad.err)
+        XCTAssertTrue(bad.err.contains("400") && bad.err.contains("line 1"), bad.err)
     }
 }

@@ -7,43 +7,49 @@ import XCTest
 /// The daemon's fine-tuning job manager on the tiny Llama fixture (imported to a temp dir): jobs
 /// are validated and persisted, train only when idle, yield to inference with a checkpoint, pass or
 /// fail the eval gate, publish into a real adapter cache, and survive a restart.
-final class FineTuningJobManagerTests: XCTestCase {
+/// A state directory, an adapter cache directory and the fake inference activity for one test.
+final class FineTuningTestRig: @unchecked Sendable {
     /// Flags the test flips to play the inference scheduler.
     final class Activity: @unchecked Sendable {
         private let lock = NSLock()
         private var _busy = false
         private var _idleSeconds = 1e9
-        var busy: Bool { get { lock.withLock { _busy } } set { lock.withLock { _busy = newValue } } }
-        var idleSeconds: Double { get { lock.withLock { _idleSeconds } } set { lock.withLock { _idleSeconds = newValue } } }
+        var busy: Bool {
+            get { lock.lock(); defer { lock.unlock() }; return _busy }
+            set { lock.lock(); _busy = newValue; lock.unlock() }
+        }
+        var idleSeconds: Double {
+            get { lock.lock(); defer { lock.unlock() }; return _idleSeconds }
+            set { lock.lock(); _idleSeconds = newValue; lock.unlock() }
+        }
     }
 
     nonisolated(unsafe) static var modelDirectory: String?
     static let lock = NSLock()
 
+    /// tiny_llama.gguf imported once per test process.
     static func model() throws -> String {
-        try lock.withLock {
-            if let d = modelDirectory { return d }
-            let out = FileManager.default.temporaryDirectory.appendingPathComponent("edge-ftjobs-model-\(getpid())").path
-            try? FileManager.default.removeItem(atPath: out)
-            _ = try ModelImporter(source: ModelTestSupport.fixture("model/tiny_llama.gguf"), output: out).run()
-            modelDirectory = out
-            return out
-        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let d = modelDirectory { return d }
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("edge-ftjobs-model-\(getpid())").path
+        try? FileManager.default.removeItem(atPath: out)
+        _ = try ModelImporter(source: ModelTestSupport.fixture("model/tiny_llama.gguf"), output: out).run()
+        modelDirectory = out
+        return out
     }
 
-    var state = ""
-    var cacheDir = ""
+    let root: String
+    var state: String { root + "/state" }
+    var cacheDir: String { root + "/cache" }
+    let activity = rig.activity
 
-    override func setUpWithError() throws {
-        let tmp = FileManager.default.temporaryDirectory.appendingPathComponent("edge-ftjobs-\(UUID().uuidString)").path
-        state = tmp + "/state"
-        cacheDir = tmp + "/cache"
-        try FileManager.default.createDirectory(atPath: cacheDir, withIntermediateDirectories: true)
+    init() throws {
+        root = FileManager.default.temporaryDirectory.appendingPathComponent("edge-ftjobs-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: root + "/cache", withIntermediateDirectories: true)
     }
 
-    override func tearDown() {
-        try? FileManager.default.removeItem(atPath: (state as NSString).deletingLastPathComponent)
-    }
+    deinit { try? FileManager.default.removeItem(atPath: root) }
 
     /// `n` chat rows with short, regular answers the tiny model can learn quickly.
     func rows(_ n: Int, offset: Int = 0) -> String {
@@ -54,8 +60,8 @@ final class FineTuningJobManagerTests: XCTestCase {
         }.joined(separator: "\n") + "\n"
     }
 
-    func makeManager(_ activity: Activity, cache: AdapterCache? = nil, margin: Double = 0.02, checkpointEvery: Int = 1) throws -> FineTuningJobManager {
-        let dir = try Self.model()
+    func makeManager(cache: AdapterCache? = nil, margin: Double = 0.02, checkpointEvery: Int = 1) throws -> FineTuningJobManager {
+        let dir = try FineTuningTestRig.model()
         var settings = FineTuningJobManager.Settings()
         settings.pollInterval = 0.05
         settings.checkpointEvery = checkpointEvery
@@ -65,6 +71,7 @@ final class FineTuningJobManagerTests: XCTestCase {
         policy.maxLoadPerCore = nil   // the shared build machine is busy; load is not what these tests check
         policy.maxCPUPressure = nil
         settings.policy = policy
+        let activity = self.activity
         let env = FineTuningEnvironment(
             inferenceBusy: { activity.busy }, secondsSinceLastRequest: { activity.idleSeconds },
             publish: { path, name, version in
@@ -78,6 +85,23 @@ final class FineTuningJobManagerTests: XCTestCase {
     func request(train: String, validation: String? = nil, hyper: FineTuningHyperparameters = .init(nEpochs: 2, batchSize: 2, learningRate: 2e-2, rank: 4, alpha: 8)) -> FineTuningJobRequest {
         FineTuningJobRequest(baseAdapter: nil, adapterName: "colours", trainingData: Array(train.utf8), validationData: validation.map { Array($0.utf8) },
                              hyperparameters: hyper, seed: 3, requestedByUID: getuid())
+    }
+}
+
+final class FineTuningJobManagerTests: XCTestCase {
+    var rig: FineTuningTestRig!
+    var state: String { rig.state }
+    var cacheDir: String { rig.cacheDir }
+
+    override func setUpWithError() throws { rig = try FineTuningTestRig() }
+    override func tearDown() { rig = nil }
+
+    func rows(_ n: Int, offset: Int = 0) -> String { rig.rows(n, offset: offset) }
+    func request(train: String, validation: String? = nil, hyper: FineTuningHyperparameters = .init(nEpochs: 2, batchSize: 2, learningRate: 2e-2, rank: 4, alpha: 8)) -> FineTuningJobRequest {
+        rig.request(train: train, validation: validation, hyper: hyper)
+    }
+    func makeManager(_ activity: FineTuningTestRig.Activity, cache: AdapterCache? = nil, margin: Double = 0.02) throws -> FineTuningJobManager {
+        try rig.makeManager(cache: cache, margin: margin)
     }
 
     func waitFor(_ m: FineTuningJobManager, _ id: String, timeout: Double = 240, _ done: @escaping (FineTuningJob, [FineTuningEvent]) -> Bool) async throws -> FineTuningJob {
@@ -99,10 +123,10 @@ final class FineTuningJobManagerTests: XCTestCase {
     }
 
     func testJobWaitsForIdleThenTrainsPromotesAndPublishes() async throws {
-        let activity = Activity()
+        let activity = rig.activity
         activity.idleSeconds = 1   // a request just arrived: the idle policy (30 s) must hold the job
         var cacheConfig = AdapterCacheConfiguration(directory: cacheDir)
-        cacheConfig.baseModelDigest = EngineBackend.baseDigest(directory: try Self.model())
+        cacheConfig.baseModelDigest = EngineBackend.baseDigest(directory: try FineTuningTestRig.model())
         let cache = try AdapterCache(configuration: cacheConfig)
         let m = try makeManager(activity, cache: cache)
         await m.start()
@@ -138,7 +162,7 @@ final class FineTuningJobManagerTests: XCTestCase {
         XCTAssertFalse(FileManager.default.fileExists(atPath: files + "/checkpoint.safetensors"), "a finished job drops its checkpoint")
 
         // A second job on the same adapter is gated against version 1 and would publish version 2.
-        let again = try await m.createJob(request(train: train, validation: train, hyper: .init(steps: 1, learningRate: 1e-6, rank: 4, alpha: 8)))
+        let again = try await m.createJob(request(train: train, validation: train, hyper: .init(learningRate: 1e-6, steps: 1, rank: 4, alpha: 8)))
         let second = try await waitFor(m, again.id, finished)
         XCTAssertEqual(second.status, "failed")
         XCTAssertEqual(second.error?.code, "eval_gate_rejected", "a near-zero learning rate cannot beat version 1 by 2%")
@@ -151,10 +175,10 @@ final class FineTuningJobManagerTests: XCTestCase {
     }
 
     func testRejectedByTheGateKeepsTheNumbers() async throws {
-        let activity = Activity()
+        let activity = rig.activity
         let m = try makeManager(activity, margin: 0.99)
         await m.start()
-        let job = try await m.createJob(request(train: rows(8), validation: rows(2, offset: 8), hyper: .init(steps: 2, batchSize: 2, rank: 2, alpha: 4)))
+        let job = try await m.createJob(request(train: rows(8), validation: rows(2, offset: 8), hyper: .init(batchSize: 2, steps: 2, rank: 2, alpha: 4)))
         let done = try await waitFor(m, job.id, finished)
         XCTAssertEqual(done.status, "failed")
         XCTAssertEqual(done.error?.code, "eval_gate_rejected")
@@ -167,7 +191,7 @@ final class FineTuningJobManagerTests: XCTestCase {
     }
 
     func testBadRowsAreRefusedWithLineNumbersAndNothingIsStored() async throws {
-        let m = try makeManager(Activity())
+        let m = try makeManager(rig.activity)
         var data = rows(6)
         data += "{\"messages\": [{\"role\": \"user\", \"content\": \"hi\"}]\n"   // line 7: invalid JSON
         data += "{\"messages\": []}\n"                                          // line 8: empty
@@ -176,8 +200,8 @@ final class FineTuningJobManagerTests: XCTestCase {
             XCTFail("bad rows must be refused")
         } catch let e as FineTuningError {
             XCTAssertEqual(e.status, 400)
-            XCTAssertTrue(e.message.contains("7"), e.message)
-            XCTAssertTrue(e.message.contains("8"), e.message)
+            XCTAssertTrue(e.message.contains("line 7"), e.message)
+            XCTAssertTrue(e.message.contains("line 8"), e.message)
             XCTAssertEqual(e.param, "training_data")
         }
         do {
@@ -199,7 +223,7 @@ final class FineTuningJobManagerTests: XCTestCase {
     }
 
     func testCancelQueuedAndFinishedJobs() async throws {
-        let activity = Activity()
+        let activity = rig.activity
         activity.idleSeconds = 0
         let m = try makeManager(activity)
         await m.start()
@@ -220,7 +244,7 @@ final class FineTuningJobManagerTests: XCTestCase {
     }
 
     func testInferencePausesTrainingAndARestartResumesFromTheCheckpoint() async throws {
-        let activity = Activity()
+        let activity = rig.activity
         let first = try makeManager(activity)
         await first.start()
         let job = try await first.createJob(request(train: rows(16), validation: rows(4, offset: 16),
