@@ -137,10 +137,10 @@ public actor FineTuningJobManager: FineTuningBackend {
         var trainCount = train.examples.count
         if let v = request.validationData {
             let held = try Self.dataset(v, file: "validation_data", formatter: formatter, maxLength: hyper.maxLength)
-            try Self.check { try held.requireAtLeast(1, purpose: "the eval gate needs held-out examples") }
-            try Self.check { try train.requireAtLeast(hyper.minimumExamples, purpose: "too few rows to learn from") }
+            try Self.check { () throws(TrainingError) in try held.requireAtLeast(1, purpose: "the eval gate needs held-out examples") }
+            try Self.check { () throws(TrainingError) in try train.requireAtLeast(hyper.minimumExamples, purpose: "too few rows to learn from") }
         } else {
-            let (t, _) = try Self.check { try train.split(heldOutFraction: hyper.validationFraction, seed: hyper.seed, minimumTrain: hyper.minimumExamples) }
+            let (t, _) = try Self.check { () throws(TrainingError) -> (TrainingDataset, TrainingDataset) in try train.split(heldOutFraction: hyper.validationFraction, seed: hyper.seed, minimumTrain: hyper.minimumExamples) }
             trainCount = t.examples.count
         }
         let batches = (trainCount + hyper.batchSize - 1) / hyper.batchSize * hyper.epochs
@@ -385,7 +385,7 @@ public actor FineTuningJobManager: FineTuningBackend {
     }
 
     static func dataset(_ bytes: [UInt8], file: String, formatter: any TrainingPromptFormatter, maxLength: Int) throws(FineTuningError) -> TrainingDataset {
-        try check { try TrainingDataset(data: Data(bytes), file: file, formatter: formatter, maxLength: maxLength) }
+        try check { () throws(TrainingError) -> TrainingDataset in try TrainingDataset(data: Data(bytes), file: file, formatter: formatter, maxLength: maxLength) }
     }
 
     /// Trainer errors about the data become 400s naming the file and line.

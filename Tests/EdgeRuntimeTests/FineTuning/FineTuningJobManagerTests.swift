@@ -42,7 +42,7 @@ final class FineTuningTestRig: @unchecked Sendable {
     let root: String
     var state: String { root + "/state" }
     var cacheDir: String { root + "/cache" }
-    let activity = rig.activity
+    let activity = Activity()
 
     init() throws {
         root = FileManager.default.temporaryDirectory.appendingPathComponent("edge-ftjobs-\(UUID().uuidString)").path
