@@ -262,6 +262,12 @@ final class FineTuningJobManagerTests: XCTestCase {
         XCTAssertEqual(stillPaused.completedSteps, r.completedSteps, "no training while inference is busy")
         await first.shutdown()
 
+        // As a SIGKILLed daemon leaves it: the record still says running.
+        let files = FineTuningJobFiles(directory: state + "/finetune/jobs/\(job.id)")
+        var killed = try files.loadRecord()
+        killed.job.status = "running"
+        try files.saveRecord(killed)
+
         // A new manager on the same state directory (the daemon restarted) continues the job.
         activity.busy = false
         let second = try makeManager(activity)
@@ -272,6 +278,7 @@ final class FineTuningJobManagerTests: XCTestCase {
         let steps = stepEvents(events)
         XCTAssertEqual(steps, Array(1...r.totalSteps), "steps continue from the checkpoint, none repeated or skipped")
         XCTAssertTrue(events.contains { $0.message.contains("resumed from the checkpoint at step \(r.completedSteps)/") })
+        XCTAssertTrue(events.contains { $0.message.contains("the daemon restarted during training") })
         await second.shutdown()
     }
 }
