@@ -1,4 +1,5 @@
 import AdapterCache
+import ServiceLifecycle
 import Foundation
 import Logging
 
@@ -49,5 +50,15 @@ extension FineTuningJobManager {
         if isRoot { return RuntimePaths.systemState }
         if let x = environment["XDG_STATE_HOME"], !x.isEmpty { return x + "/edge-runtime" }
         return (environment["HOME"] ?? NSHomeDirectory()) + "/.local/state/edge-runtime"
+    }
+}
+
+/// In the daemon's service group: schedules until the graceful shutdown, then pauses a running
+/// job with a checkpoint (a SIGKILL instead loses at most the steps since the last checkpoint).
+extension FineTuningJobManager: Service {
+    public func run() async throws {
+        start()
+        try? await gracefulShutdown()
+        await shutdown()
     }
 }
