@@ -34,6 +34,8 @@ struct EdgeRuntimed: AsyncParsableCommand {
     func run() async throws {
         // Link the inference engine into the daemon (DefaultBackendFactory.engine).
         EngineBackend.register()
+        // And the idle-time fine-tuning job manager (DefaultBackendFactory.fineTuning).
+        FineTuningJobManager.register()
         let options = ServingDaemon.Options(configPath: config, socket: socket, model: model)
         let configuration: DaemonConfiguration
         do {

@@ -9,7 +9,8 @@ struct FinetuneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune LoRA adapters on this device (QLoRA over the NF4 base).",
-        subcommands: [FinetuneRun.self, FinetuneBench.self]
+        subcommands: [FinetuneRun.self, FinetuneBench.self, FinetuneCreate.self, FinetuneList.self, FinetuneStatus.self,
+                      FinetuneLogs.self, FinetuneCancel.self, FinetuneRunPending.self]
     )
 }
 

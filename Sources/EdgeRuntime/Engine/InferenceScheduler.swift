@@ -22,6 +22,8 @@ public final class InferenceScheduler: @unchecked Sendable {
     private var stopping = false
     private var promptTokensTotal = 0
     private var generatedTokensTotal = 0
+    /// Uptime (ns) of the last `submit`, for the idle-time trainer; 0 = none yet.
+    private var lastSubmitNanos: UInt64 = 0
     private var thread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -121,6 +123,7 @@ public final class InferenceScheduler: @unchecked Sendable {
             throw .atCapacity(reason: "\(runningCount) running, \(waiting) queued", retryAfterSeconds: 1 + waiting / limits.maxRunning)
         }
         queue.append(seq)
+        lastSubmitNanos = DispatchTime.now().uptimeNanoseconds
         continuation.onTermination = { [weak self, weak seq] _ in
             guard let self, let seq else { return }
             self.lock.lock()
@@ -139,6 +142,14 @@ public final class InferenceScheduler: @unchecked Sendable {
         public var kvBytesBudget: Int
         public var promptTokensTotal: Int
         public var generatedTokensTotal: Int
+    }
+
+    /// What the idle-time trainer polls between optimiser steps: whether any request runs or waits,
+    /// and the uptime (ns, DispatchTime) of the last submission (0 = none since start-up).
+    public func activity() -> (busy: Bool, lastSubmitUptimeNanos: UInt64) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (runningCount > 0 || !queue.isEmpty, lastSubmitNanos)
     }
 
     public func status() -> Status {

@@ -20,6 +20,16 @@ public protocol FineTuningBackend: Sendable {
     func events(jobID: String, after: String?, limit: Int) async throws -> [FineTuningEvent]
 
     func cancel(jobID: String) async throws -> FineTuningJob
+
+    /// Starts queued jobs now, whatever the idle timer says (inference still preempts them);
+    /// returns the queued and running jobs.
+    func runPending() async throws -> [FineTuningJob]
+}
+
+extension FineTuningBackend {
+    public func runPending() async throws -> [FineTuningJob] {
+        throw APIError.unavailable("this fine-tuning backend has no run-pending", code: "fine_tuning_unavailable")
+    }
 }
 
 /// What `POST /v1/fine_tuning/jobs` carries. Wire shape (JSON):

@@ -93,4 +93,13 @@ struct FineTuningRoutes {
         ctx.logger.info("fine-tuning job cancelled", metadata: ["job.id": "\(job.id)"])
         return APIRoutes.respond(try APIRoutes.encodable(job))
     }
+
+    /// `POST /v1/fine_tuning/run_pending`: start queued jobs now, ignoring the idle timer (what
+    /// `edgectl finetune run-pending` and its systemd timer call). Answers with the pending jobs.
+    func runPending(_ ctx: ServingRequestContext) async throws -> Response {
+        let b = try backend(ctx)
+        let jobs = try await b.runPending()
+        ctx.logger.info("fine-tuning: run pending jobs now", metadata: ["jobs": "\(jobs.count)"])
+        return APIRoutes.respond(.object([("object", "list"), ("data", try APIRoutes.encodable(jobs)), ("has_more", .bool(false))]))
+    }
 }

@@ -88,6 +88,10 @@ public enum ServingDaemon {
         if let engineService = backend as? any Service {
             services.append(.init(service: engineService))
         }
+        if let fineTuningService = fineTuning as? any Service {
+            // Stopped with the group, so a running job pauses with a checkpoint before exit.
+            services.append(.init(service: fineTuningService))
+        }
         services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup))
         services.append(.init(service: reload))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))

@@ -1,0 +1,401 @@
+import AdapterCache
+import Foundation
+import Logging
+
+/// The daemon's `FineTuningBackend`: validates and stores jobs under `<state>/finetune/jobs/<id>/`,
+/// runs them one at a time on a dedicated SCHED_IDLE thread while the device is idle, checkpoints
+/// and pauses when inference arrives, applies the eval gate and publishes promoted adapters as
+/// local (never-evicted) versions `1, 2, …` of their name. Promoted PEFT directories are kept in
+/// `<state>/finetune/adapters/<name>/<version>/` as the baselines of later versions.
+///
+/// Concurrency contract: an actor; all job records live in it and are written through to disk on
+/// every change. The only work off the actor is the running job's training segment, which owns its
+/// own files (checkpoint, events through the locked `FineTuningEventLog`) and talks back only by
+/// returning its outcome; cancellation and shutdown reach it through `FineTuningTrainingControl`.
+public actor FineTuningJobManager: FineTuningBackend {
+    public struct Settings: Sendable {
+        public var policy = IdlePolicy()
+        public var gate = EvalGate()
+        /// Optimiser steps between checkpoints (a checkpoint is also written on every pause).
+        public var checkpointEvery = 10
+        /// How often the idle policy is re-checked, seconds.
+        public var pollInterval = 5.0
+        public init() {}
+    }
+
+    let stateDirectory: String
+    let modelDirectory: String
+    let environment: FineTuningEnvironment
+    let settings: Settings
+    let logger: Logger
+    private let formatter: ChatTemplatePromptFormatter
+    private var records: [String: FineTuningJobRecord]
+    private var logs: [String: FineTuningEventLog]
+    private var runningID: String?
+    private var runningControl: FineTuningTrainingControl?
+    private var runningTask: Task<Void, Never>?
+    /// Set by `runPending`: start queued jobs without waiting for the idle policy (inference still
+    /// preempts). Cleared when the queue is empty.
+    private var forced = false
+    private var loop: Task<Void, Never>?
+
+    var jobsDirectory: String { stateDirectory + "/finetune/jobs" }
+    var adaptersDirectory: String { stateDirectory + "/finetune/adapters" }
+
+    /// Loads the jobs already in `stateDirectory` (a job that was running when the daemon died goes
+    /// back to the queue and resumes from its checkpoint). Call `start()` to begin scheduling.
+    public init(stateDirectory: String, modelDirectory: String, environment: FineTuningEnvironment,
+                settings: Settings = Settings(), logger: Logger = Logger(label: "edge.finetune")) throws {
+        self.stateDirectory = stateDirectory
+        self.modelDirectory = modelDirectory
+        self.environment = environment
+        self.settings = settings
+        self.logger = logger
+        do {
+            formatter = try ChatTemplatePromptFormatter(tokenizer: try Tokenizer(directory: URL(fileURLWithPath: modelDirectory)))
+        } catch {
+            throw FineTuningError.modelUnavailable(reason: "cannot load the tokenizer and chat template of \(modelDirectory): \(error)")
+        }
+        let fm = FileManager.default
+        do {
+            try fm.createDirectory(atPath: stateDirectory + "/finetune/jobs", withIntermediateDirectories: true)
+            try fm.createDirectory(atPath: stateDirectory + "/finetune/adapters", withIntermediateDirectories: true)
+        } catch { throw FineTuningError.io(path: stateDirectory + "/finetune", reason: "\(error)") }
+        var loaded: [String: FineTuningJobRecord] = [:]
+        var loadedLogs: [String: FineTuningEventLog] = [:]
+        for name in (try? fm.contentsOfDirectory(atPath: stateDirectory + "/finetune/jobs")) ?? [] {
+            let files = FineTuningJobFiles(directory: stateDirectory + "/finetune/jobs/" + name)
+            guard fm.fileExists(atPath: files.record) else { continue }  // a create that never finished
+            var r: FineTuningJobRecord
+            do { r = try files.loadRecord() } catch {
+                logger.error("skipping fine-tuning job \(name): \(error)")
+                continue
+            }
+            let log = FineTuningEventLog(path: files.events)
+            if r.job.status == "running" {
+                r.job.status = "queued"
+                try? files.saveRecord(r)
+                log.append(jobID: r.job.id, message: "the daemon restarted during training; the job resumes from its last checkpoint")
+            }
+            loaded[r.job.id] = r
+            loadedLogs[r.job.id] = log
+        }
+        records = loaded
+        logs = loadedLogs
+    }
+
+    /// Begins the scheduling loop (idempotent).
+    public func start() {
+        guard loop == nil else { return }
+        let interval = settings.pollInterval
+        loop = Task { [weak self] in
+            while !Task.isCancelled {
+                guard let self else { return }
+                await self.pump()
+                try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+            }
+        }
+    }
+
+    /// Stops scheduling; a running job pauses at its next step with a checkpoint. Returns once it has.
+    public func shutdown() async {
+        loop?.cancel()
+        loop = nil
+        runningControl?.stop()
+        await runningTask?.value
+    }
+
+    /// Starts queued jobs now, whatever the idle timer says (what `edgectl finetune run-pending`
+    /// and its systemd timer ask for). Inference requests still preempt training.
+    @discardableResult
+    public func runPending() -> [FineTuningJob] {
+        forced = true
+        pump()
+        return records.values.filter { $0.job.status == "queued" || $0.job.status == "running" }.map(\.job).sorted { $0.id < $1.id }
+    }
+
+    // MARK: - FineTuningBackend
+
+    public func createJob(_ request: FineTuningJobRequest) async throws -> FineTuningJob {
+        guard (try? AdapterName(request.adapterName)) != nil else {
+            throw FineTuningError.invalidRequest(message: "'\(request.adapterName)' is not a valid adapter name", param: "suffix")
+        }
+        var hyper = try Self.hyperparameters(request.hyperparameters, seed: request.seed)
+        var start: String?
+        if let ref = request.baseAdapter {
+            guard let dir = versionDirectory(name: ref.name.value, version: ref.version?.value) else {
+                throw FineTuningError.invalidRequest(message: "adapter '\(ref)' was not trained on this device, so there is no PEFT copy to continue from; use model \"base\"", param: "model")
+            }
+            start = dir
+            // Continuing an adapter keeps its shape (rank, alpha, targets).
+            do { try FineTuningTrainingSegment.adoptShape(of: dir, into: &hyper) } catch {
+                throw FineTuningError.invalidRequest(message: "cannot continue from '\(ref)': \(error)", param: "model")
+            }
+        }
+        // Validate everything up front: rows by line number, sizes, and the held-out split.
+        let train = try Self.dataset(request.trainingData, file: "training_data", formatter: formatter, maxLength: hyper.maxLength)
+        var trainCount = train.examples.count
+        if let v = request.validationData {
+            let held = try Self.dataset(v, file: "validation_data", formatter: formatter, maxLength: hyper.maxLength)
+            try Self.check { () throws(TrainingError) in try held.requireAtLeast(1, purpose: "the eval gate needs held-out examples") }
+            try Self.check { () throws(TrainingError) in try train.requireAtLeast(hyper.minimumExamples, purpose: "too few rows to learn from") }
+        } else {
+            let (t, _) = try Self.check { () throws(TrainingError) -> (TrainingDataset, TrainingDataset) in try train.split(heldOutFraction: hyper.validationFraction, seed: hyper.seed, minimumTrain: hyper.minimumExamples) }
+            trainCount = t.examples.count
+        }
+        let batches = (trainCount + hyper.batchSize - 1) / hyper.batchSize * hyper.epochs
+        let total = min((batches + hyper.gradientAccumulation - 1) / hyper.gradientAccumulation, hyper.maxSteps ?? .max)
+        hyper.maxSteps = hyper.maxSteps.map { min($0, total) }
+
+        let now = Date()
+        let id = String(format: "ftjob-%012llx%04x", UInt64(now.timeIntervalSince1970 * 1000), UInt32.random(in: 0...0xFFFF))
+        let files = FineTuningJobFiles(directory: jobsDirectory + "/" + id)
+        var published = request.hyperparameters
+        published.nEpochs = hyper.epochs; published.batchSize = hyper.batchSize; published.learningRate = Double(hyper.learningRate)
+        published.rank = hyper.rank; published.alpha = Double(hyper.alpha); published.targetModules = hyper.targets.map(\.rawValue)
+        published.gradientAccumulation = hyper.gradientAccumulation; published.steps = hyper.maxSteps
+        let job = FineTuningJob(id: id, model: request.baseAdapter.map { "\($0)" } ?? "base", status: "queued",
+                                createdAt: Int(now.timeIntervalSince1970), hyperparameters: published, seed: hyper.seed)
+        let record = FineTuningJobRecord(job: job, adapterName: request.adapterName, startAdapterDirectory: start, hyper: hyper,
+                                         hasValidationFile: request.validationData != nil, completedSteps: 0, totalSteps: total)
+        // Data first, job.json last: a directory without job.json is an unfinished create and is ignored.
+        do { try FileManager.default.createDirectory(atPath: files.directory, withIntermediateDirectories: true) } catch {
+            throw FineTuningError.io(path: files.directory, reason: "\(error)")
+        }
+        try FineTuningJobFiles.writeAtomically(Data(request.trainingData), to: files.train)
+        if let v = request.validationData { try FineTuningJobFiles.writeAtomically(Data(v), to: files.validation) }
+        try files.saveRecord(record)
+        let log = FineTuningEventLog(path: files.events)
+        log.append(jobID: id, message: "created by uid \(request.requestedByUID): \(trainCount) training rows, \(total) steps; adapter \(request.adapterName)")
+        records[id] = record
+        logs[id] = log
+        pump()
+        return records[id]!.job
+    }
+
+    public func listJobs(after: String?, limit: Int) async throws -> [FineTuningJob] {
+        var jobs = records.values.map(\.job).sorted { $0.id > $1.id }
+        if let after { jobs = jobs.filter { $0.id < after } }
+        return Array(jobs.prefix(max(0, limit)))
+    }
+
+    public func job(id: String) async throws -> FineTuningJob {
+        guard let r = records[id] else { throw FineTuningError.jobNotFound(id: id) }
+        return r.job
+    }
+
+    /// The stored record, with the eval-gate numbers and step counts (for tests and `status`).
+    func record(id: String) -> FineTuningJobRecord? { records[id] }
+
+    public func events(jobID: String, after: String?, limit: Int) async throws -> [FineTuningEvent] {
+        guard let log = logs[jobID] else { throw FineTuningError.jobNotFound(id: jobID) }
+        var all = Array(log.readAll().reversed())
+        if let after, let i = all.firstIndex(where: { $0.id == after }) { all = Array(all[(i + 1)...]) }
+        return Array(all.prefix(max(0, limit)))
+    }
+
+    public func cancel(jobID: String) async throws -> FineTuningJob {
+        guard var r = records[jobID] else { throw FineTuningError.jobNotFound(id: jobID) }
+        guard !r.isFinished else { throw FineTuningError.notCancellable(id: jobID, status: r.job.status) }
+        if runningID == jobID { runningControl?.cancel() }
+        r.job.status = "cancelled"
+        r.job.finishedAt = Int(Date().timeIntervalSince1970)
+        try update(r)
+        logs[jobID]?.append(jobID: jobID, level: "warn", message: "cancelled at step \(r.completedSteps)/\(r.totalSteps)")
+        return r.job
+    }
+
+    // MARK: - Scheduling
+
+    /// Starts the oldest queued job if none runs and the device is idle (or `runPending` forced it).
+    func pump() {
+        guard runningID == nil else { return }
+        guard let next = records.values.filter({ $0.job.status == "queued" }).min(by: { $0.job.id < $1.job.id }) else {
+            forced = false
+            return
+        }
+        if environment.inferenceBusy() { return }
+        if !forced {
+            let snapshot = SystemSnapshot.current(secondsSinceLastRequest: environment.secondsSinceLastRequest())
+            if case .wait(let why) = settings.policy.decide(snapshot) {
+                logger.trace("fine-tuning waits: \(why)")
+                return
+            }
+        }
+        launch(next)
+    }
+
+    private func launch(_ record: FineTuningJobRecord) {
+        var r = record
+        let id = r.job.id
+        r.job.status = "running"
+        do { try update(r) } catch {
+            logger.error("cannot start fine-tuning job \(id): \(error)")
+            return
+        }
+        let control = FineTuningTrainingControl()
+        let segment = FineTuningTrainingSegment(
+            record: r, files: files(id), modelDirectory: modelDirectory,
+            previousVersionDirectory: versionDirectory(name: r.adapterName, version: nil), gate: settings.gate,
+            checkpointEvery: settings.checkpointEvery, events: logs[id]!, control: control, inferenceBusy: environment.inferenceBusy)
+        runningID = id
+        runningControl = control
+        logger.info("fine-tuning job \(id) starts at step \(r.completedSteps)/\(r.totalSteps)")
+        runningTask = Task {
+            let outcome = await FineTuningTrainingSegment.onTrainingThread { segment.run() }
+            await self.finish(id, outcome)
+        }
+    }
+
+    private func finish(_ id: String, _ outcome: FineTuningTrainingSegment.Outcome) async {
+        guard var r = records[id] else {
+            clearRunning()
+            return
+        }
+        let log = logs[id]!
+        let now = Int(Date().timeIntervalSince1970)
+        switch outcome {
+        case let .paused(step, total, baseline, tokens):
+            r.completedSteps = step; r.totalSteps = total; r.baselineLoss = baseline
+            r.job.trainedTokens = (r.job.trainedTokens ?? 0) + tokens
+            if r.job.status == "running" { r.job.status = "queued" }
+        case let .cancelled(step, tokens):
+            r.completedSteps = step
+            r.job.trainedTokens = (r.job.trainedTokens ?? 0) + tokens
+            r.job.status = "cancelled"
+            r.job.finishedAt = r.job.finishedAt ?? now
+        case let .failed(message):
+            if r.job.status != "cancelled" {
+                r.job.status = "failed"
+                r.job.finishedAt = now
+                r.job.error = FineTuningJobError(code: "training_failed", message: message)
+                log.append(jobID: id, level: "error", message: "training failed: \(message)")
+            }
+        case let .finished(total, baseline, heldOut, verdict, tokens):
+            r.completedSteps = total; r.totalSteps = total; r.baselineLoss = baseline; r.heldOutLoss = heldOut
+            r.job.trainedTokens = (r.job.trainedTokens ?? 0) + tokens
+            r.job.finishedAt = now
+            switch verdict {
+            case .promote:
+                do {
+                    let version = try await promote(r)
+                    r.publishedVersion = version
+                    r.job.fineTunedModel = "\(r.adapterName)@\(version)"
+                    r.job.status = "succeeded"
+                    log.append(jobID: id, message: String(format: "promoted: held-out loss %.5f → %.5f; serving as %@", baseline, heldOut, r.job.fineTunedModel!))
+                } catch {
+                    r.job.status = "failed"
+                    r.job.error = FineTuningJobError(code: "publish_failed", message: "training succeeded but publishing the adapter failed: \(error)")
+                    log.append(jobID: id, level: "error", message: r.job.error!.message)
+                }
+            case .reject(let why):
+                r.job.status = "failed"
+                r.job.error = FineTuningJobError(code: "eval_gate_rejected", message: "rejected by the eval gate: \(why); the adapter is kept in \(files(id).adapter)")
+                log.append(jobID: id, level: "warn", message: "rejected: \(why)")
+            }
+        }
+        do { try update(r) } catch { logger.error("cannot record fine-tuning job \(id): \(error)") }
+        if r.isFinished { try? FileManager.default.removeItem(atPath: files(id).checkpoint) }
+        // Only now may the next job start: its eval-gate baseline may be the version just promoted.
+        clearRunning()
+        pump()
+    }
+
+    private func clearRunning() {
+        runningID = nil
+        runningControl = nil
+        runningTask = nil
+    }
+
+    /// Copies the trained PEFT dir to `adapters/<name>/<v>` (temp → rename), packs it with the base
+    /// digest and registers it as a local adapter. Returns the version.
+    private func promote(_ r: FineTuningJobRecord) async throws -> Int {
+        let version = nextVersion(name: r.adapterName)
+        let nameDir = adaptersDirectory + "/" + r.adapterName
+        let dest = nameDir + "/\(version)"
+        let fm = FileManager.default
+        try fm.createDirectory(atPath: nameDir, withIntermediateDirectories: true)
+        let tmp = dest + ".tmp"
+        try? fm.removeItem(atPath: tmp)
+        try fm.copyItem(atPath: files(r.job.id).adapter, toPath: tmp)
+        var options = AdapterArtifact.PackOptions(name: try AdapterName(r.adapterName), version: try AdapterName(String(version)),
+                                                  baseModel: environment.baseDigest)
+        options.level = 3
+        let (artifact, _) = try AdapterArtifact.pack(directory: tmp, options: options)
+        try FineTuningJobFiles.writeAtomically(artifact, to: files(r.job.id).artifact)
+        try await environment.publish(files(r.job.id).artifact, r.adapterName, String(version))
+        guard rename(tmp, dest) == 0 else { throw FineTuningError.io(path: dest, reason: String(cString: strerror(errno))) }
+        FineTuningJobFiles.syncDirectory(of: dest)
+        return version
+    }
+
+    private func files(_ id: String) -> FineTuningJobFiles { FineTuningJobFiles(directory: jobsDirectory + "/" + id) }
+
+    private func update(_ r: FineTuningJobRecord) throws {
+        try files(r.job.id).saveRecord(r)
+        records[r.job.id] = r
+    }
+
+    /// Integer versions of `name` promoted here, ascending.
+    func versions(name: String) -> [Int] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: adaptersDirectory + "/" + name)) ?? []).compactMap { Int($0) }.sorted()
+    }
+
+    func nextVersion(name: String) -> Int { (versions(name: name).last ?? 0) + 1 }
+
+    /// PEFT directory of a version trained here (newest when `version` is nil).
+    func versionDirectory(name: String, version: String?) -> String? {
+        let v: Int?
+        if let version { v = Int(version).flatMap { versions(name: name).contains($0) ? $0 : nil } } else { v = versions(name: name).last }
+        return v.map { adaptersDirectory + "/\(name)/\($0)" }
+    }
+
+    // MARK: - Validation
+
+    /// Maps the API's hyper-parameters onto the trainer's (its defaults for the missing ones).
+    static func hyperparameters(_ h: FineTuningHyperparameters, seed: UInt64?) throws(FineTuningError) -> FineTuneHyperparameters {
+        var p = FineTuneHyperparameters()
+        if let v = h.nEpochs { p.epochs = v }
+        if let v = h.batchSize { p.batchSize = v }
+        if let v = h.learningRate { p.learningRate = Float(v) }
+        if let m = h.learningRateMultiplier {
+            guard m > 0, m.isFinite else { throw .invalidRequest(message: "hyperparameters.learning_rate_multiplier must be positive", param: "hyperparameters.learning_rate_multiplier") }
+            p.learningRate *= Float(m)
+        }
+        if let v = h.steps { p.maxSteps = v }
+        if let v = h.gradientAccumulation { p.gradientAccumulation = v }
+        if let v = h.rank { p.rank = v }
+        if let v = h.alpha { p.alpha = Float(v) }
+        if let names = h.targetModules {
+            p.targets = []
+            for n in names {
+                guard let t = LoRATarget(name: n) else {
+                    throw .invalidRequest(message: "hyperparameters.target_modules: unknown projection '\(n)'; use q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj", param: "hyperparameters.target_modules")
+                }
+                if !p.targets.contains(t) { p.targets.append(t) }
+            }
+        }
+        if let seed { p.seed = seed }
+        do { try p.validate() } catch {
+            var param = "hyperparameters"
+            if case let .invalidHyperparameter(name, _) = error { param += "." + name }
+            throw .invalidRequest(message: "\(error)", param: param)
+        }
+        return p
+    }
+
+    static func dataset(_ bytes: [UInt8], file: String, formatter: any TrainingPromptFormatter, maxLength: Int) throws(FineTuningError) -> TrainingDataset {
+        try check { () throws(TrainingError) -> TrainingDataset in try TrainingDataset(data: Data(bytes), file: file, formatter: formatter, maxLength: maxLength) }
+    }
+
+    /// Trainer errors about the data become 400s naming the file and line.
+    static func check<T>(_ body: () throws(TrainingError) -> T) throws(FineTuningError) -> T {
+        do { return try body() } catch {
+            let param: String? = switch error {
+            case let .badRow(file, _, _), let .badRows(file, _), let .datasetTooSmall(file, _, _, _): file
+            default: nil
+            }
+            throw .invalidRequest(message: "\(error)", param: param)
+        }
+    }
+}
