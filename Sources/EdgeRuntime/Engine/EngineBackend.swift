@@ -223,7 +223,7 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         do {
             _ = try await adapters.pull(.init(name: reference.name, version: version))
             return Self.info(try await adapters.pin(.init(name: reference.name, version: version)))
-        } catch let e as AdapterError { throw Self.managementError(e, reference.description) }
+        } catch { throw Self.managementError(error, reference.description) }
     }
 
     public func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo {

@@ -170,7 +170,7 @@ public enum GGUFTokenizerExport {
         for id in [meta.unkID, meta.bosID, meta.eosID, meta.padID].compactMap({ $0 }) where !added.contains(where: { $0.0 == id }) {
             added.append((id, vocabTokens[id], true))
         }
-        for (i, t) in meta.tokens.enumerated() where i < types.count && types[i] == 4 && !added.contains(where: { $0.0 == i }) {
+        for i in meta.tokens.indices where i < types.count && types[i] == 4 && !added.contains(where: { $0.0 == i }) {
             added.append((i, vocabTokens[i], false))
         }
         added.sort { $0.0 < $1.0 }
