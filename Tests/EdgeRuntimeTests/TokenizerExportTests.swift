@@ -5,6 +5,14 @@ import XCTest
 /// The tokenizer.json the importer writes from GGUF metadata equals what transformers' GGUF converter
 /// writes (the fixtures were made by it), and so tokenizes identically.
 final class TokenizerExportTests: XCTestCase {
+    private struct Files { let tokenizerJSON: Data, tokenizerConfigJSON: Data }
+
+    private func export(_ meta: GGUFTokenizerMetadata) throws -> Files {
+        let converter = try GGUFTokenizerConverter(metadata: meta, path: "metadata")
+        return Files(tokenizerJSON: Data(converter.tokenizerJSON().serialized(indent: nil).utf8),
+                     tokenizerConfigJSON: Data(converter.tokenizerConfigJSON(modelMaxLength: 8192).serialized().utf8))
+    }
+
     /// Compares two tokenizer.json files: vocab and merges natively, every other section as JSON values.
     private func assertSameTokenizer(_ a: Data, _ b: Data, file: StaticString = #filePath, line: UInt = #line) throws {
         let x = try TokenizerFile.decode(a, file: "ours"), y = try TokenizerFile.decode(b, file: "reference")
@@ -30,7 +38,7 @@ final class TokenizerExportTests: XCTestCase {
         let template = try String(contentsOf: TokenizerFixtures.url("smollm2/chat_template.jinja"), encoding: .utf8)
         let meta = GGUFTokenizerMetadata(architecture: "llama", model: "gpt2", pre: "smollm", tokens: tokens, tokenTypes: types,
                                          merges: merges, bosID: 1, eosID: 2, unkID: 0, padID: 2, addBOS: false, chatTemplate: template)
-        let files = try GGUFTokenizerExport.files(from: meta)
+        let files = try export(meta)
         try assertSameTokenizer(files.tokenizerJSON, reference)
         let tok = try Tokenizer(tokenizerJSON: files.tokenizerJSON, config: files.tokenizerConfigJSON)
         let cases = (try TokenizerFixtures.json("tokenizer_cases.json") as! [String: Any])["cases"] as! [[String: Any]]
@@ -48,7 +56,7 @@ final class TokenizerExportTests: XCTestCase {
             tokenTypes: (raw["token_type"] as! [NSNumber]).map { $0.int32Value },
             bosID: raw["bos_token_id"] as? Int, eosID: raw["eos_token_id"] as? Int, unkID: raw["unk_token_id"] as? Int,
             addBOS: raw["add_bos_token"] as? Bool)
-        let files = try GGUFTokenizerExport.files(from: meta)
+        let files = try export(meta)
         try assertSameTokenizer(files.tokenizerJSON, Data(contentsOf: TokenizerFixtures.url("sp_llama/tokenizer.json")))
         let tok = try Tokenizer(tokenizerJSON: files.tokenizerJSON, config: files.tokenizerConfigJSON)
         for c in try TokenizerFixtures.json("sp_cases.json") as! [[String: Any]] {
@@ -57,10 +65,21 @@ final class TokenizerExportTests: XCTestCase {
     }
 
     func testBadMetadataIsRefused() {
-        XCTAssertThrowsError(try GGUFTokenizerExport.files(from: GGUFTokenizerMetadata(architecture: "llama", model: "rwkv", tokens: ["a"]))) { e in
-            XCTAssertEqual(e as? GGUFTokenizerExport.ExportError, .unsupportedModel("rwkv"))
+        XCTAssertThrowsError(try export(GGUFTokenizerMetadata(architecture: "llama", model: "rwkv", tokens: ["a"]))) { e in
+            guard case .badTokenizer(_, let reason) = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertTrue(reason.contains("rwkv"), reason)
         }
-        XCTAssertThrowsError(try GGUFTokenizerExport.files(from: GGUFTokenizerMetadata(architecture: "llama", model: "gpt2", tokens: ["a"], merges: [], eosID: 5)))
-        XCTAssertThrowsError(try GGUFTokenizerExport.files(from: GGUFTokenizerMetadata(architecture: "llama", model: "llama", tokens: ["a"])))
+        XCTAssertThrowsError(try export(GGUFTokenizerMetadata(architecture: "llama", model: "gpt2", tokens: ["a"], merges: [], eosID: 5))) { e in
+            guard case .badMetadata(_, let key, _) = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertEqual(key, "tokenizer.ggml.eos_token_id")
+        }
+        XCTAssertThrowsError(try export(GGUFTokenizerMetadata(architecture: "llama", model: "llama", tokens: ["a"]))) { e in
+            guard case .badMetadata(_, let key, _) = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertEqual(key, "tokenizer.ggml.scores")
+        }
+        XCTAssertThrowsError(try export(GGUFTokenizerMetadata(architecture: "llama", model: "gpt2", tokens: ["a", "b"], merges: ["ab"]))) { e in
+            guard case .badMetadata(_, let key, _) = e as? ModelError else { return XCTFail("\(e)") }
+            XCTAssertEqual(key, "tokenizer.ggml.merges")
+        }
     }
 }

@@ -11,12 +11,14 @@ import Foundation
 /// Control tokens (type 3) and the bos/eos/unk/pad tokens become special added tokens, user-defined
 /// ones (type 4) plain added tokens.
 public struct GGUFTokenizerConverter {
+    /// Where the metadata came from, for error messages.
     public let path: String
+    public let architecture: String
     public let model: String
     public let pre: String?
     public let tokens: [String]
     public let tokenTypes: [Int]
-    public let scores: [Double]?
+    public let scores: [Float]?
     public let merges: [String]?
     public let bosID: Int?, eosID: Int?, unkID: Int?, padID: Int?
     public let addBOS: Bool
@@ -27,100 +29,71 @@ public struct GGUFTokenizerConverter {
     static let userDefinedType = 4
 
     public init(gguf: GGUFFile) throws(ModelError) {
-        path = gguf.path
-        let md = gguf.metadata
-        guard let model = md["tokenizer.ggml.model"]?.string else {
-            throw .badMetadata(path: path, key: "tokenizer.ggml.model", reason: "is missing; the file carries no tokenizer")
-        }
+        try self.init(metadata: GGUFTokenizerMetadata(gguf: gguf), path: gguf.path)
+    }
+
+    /// Checks that the metadata describes a tokenizer this converter can write: a supported model
+    /// kind, per-token arrays as long as the vocabulary, special-token ids inside it, merges or
+    /// scores to build the merge list from.
+    public init(metadata md: GGUFTokenizerMetadata, path: String) throws(ModelError) {
+        self.path = path
+        let model = md.model
         guard model == "gpt2" || model == "llama" else {
             throw .badTokenizer(path: path, reason: "tokenizer.ggml.model '\(model)' is not supported (gpt2 byte-level BPE or llama SentencePiece)")
         }
-        self.model = model
-        pre = md["tokenizer.ggml.pre"]?.string
-        guard let rawTokens = md["tokenizer.ggml.tokens"]?.array, !rawTokens.isEmpty else {
-            throw .badMetadata(path: path, key: "tokenizer.ggml.tokens", reason: "is missing or not a non-empty array")
+        if model == "llama", ["gemma", "gemma2", "gemma3", "gemma4"].contains(md.architecture) {
+            throw .badTokenizer(path: path, reason: "the \(md.architecture) SentencePiece variant is not supported")
         }
-        var tokens: [String] = []
-        tokens.reserveCapacity(rawTokens.count)
-        for t in rawTokens {
-            guard let s = t.string else { throw .badMetadata(path: path, key: "tokenizer.ggml.tokens", reason: "holds a \(t.typeName), not strings") }
-            tokens.append(s)
+        guard !md.tokens.isEmpty else {
+            throw .badMetadata(path: path, key: "tokenizer.ggml.tokens", reason: "is empty")
         }
-        self.tokens = tokens
-        if let types = md["tokenizer.ggml.token_type"]?.array {
-            guard types.count == tokens.count else {
-                throw .badMetadata(path: path, key: "tokenizer.ggml.token_type", reason: "has \(types.count) entries for \(tokens.count) tokens")
-            }
-            var out: [Int] = []
-            out.reserveCapacity(types.count)
-            for t in types {
-                guard let i = t.integer else { throw .badMetadata(path: path, key: "tokenizer.ggml.token_type", reason: "holds a \(t.typeName), not integers") }
-                out.append(Int(i))
-            }
-            tokenTypes = out
-        } else {
-            tokenTypes = [Int](repeating: 1, count: tokens.count)
+        let vocabSize = md.tokens.count
+        if let types = md.tokenTypes, types.count != vocabSize {
+            throw .badMetadata(path: path, key: "tokenizer.ggml.token_type", reason: "has \(types.count) entries for \(vocabSize) tokens")
         }
-        if let s = md["tokenizer.ggml.scores"]?.array {
-            guard s.count == tokens.count else {
-                throw .badMetadata(path: path, key: "tokenizer.ggml.scores", reason: "has \(s.count) entries for \(tokens.count) tokens")
-            }
-            var out: [Double] = []
-            out.reserveCapacity(s.count)
-            for v in s {
-                guard let d = v.number else { throw .badMetadata(path: path, key: "tokenizer.ggml.scores", reason: "holds a \(v.typeName), not numbers") }
-                out.append(d)
-            }
-            scores = out
-        } else {
-            scores = nil
+        if let s = md.scores, s.count != vocabSize {
+            throw .badMetadata(path: path, key: "tokenizer.ggml.scores", reason: "has \(s.count) entries for \(vocabSize) tokens")
         }
-        if let m = md["tokenizer.ggml.merges"]?.array {
-            var out: [String] = []
-            out.reserveCapacity(m.count)
-            for v in m {
-                guard let s = v.string else { throw .badMetadata(path: path, key: "tokenizer.ggml.merges", reason: "holds a \(v.typeName), not strings") }
-                out.append(s)
-            }
-            merges = out
-        } else {
-            merges = nil
-        }
-        if model == "gpt2", merges == nil {
+        if model == "gpt2", md.merges == nil {
             throw .badMetadata(path: path, key: "tokenizer.ggml.merges", reason: "is missing; a gpt2 (byte-level BPE) tokenizer needs its merges")
         }
-        if model == "llama", merges == nil, scores == nil {
+        if model == "gpt2", let bad = md.merges?.first(where: { $0.split(separator: " ", omittingEmptySubsequences: false).count != 2 }) {
+            throw .badMetadata(path: path, key: "tokenizer.ggml.merges", reason: "merge \(bad.debugDescription) is not two tokens separated by one space")
+        }
+        if model == "llama", md.merges == nil, md.scores == nil {
             throw .badMetadata(path: path, key: "tokenizer.ggml.scores", reason: "is missing; a SentencePiece tokenizer without merges needs scores to rebuild them")
         }
-        let file = gguf.path, vocabSize = tokens.count
-        func id(_ key: String) throws(ModelError) -> Int? {
-            guard let v = md[key] else { return nil }
-            guard let i = v.integer, i >= 0, i < Int64(vocabSize) else {
-                throw .badMetadata(path: file, key: key, reason: "is not a token id below the vocabulary size \(vocabSize)")
+        for (key, id) in [("bos", md.bosID), ("eos", md.eosID), ("unknown", md.unkID), ("padding", md.padID)] {
+            if let id, !(0..<vocabSize).contains(id) {
+                throw .badMetadata(path: path, key: "tokenizer.ggml.\(key)_token_id", reason: "\(id) is not a token id below the vocabulary size \(vocabSize)")
             }
-            return Int(i)
         }
-        bosID = try id("tokenizer.ggml.bos_token_id")
-        eosID = try id("tokenizer.ggml.eos_token_id")
-        unkID = try id("tokenizer.ggml.unknown_token_id")
-        padID = try id("tokenizer.ggml.padding_token_id")
+        architecture = md.architecture
+        self.model = model
+        pre = md.pre
+        tokens = md.tokens
+        tokenTypes = md.tokenTypes.map { $0.map(Int.init) } ?? [Int](repeating: 1, count: vocabSize)
+        scores = md.scores
+        merges = md.merges
+        bosID = md.bosID; eosID = md.eosID; unkID = md.unkID; padID = md.padID
         // llama.cpp adds BOS to a SentencePiece vocabulary unless the file says otherwise.
-        addBOS = md["tokenizer.ggml.add_bos_token"]?.bool ?? (model == "llama")
-        addEOS = md["tokenizer.ggml.add_eos_token"]?.bool ?? false
-        chatTemplate = md["tokenizer.chat_template"]?.string
+        addBOS = md.addBOS ?? (model == "llama")
+        addEOS = md.addEOS ?? false
+        chatTemplate = md.chatTemplate
     }
 
     // MARK: - tokenizer.json
 
     public func tokenizerJSON() -> OrderedJSON {
         let byteLevel = model == "gpt2"
-        let alphabet = GGUFByteLevelAlphabet.shared
+        let alphabet = Set(ByteLevelAlphabet.byteToScalar)
+        func inAlphabet(_ t: String) -> Bool { t.unicodeScalars.allSatisfy { alphabet.contains($0) } }
         // Vocabulary in id order; byte-level tokens spelled outside the byte alphabet are respelled from their UTF-8.
         var vocab: [(String, OrderedJSON)] = []
         vocab.reserveCapacity(tokens.count)
         var vocabSet = Set<String>()
         for (i, t) in tokens.enumerated() {
-            let spelled = byteLevel && !alphabet.contains(t) ? alphabet.spell(Array(t.utf8)) : t
+            let spelled = byteLevel && !inAlphabet(t) ? String(String.UnicodeScalarView(ByteLevelAlphabet.encode(Array(t.unicodeScalars)))) : t
             // A duplicate spelling keeps its last id, as a Python dict built from the list does.
             if vocabSet.insert(spelled).inserted {
                 vocab.append((spelled, .int(i)))
@@ -132,7 +105,7 @@ public struct GGUFTokenizerConverter {
         let mergePairs = buildMerges()
         var added: [(Int, String, Bool)] = []
         var addedIDs = Set<Int>()
-        for (i, t) in tokens.enumerated() where tokenTypes[i] == Self.controlType && (!byteLevel || alphabet.contains(t)) {
+        for (i, t) in tokens.enumerated() where tokenTypes[i] == Self.controlType && (!byteLevel || inAlphabet(t)) {
             added.append((i, t, true)); addedIDs.insert(i)
         }
         for i in [unkID, bosID, eosID, padID].compactMap({ $0 }) where !addedIDs.contains(i) {
@@ -147,6 +120,7 @@ public struct GGUFTokenizerConverter {
                      ("rstrip", .bool(false)), ("normalized", .bool(false)), ("special", .bool(special))])
         }
 
+        var normalizer: OrderedJSON = .null
         let preTokenizer: OrderedJSON
         let decoder: OrderedJSON
         let modelJSON: OrderedJSON
@@ -165,7 +139,16 @@ public struct GGUFTokenizerConverter {
                                  ("end_of_word_suffix", .string("")), ("fuse_unk", .bool(false)), ("byte_fallback", .bool(false)),
                                  ("ignore_merges", .bool(false)), ("vocab", .object(vocab)), ("merges", merges)])
         } else {
-            preTokenizer = .object([("type", .string("Metaspace")), ("replacement", .string("\u{2581}")), ("prepend_scheme", .string("first")), ("split", .bool(false))])
+            if architecture == "phi3" {
+                // Phi-3's SentencePiece prepends and replaces in the normalizer and has no pre-tokenizer.
+                normalizer = .object([("type", .string("Sequence")), ("normalizers", .array([
+                    .object([("type", .string("Prepend")), ("prepend", .string("\u{2581}"))]),
+                    .object([("type", .string("Replace")), ("pattern", .object([("String", .string(" "))])), ("content", .string("\u{2581}"))]),
+                ]))])
+                preTokenizer = .null
+            } else {
+                preTokenizer = .object([("type", .string("Metaspace")), ("replacement", .string("\u{2581}")), ("prepend_scheme", .string("first")), ("split", .bool(false))])
+            }
             decoder = .object([("type", .string("Sequence")), ("decoders", .array([
                 .object([("type", .string("Replace")), ("pattern", .object([("String", .string("\u{2581}"))])), ("content", .string(" "))]),
                 .object([("type", .string("ByteFallback"))]),
@@ -179,7 +162,7 @@ public struct GGUFTokenizerConverter {
 
         return .object([
             ("version", .string("1.0")), ("truncation", .null), ("padding", .null), ("added_tokens", .array(addedJSON)),
-            ("normalizer", .null), ("pre_tokenizer", preTokenizer), ("post_processor", postProcessor()), ("decoder", decoder),
+            ("normalizer", normalizer), ("pre_tokenizer", preTokenizer), ("post_processor", postProcessor()), ("decoder", decoder),
             ("model", modelJSON),
         ])
     }
@@ -220,14 +203,14 @@ public struct GGUFTokenizerConverter {
         guard let scores else { return [] }
         // Python dicts keep the last id of a duplicate token and the first position of its key.
         var vocabID: [String: Int] = [:]
-        var scoreOf: [String: Double] = [:]
+        var scoreOf: [String: Float] = [:]
         var order: [String] = []
         for (i, t) in tokens.enumerated() {
             if vocabID[t] == nil { order.append(t) }
             vocabID[t] = i
             scoreOf[t] = scores[i]
         }
-        struct Candidate { let left: String, right: String, score: Double, leftLen: Int, rightLen: Int, seq: Int }
+        struct Candidate { let left: String, right: String, score: Float, leftLen: Int, rightLen: Int, seq: Int }
         var all: [Candidate] = []
         for token in order {
             let scalars = Array(token.unicodeScalars)
@@ -276,9 +259,9 @@ public struct GGUFTokenizerConverter {
 
     /// The split regexes transformers applies before ByteLevel for these `tokenizer.ggml.pre` names.
     static let preTokenizerSplits: [String: String] = {
-        let llama3 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+        let llama3 = KnownSplitRegex.llama3Pattern
         let tekken = #"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
-        let qwen2 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
+        let qwen2 = KnownSplitRegex.qwen2Pattern
         let qwen35 = #"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
         let gpt4o = #"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+"#
         var m: [String: String] = [:]
@@ -289,34 +272,4 @@ public struct GGUFTokenizerConverter {
         for k in ["gpt-4o", "llama4", "kanana2", "talkie", "minimax-m2"] { m[k] = gpt4o }
         return m
     }()
-}
-
-/// GPT-2's reversible byte ↔ printable-character mapping (`bytes_to_unicode`).
-struct GGUFByteLevelAlphabet: Sendable {
-    static let shared = GGUFByteLevelAlphabet()
-    let byteToScalar: [Unicode.Scalar]
-    let scalars: Set<Unicode.Scalar>
-
-    init() {
-        var printable = Array(33...126) + Array(161...172) + Array(174...255)
-        var mapped = printable
-        var extra = 0
-        for b in 0..<256 where !printable.contains(b) {
-            printable.append(b)
-            mapped.append(256 + extra)
-            extra += 1
-        }
-        var table = [Unicode.Scalar](repeating: " ", count: 256)
-        for (b, s) in zip(printable, mapped) { table[b] = Unicode.Scalar(UInt32(s))! }
-        byteToScalar = table
-        scalars = Set(table)
-    }
-
-    func contains(_ token: String) -> Bool { token.unicodeScalars.allSatisfy { scalars.contains($0) } }
-
-    func spell(_ bytes: [UInt8]) -> String {
-        var v = String.UnicodeScalarView()
-        for b in bytes { v.append(byteToScalar[Int(b)]) }
-        return String(v)
-    }
 }
