@@ -65,13 +65,13 @@ public struct PEFTConfig: Sendable, Equatable {
                 throw .unsupported(path: label, key: "peft_type", reason: "only LORA adapters are supported, found \(type)")
             }
         }
-        guard case .number(let rv)? = json["r"], rv == rv.rounded(), rv >= 1, rv <= 65536 else {
+        guard let rv = json["r"]?.number, rv == rv.rounded(), rv >= 1, rv <= 65536 else {
             throw .badConfig(path: label, key: "r", reason: "must be a positive integer rank")
         }
         r = Int(rv)
         switch json["lora_alpha"] {
-        case .number(let a)? where a.isFinite: loraAlpha = a
         case nil, .null?: loraAlpha = 8  // PEFT's default
+        case let v? where v.number?.isFinite == true: loraAlpha = v.number!
         default: throw .badConfig(path: label, key: "lora_alpha", reason: "must be a finite number")
         }
         useRSLoRA = try bool("use_rslora", default: false)
@@ -96,7 +96,7 @@ public struct PEFTConfig: Sendable, Equatable {
         case nil, .null?: break
         case .object(let pairs)?:
             for (k, v) in pairs {
-                guard case .number(let n) = v, n == n.rounded(), n >= 1, n <= 65536 else {
+                guard let n = v.number, n == n.rounded(), n >= 1, n <= 65536 else {
                     throw .badConfig(path: label, key: "rank_pattern.\(k)", reason: "must be a positive integer rank")
                 }
                 rp.append((k, Int(n)))
@@ -108,7 +108,7 @@ public struct PEFTConfig: Sendable, Equatable {
         case nil, .null?: break
         case .object(let pairs)?:
             for (k, v) in pairs {
-                guard case .number(let n) = v, n.isFinite else { throw .badConfig(path: label, key: "alpha_pattern.\(k)", reason: "must be a finite number") }
+                guard let n = v.number, n.isFinite else { throw .badConfig(path: label, key: "alpha_pattern.\(k)", reason: "must be a finite number") }
                 ap.append((k, n))
             }
         default: throw .badConfig(path: label, key: "alpha_pattern", reason: "must be an object of pattern → alpha")

@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 
 /// A value inside a Jinja template, with Python's semantics where templates rely on them
@@ -168,23 +169,7 @@ indirect enum JinjaValue {
     }
 
     /// Python `json.dumps(s, ensure_ascii=False)`.
-    static func jsonString(_ s: String) -> String {
-        var out = "\""
-        for c in s.unicodeScalars {
-            switch c {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if c.value < 0x20 { out += String(format: "\\u%04x", c.value) } else { out.unicodeScalars.append(c) }
-            }
-        }
-        return out + "\""
-    }
+    static func jsonString(_ s: String) -> String { OrderedJSON.quoted(s) }
 }
 
 /// An insertion-ordered string-keyed dictionary (Python dicts keep insertion order).

@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 
 /// Turns a GGUF file's `tokenizer.ggml.*` metadata into Hugging Face `tokenizer.json` and

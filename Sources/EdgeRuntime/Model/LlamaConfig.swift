@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 
 /// A Hugging Face Llama `config.json`, read as both transformers generations write it: 4.x keeps

@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 
 /// What `edgectl model info` reports about an opened model directory.

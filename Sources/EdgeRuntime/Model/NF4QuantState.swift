@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 
 /// The `quant_state.bitsandbytes__nf4` JSON bitsandbytes stores beside every NF4 weight
@@ -52,10 +53,7 @@ public struct NF4QuantState: Equatable, Sendable {
     /// spelling (`1e-05`, `0.0001`, `1e+16`, `10.0`); non-finite values never occur in a valid state.
     static func pythonRepr(_ value: Double) -> String { value.description }
 
-    private static func quote(_ s: String) -> String {
-        let data = (try? JSONSerialization.data(withJSONObject: [s], options: [.withoutEscapingSlashes])) ?? Data("[\"\"]".utf8)
-        return String(decoding: data.dropFirst().dropLast(), as: UTF8.self)
-    }
+    private static func quote(_ s: String) -> String { OrderedJSON.quoted(s) }
 
     /// Parses the stored JSON bytes. `path`/`tensor` name the file and tensor in errors.
     public static func decode(_ bytes: UnsafeRawBufferPointer, path: String, tensor: String) throws(ModelError) -> NF4QuantState {

@@ -1,3 +1,4 @@
+import AdapterCache
 import Foundation
 
 /// A JSON document as the API sees it: decoded leniently by hand (so every bad field gets a message
@@ -59,15 +60,25 @@ public enum JSONValue: Sendable, Equatable {
 
     public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
 
-    /// Parses a request body. Throws a 400 `APIError` for anything that is not JSON.
+    /// Parses a request body. Throws a 400 `APIError` for anything that is not JSON (nesting deeper
+    /// than 64 levels included: no API body needs it, and hostile ones must not exhaust the stack).
     public static func parse(_ bytes: some Collection<UInt8>) throws(APIError) -> JSONValue {
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
-        } catch let DecodingError.dataCorrupted(context) {
-            let detail = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
-            throw APIError.badRequest("the request body is not valid JSON: \(detail)", code: "invalid_json")
+            return JSONValue(try OrderedJSON.parse(bytes: Array(bytes)))
         } catch {
             throw APIError.badRequest("the request body is not valid JSON: \(error)", code: "invalid_json")
+        }
+    }
+
+    init(_ json: OrderedJSON) {
+        switch json {
+        case .null: self = .null
+        case .bool(let b): self = .bool(b)
+        case .int(let i): self = .int(Int64(i))
+        case .double(let d): self = .double(d)
+        case .string(let s): self = .string(s)
+        case .array(let items): self = .array(items.map(JSONValue.init))
+        case .object(let pairs): self = .object(pairs.map { ($0.0, JSONValue($0.1)) })
         }
     }
 
@@ -108,53 +119,7 @@ public enum JSONValue: Sendable, Equatable {
     }
 
     static func writeString(_ s: String, to out: inout String) {
-        out += "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20 || c.value == 0x2028 || c.value == 0x2029:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        out += "\""
-    }
-}
-
-extension JSONValue: Decodable {
-    private struct AnyCodingKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    public init(from decoder: Decoder) throws {
-        if var array = try? decoder.unkeyedContainer() {
-            var out: [JSONValue] = []
-            while !array.isAtEnd { out.append(try array.decode(JSONValue.self)) }
-            self = .array(out)
-            return
-        }
-        if let object = try? decoder.container(keyedBy: AnyCodingKey.self) {
-            var pairs: [(String, JSONValue)] = []
-            for key in object.allKeys {
-                pairs.append((key.stringValue, try object.decode(JSONValue.self, forKey: key)))
-            }
-            self = .object(pairs)
-            return
-        }
-        let single = try decoder.singleValueContainer()
-        if single.decodeNil() { self = .null }
-        else if let b = try? single.decode(Bool.self) { self = .bool(b) }
-        else if let i = try? single.decode(Int64.self) { self = .int(i) }
-        else if let d = try? single.decode(Double.self) { self = .double(d) }
-        else { self = .string(try single.decode(String.self)) }
+        OrderedJSON.quote(s, into: &out, escapingLineSeparators: true)
     }
 }
 
