@@ -28,6 +28,11 @@ struct BenchGenerateCommand: ParsableCommand {
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
 
+    @Option(name: .long, help: "Also draw prefill, decode and time-to-first-token as bar charts into this SVG file.")
+    var plot: String?
+
+    func validate() throws { try PlotError.checkPath(plot) }
+
     func run() throws {
         guard promptTokens > 0, decodeTokens > 0, repeats > 0 else { throw ValidationError("token counts and --repeats must be positive") }
         let (local, model, mix) = try engine.open(defaultPrecision: .int8)
@@ -78,6 +83,7 @@ struct BenchGenerateCommand: ParsableCommand {
                 result["llama_cpp"] = ["unavailable": reason.message]
             }
         }
+        try BenchPlots.write(BenchPlots.generate(result), to: plot)
         if json {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             FileHandle.standardOutput.write(data + Data("\n".utf8))

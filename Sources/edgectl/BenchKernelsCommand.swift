@@ -25,10 +25,14 @@ struct BenchKernelsCommand: AsyncParsableCommand {
     @Flag(help: "Fewer shapes and shorter timing (a smoke run, not for quoting numbers).")
     var quick = false
 
+    @Option(help: "Also draw the table as bar charts into this SVG file.")
+    var plot: String?
+
     func validate() throws {
         if let threads, threads < 1 || threads > 256 {
             throw ValidationError("--threads must be between 1 and 256 (got \(threads))")
         }
+        try PlotError.checkPath(plot)
     }
 
     func run() async throws {
@@ -36,6 +40,7 @@ struct BenchKernelsCommand: AsyncParsableCommand {
         stderr.write(Data((String(cString: ek_dispatch_description()) + "\n").utf8))
         let bench = KernelBenchmark(options: .init(threads: threads, quick: quick))
         let report = bench.run { line in stderr.write(Data("bench: \(line)\n".utf8)) }
+        try BenchPlots.write(BenchPlots.kernels(report.rows), to: plot)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

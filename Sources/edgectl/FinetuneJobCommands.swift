@@ -139,6 +139,9 @@ struct FinetuneLogs: ParsableCommand {
     @Argument(help: "Job id.") var id: String
     @Flag(name: [.short, .customLong("follow")], help: "Keep printing new events until the job finishes.") var follow = false
     @Option(help: "Seconds between polls with -f.") var interval: Double = 2
+    @Option(help: "Also draw the loss per step and the held-out (eval) losses into this SVG file (with -f: when the job ends).") var plot: String?
+
+    func validate() throws { try PlotError.checkPath(plot) }
 
     func run() throws {
         var seen = Set<String>()
@@ -147,16 +150,22 @@ struct FinetuneLogs: ParsableCommand {
                 seen.insert(e.id)
                 print(FinetuneJobs.render(e))
             }
-            guard follow else { return }
+            guard follow else { try plotIfAsked(); return }
             let j = try FinetuneJobs.decode(FineTuningJob.self, try FinetuneJobs.call(socket, "GET", "/v1/fine_tuning/jobs/\(id)"))
             if ["succeeded", "failed", "cancelled"].contains(j.status) {
                 for e in try FinetuneJobs.allEvents(socket, id: id) where !seen.contains(e.id) { print(FinetuneJobs.render(e)) }
                 print("job \(j.status)\(j.fineTunedModel.map { ": \($0)" } ?? "")")
+                try plotIfAsked()
                 if j.status != "succeeded" { throw ExitCode(2) }
                 return
             }
             Thread.sleep(forTimeInterval: max(0.1, interval))
         }
+    }
+
+    private func plotIfAsked() throws {
+        guard let plot else { return }
+        try LossPlot(job: id, events: try FinetuneJobs.allEvents(socket, id: id)).write(to: plot)
     }
 }
 

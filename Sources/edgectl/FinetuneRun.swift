@@ -38,6 +38,9 @@ struct FinetuneRun: AsyncParsableCommand {
     @Flag(help: "Continue from --checkpoint if it exists.") var resume = false
     @Option(help: "Worker threads.") var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     @Flag(help: "Run training at idle priority (SCHED_IDLE).") var idlePriority = false
+    @Option(help: "Also draw the loss per step and the held-out losses before and after into this SVG file.") var plot: String?
+
+    func validate() throws { try PlotError.checkPath(plot) }
 
     func run() async throws {
         TrainingRuntime.lineBufferStdout()
@@ -93,7 +96,10 @@ struct FinetuneRun: AsyncParsableCommand {
                      train.examples.count, held.examples.count, tuner.totalSteps, before))
         let started = Date()
         var tokens = 0
+        var lossPlot = LossPlot(title: "edgectl finetune run: \(data)")
+        lossPlot.heldOutLoss.append((Double(tuner.completedSteps), before))
         try tuner.run(checkpointEvery: checkpoint == nil ? 0 : checkpointEvery, checkpointPath: checkpoint, onStep: { p in
+            lossPlot.trainLoss.append((Double(p.step), p.loss))
             tokens += p.tokens
             let rate = Double(tokens) / Date().timeIntervalSince(started)
             let eta = Double(p.totalSteps - p.step) * Date().timeIntervalSince(started) / Double(max(1, p.step))
@@ -101,6 +107,8 @@ struct FinetuneRun: AsyncParsableCommand {
                          p.step, p.totalSteps, p.loss, p.learningRate, p.gradNorm, p.seconds, rate, eta))
         })
         let after = try tuner.evaluate()
+        lossPlot.heldOutLoss.append((Double(tuner.completedSteps), after))
+        if let plot { try lossPlot.write(to: plot) }
         let verdict = EvalGate(relativeMargin: margin).decide(newLoss: after, previousLoss: before)
         let target: String
         switch verdict {
