@@ -9,7 +9,8 @@ import Kernels
 struct BenchGenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Measure prefill tokens/s (128-token prompt), decode tokens/s (64 tokens), time to first token and peak RSS.")
+        abstract: "Measure prefill tokens/s (128-token prompt), decode tokens/s (64 tokens), time to first token and peak RSS.",
+        discussion: helpExamples("edgectl bench generate --model ~/models/m", "edgectl bench generate --model ~/models/m --gguf model.gguf --json --plot generate.svg"))
 
     @OptionGroup var engine: EngineOptions
 

@@ -13,7 +13,8 @@ struct BenchKernelsCommand: AsyncParsableCommand {
             Shapes are m x k (out x in features) with n activation rows: GEMV n=1, GEMM n=128, LoRA n=8 rows \
             with 8 different rank-16 adapters on the 7 projections of a SmolLM2 layer. "cold" cycles through \
             copies totalling 256 MiB so weights come from DRAM. Build with -c release before measuring.
-            """
+
+            """ + helpExamples("edgectl bench kernels", "edgectl bench kernels --quick --json --plot kernels.svg")
     )
 
     @Flag(help: "Print a JSON list of rows {op, impl, m, n, k, threads, cache, us, gflops, weight_gbps}.")

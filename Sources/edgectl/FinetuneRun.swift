@@ -9,7 +9,13 @@ import Foundation
 struct FinetuneRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Train a LoRA adapter on this machine from a JSONL dataset (no daemon).")
+        abstract: "Train a LoRA adapter on this machine from a JSONL dataset (no daemon).",
+        discussion: """
+            Exits with status 2 when the result does not beat the starting point on the held-out data \
+            (the eval gate); the adapter is then written to OUT.rejected.
+
+            """ + helpExamples("edgectl finetune run --model ~/models/m --data train.jsonl --out ./my-adapter",
+                               "edgectl finetune run --model ~/models/m --data train.jsonl --validation held.jsonl --out ./a --rank 16 --lr 2e-4 --epochs 2 --plot loss.svg"))
 
     @Option(help: "Model directory, or a GGUF file (imported to a temporary directory first).") var model: String
     @Option(help: "Training data: JSONL rows {\"messages\": [...]} or {\"instruction\", \"input\", \"output\"}.") var data: String
