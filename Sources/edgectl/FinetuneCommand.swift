@@ -89,7 +89,7 @@ enum FinetuneSupport {
     static func modelDirectory(_ path: String) throws -> String {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ValidationError("\(path) does not exist")
+            throw ValidationError("\(path) does not exist: give a model directory (from `edgectl model import`) or a GGUF file")
         }
         if isDir.boolValue { return path }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("edgectl-finetune-\(getpid())").path

@@ -80,8 +80,8 @@ struct FinetuneCreate: ParsableCommand {
 
     func run() throws {
         func read(_ path: String) throws -> String {
-            guard let d = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
-            guard let s = String(data: d, encoding: .utf8) else { throw ValidationError("\(path) is not UTF-8 text") }
+            guard let d = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path): give an existing, readable JSONL file") }
+            guard let s = String(data: d, encoding: .utf8) else { throw ValidationError("\(path) is not UTF-8 text: save the JSONL as UTF-8") }
             return s
         }
         var hyper: [(String, JSONValue)] = []
