@@ -114,7 +114,6 @@ struct FinetuneRun: AsyncParsableCommand {
         })
         let after = try tuner.evaluate()
         lossPlot.heldOutLoss.append((Double(tuner.completedSteps), after))
-        if let plot { try lossPlot.write(to: plot) }
         let verdict = EvalGate(relativeMargin: margin).decide(newLoss: after, previousLoss: before)
         let target: String
         switch verdict {
@@ -123,6 +122,8 @@ struct FinetuneRun: AsyncParsableCommand {
         }
         try tuner.lora.savePEFT(to: target, baseModelName: dir, extraMetadata: [
             "edge.heldout_loss_before": String(before), "edge.heldout_loss_after": String(after)])
+        // After the adapter: a plot that cannot be written must not cost the trained weights.
+        if let plot { try lossPlot.write(to: plot) }
         switch verdict {
         case .promote:
             print(String(format: "held-out loss %.5f → %.5f: accepted, adapter written to %@", before, after, target))
