@@ -7,7 +7,9 @@ import Foundation
 /// f16), plus artifact size against plain `zstd -19` for a given PEFT directory and its f16
 /// conversion. Build with `-c release`; debug numbers mean nothing.
 struct AdapterBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "bench", abstract: "Measure adapter pack/decode/pull/hit times and artifact sizes.")
+    static let configuration = CommandConfiguration(
+        commandName: "bench", abstract: "Measure adapter pack/decode/pull/hit times and artifact sizes.",
+        discussion: helpExamples("edgectl adapter bench", "edgectl adapter bench --peft ./my-peft --rank 16 --json"))
 
     @Option(name: .long, help: "A real PEFT directory to measure artifact size on (also converted to f16).") var peft: String?
     @Option(name: .long, help: "Rank of the synthetic adapter.") var rank = 16

@@ -11,6 +11,8 @@ struct AdapterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "adapter",
         abstract: "Pack, publish, pull and manage LoRA adapters.",
+        discussion: helpExamples("edgectl adapter pack ./my-peft -o my.tar.zst --name my@1 --base-model ~/models/m",
+                                 "edgectl adapter publish my.tar.zst --to /srv/adapter-store", "edgectl adapter list --json"),
         subcommands: [
             AdapterPack.self, AdapterPublish.self, AdapterPull.self, AdapterList.self, AdapterInfo.self, AdapterEvict.self,
             AdapterPin.self, AdapterUnpin.self, AdapterVerify.self, AdapterKeygen.self, AdapterBench.self,

@@ -3,7 +3,10 @@ import ArgumentParser
 import Foundation
 
 struct AdapterPack: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "pack", abstract: "Pack a PEFT LoRA directory into one zstd-compressed artifact.")
+    static let configuration = CommandConfiguration(
+        commandName: "pack", abstract: "Pack a PEFT LoRA directory into one zstd-compressed artifact.",
+        discussion: helpExamples("edgectl adapter pack ./my-peft -o my.tar.zst --name my@1 --base-model ~/models/m",
+                                 "edgectl adapter pack ./my-peft --name my@2 --base-model ~/models/m --sign-key signing.key --json"))
 
     @Argument(help: "PEFT directory (adapter_config.json + adapter_model.safetensors).") var directory: String
     @Option(name: .shortAndLong, help: "Artifact file to write (NAME-VERSION.tar.zst by default).") var output: String?
@@ -36,7 +39,10 @@ struct AdapterPack: AsyncParsableCommand {
 }
 
 struct AdapterPublish: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "publish", abstract: "Publish an artifact into a static store directory ({name}/index.json + {name}/{version}.tar.zst).")
+    static let configuration = CommandConfiguration(
+        commandName: "publish", abstract: "Publish an artifact into a static store directory ({name}/index.json + {name}/{version}.tar.zst).",
+        discussion: helpExamples("edgectl adapter publish my.tar.zst --to /srv/adapter-store",
+                                 "edgectl adapter publish hand-packed.tar.zst --to /srv/adapter-store --name my@3 --base-model-digest sha256:…"))
 
     @Argument(help: "Artifact (from 'adapter pack', or a PEFT directory packed with tar --zstd).") var artifact: String
     @Option(name: .long, help: "Store directory.") var to: String
@@ -63,7 +69,9 @@ struct AdapterPublish: AsyncParsableCommand {
 }
 
 struct AdapterVerify: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "verify", abstract: "Check an artifact: structure, digests, signature, and that it decodes.")
+    static let configuration = CommandConfiguration(
+        commandName: "verify", abstract: "Check an artifact: structure, digests, signature, and that it decodes.",
+        discussion: helpExamples("edgectl adapter verify my.tar.zst", "edgectl adapter verify my.tar.zst --trusted-key signing.key.pub --require-signature --json"))
 
     @Argument(help: "Artifact file.") var file: String
     @Option(name: .long, help: "Trusted ed25519 public key (base64 or .pub file); repeatable.") var trustedKey: [String] = []
@@ -118,7 +126,9 @@ struct AdapterVerify: AsyncParsableCommand {
 }
 
 struct AdapterKeygen: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "keygen", abstract: "Create an ed25519 key pair for signing adapters (KEYFILE and KEYFILE.pub).")
+    static let configuration = CommandConfiguration(
+        commandName: "keygen", abstract: "Create an ed25519 key pair for signing adapters (KEYFILE and KEYFILE.pub).",
+        discussion: helpExamples("edgectl adapter keygen signing.key", "edgectl adapter keygen signing.key --json"))
 
     @Argument(help: "Private key file to create (mode 0600); the public key goes to KEYFILE.pub.") var keyfile: String
     @Flag(name: .long, help: "Print the public key as JSON.") var json = false

@@ -9,7 +9,8 @@ import Kernels
 struct BenchGenerateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "generate",
-        abstract: "Measure prefill tokens/s (128-token prompt), decode tokens/s (64 tokens), time to first token and peak RSS.")
+        abstract: "Measure prefill tokens/s (128-token prompt), decode tokens/s (64 tokens), time to first token and peak RSS.",
+        discussion: helpExamples("edgectl bench generate --model ~/models/m", "edgectl bench generate --model ~/models/m --gguf model.gguf --json --plot generate.svg"))
 
     @OptionGroup var engine: EngineOptions
 
@@ -27,6 +28,11 @@ struct BenchGenerateCommand: ParsableCommand {
 
     @Flag(name: .long, help: "Print one JSON object.")
     var json = false
+
+    @Option(name: .long, help: "Also draw prefill, decode and time-to-first-token as bar charts into this SVG file.")
+    var plot: String?
+
+    func validate() throws { try PlotError.checkPath(plot) }
 
     func run() throws {
         guard promptTokens > 0, decodeTokens > 0, repeats > 0 else { throw ValidationError("token counts and --repeats must be positive") }
@@ -78,6 +84,7 @@ struct BenchGenerateCommand: ParsableCommand {
                 result["llama_cpp"] = ["unavailable": reason.message]
             }
         }
+        try BenchPlots.write(BenchPlots.generate(result), to: plot)
         if json {
             let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
             FileHandle.standardOutput.write(data + Data("\n".utf8))

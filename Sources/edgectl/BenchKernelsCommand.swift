@@ -13,7 +13,8 @@ struct BenchKernelsCommand: AsyncParsableCommand {
             Shapes are m x k (out x in features) with n activation rows: GEMV n=1, GEMM n=128, LoRA n=8 rows \
             with 8 different rank-16 adapters on the 7 projections of a SmolLM2 layer. "cold" cycles through \
             copies totalling 256 MiB so weights come from DRAM. Build with -c release before measuring.
-            """
+
+            """ + helpExamples("edgectl bench kernels", "edgectl bench kernels --quick --json --plot kernels.svg")
     )
 
     @Flag(help: "Print a JSON list of rows {op, impl, m, n, k, threads, cache, us, gflops, weight_gbps}.")
@@ -25,10 +26,14 @@ struct BenchKernelsCommand: AsyncParsableCommand {
     @Flag(help: "Fewer shapes and shorter timing (a smoke run, not for quoting numbers).")
     var quick = false
 
+    @Option(help: "Also draw the table as bar charts into this SVG file.")
+    var plot: String?
+
     func validate() throws {
         if let threads, threads < 1 || threads > 256 {
             throw ValidationError("--threads must be between 1 and 256 (got \(threads))")
         }
+        try PlotError.checkPath(plot)
     }
 
     func run() async throws {
@@ -36,6 +41,7 @@ struct BenchKernelsCommand: AsyncParsableCommand {
         stderr.write(Data((String(cString: ek_dispatch_description()) + "\n").utf8))
         let bench = KernelBenchmark(options: .init(threads: threads, quick: quick))
         let report = bench.run { line in stderr.write(Data("bench: \(line)\n".utf8)) }
+        try BenchPlots.write(BenchPlots.kernels(report.rows), to: plot)
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]

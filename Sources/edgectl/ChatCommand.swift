@@ -10,7 +10,9 @@ struct ChatCommand: ParsableCommand {
             With a MESSAGE, or with stdin not a terminal, sends one message and prints the reply. \
             Otherwise starts an interactive session: type a message and press Enter; /reset clears \
             the conversation, /exit (or Ctrl-D) leaves. \(DaemonExit.helpText)
-            """
+
+            """ + helpExamples("edgectl chat \"What is the capital of France?\"", "edgectl chat --adapter pirate@1 --temperature 0",
+                               "echo \"Hi\" | edgectl chat --system \"Answer briefly.\"")
     )
 
     @OptionGroup var socket: SocketOptions

@@ -7,7 +7,8 @@ import Foundation
 struct EvalLogprobsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "logprobs",
-        abstract: "Print the top-N logprobs after each prompt token and K greedy tokens as JSON.")
+        abstract: "Print the top-N logprobs after each prompt token and K greedy tokens as JSON.",
+        discussion: helpExamples("edgectl eval logprobs --model ~/models/m --prompt \"Hello\" --top 5 --json"))
 
     @OptionGroup var engine: EngineOptions
 

@@ -8,7 +8,8 @@ import Foundation
 struct EvalPerplexityCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "perplexity",
-        abstract: "Perplexity of a text file, computed as llama-perplexity does (last line: PPL = x).")
+        abstract: "Perplexity of a text file, computed as llama-perplexity does (last line: PPL = x).",
+        discussion: helpExamples("edgectl eval perplexity --model ~/models/m --file text.txt --ctx 256"))
 
     @OptionGroup var engine: EngineOptions
 

@@ -9,6 +9,8 @@ struct FinetuneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "finetune",
         abstract: "Fine-tune LoRA adapters on this device (QLoRA over the NF4 base).",
+        discussion: helpExamples("edgectl finetune run --model ~/models/m --data train.jsonl --out ./my-adapter",
+                                 "edgectl finetune create --adapter my --data train.jsonl", "edgectl finetune logs ftjob-… -f --plot loss.svg"),
         subcommands: [FinetuneRun.self, FinetuneBench.self, FinetuneCreate.self, FinetuneList.self, FinetuneStatus.self,
                       FinetuneLogs.self, FinetuneCancel.self, FinetuneRunPending.self]
     )
@@ -19,7 +21,8 @@ struct FinetuneCommand: AsyncParsableCommand {
 struct FinetuneBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Measure training speed (tokens/s, s/step) and peak RSS on pre-tokenized batches.")
+        abstract: "Measure training speed (tokens/s, s/step) and peak RSS on pre-tokenized batches.",
+        discussion: helpExamples("edgectl finetune bench --model ~/models/m --batches batches.safetensors --steps 5 --json"))
 
     @Option(help: "Model directory (made by `edgectl model import`), or a GGUF file imported to a temporary directory first.") var model: String
     @Option(help: "safetensors file with batch{i}.input_ids/.attention_mask/.labels.") var batches: String
@@ -86,7 +89,7 @@ enum FinetuneSupport {
     static func modelDirectory(_ path: String) throws -> String {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
-            throw ValidationError("\(path) does not exist")
+            throw ValidationError("\(path) does not exist: give a model directory (from `edgectl model import`) or a GGUF file")
         }
         if isDir.boolValue { return path }
         let out = FileManager.default.temporaryDirectory.appendingPathComponent("edgectl-finetune-\(getpid())").path

@@ -33,6 +33,13 @@ enum FinetuneJobs {
         return "\(t) \(e.level == "info" ? "" : e.level.uppercased() + " ")\(e.message)"
     }
 
+    /// One event as a single-line JSON object, as the daemon sends it.
+    static func jsonLine(_ e: FineTuningEvent) -> String {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return (try? enc.encode(e)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
     /// Oldest first, every page.
     static func allEvents(_ socket: SocketOptions, id: String) throws -> [FineTuningEvent] {
         var out: [FineTuningEvent] = []
@@ -53,7 +60,8 @@ struct FinetuneCreate: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "create",
         abstract: "Queue a fine-tuning job in the daemon; it trains when the device is idle (or now, with --now).",
-        discussion: DaemonExit.helpText)
+        discussion: DaemonExit.helpText + "\n\n" + helpExamples("edgectl finetune create --adapter support-bot --data train.jsonl",
+                                                                "edgectl finetune create --adapter support-bot --from support-bot --data more.jsonl --steps 50 --now --json"))
 
     @OptionGroup var socket: SocketOptions
     @Option(help: "Adapter name the result is published as (its next integer version).") var adapter: String
@@ -72,8 +80,8 @@ struct FinetuneCreate: ParsableCommand {
 
     func run() throws {
         func read(_ path: String) throws -> String {
-            guard let d = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path)") }
-            guard let s = String(data: d, encoding: .utf8) else { throw ValidationError("\(path) is not UTF-8 text") }
+            guard let d = FileManager.default.contents(atPath: path) else { throw ValidationError("cannot read \(path): give an existing, readable JSONL file") }
+            guard let s = String(data: d, encoding: .utf8) else { throw ValidationError("\(path) is not UTF-8 text: save the JSONL as UTF-8") }
             return s
         }
         var hyper: [(String, JSONValue)] = []
@@ -100,7 +108,8 @@ struct FinetuneCreate: ParsableCommand {
 }
 
 struct FinetuneList: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "list", abstract: "List fine-tuning jobs, newest first.", discussion: DaemonExit.helpText)
+    static let configuration = CommandConfiguration(commandName: "list", abstract: "List fine-tuning jobs, newest first.",
+                                                    discussion: DaemonExit.helpText + "\n\n" + helpExamples("edgectl finetune list", "edgectl finetune list --json"))
     @OptionGroup var socket: SocketOptions
     @Flag(help: "Print the daemon's JSON.") var json = false
 
@@ -114,7 +123,8 @@ struct FinetuneList: ParsableCommand {
 }
 
 struct FinetuneStatus: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one fine-tuning job.", discussion: DaemonExit.helpText)
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show one fine-tuning job.",
+                                                    discussion: DaemonExit.helpText + "\n\n" + helpExamples("edgectl finetune status ftjob-…", "edgectl finetune status ftjob-… --json"))
     @OptionGroup var socket: SocketOptions
     @Argument(help: "Job id (from `edgectl finetune list`).") var id: String
     @Flag(help: "Print the daemon's JSON.") var json = false
@@ -134,34 +144,47 @@ struct FinetuneStatus: ParsableCommand {
 }
 
 struct FinetuneLogs: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a job's events (loss per step, eval, promotion).", discussion: DaemonExit.helpText)
+    static let configuration = CommandConfiguration(commandName: "logs", abstract: "Print a job's events (loss per step, eval, promotion).",
+                                                    discussion: DaemonExit.helpText + " With -f, status 2 when the job failed or was cancelled.\n\n"
+                                                        + helpExamples("edgectl finetune logs ftjob-…", "edgectl finetune logs ftjob-… -f --plot loss.svg", "edgectl finetune logs ftjob-… --json"))
     @OptionGroup var socket: SocketOptions
     @Argument(help: "Job id.") var id: String
     @Flag(name: [.short, .customLong("follow")], help: "Keep printing new events until the job finishes.") var follow = false
     @Option(help: "Seconds between polls with -f.") var interval: Double = 2
+    @Option(help: "Also draw the loss per step and the held-out (eval) losses into this SVG file (with -f: when the job ends).") var plot: String?
+    @Flag(help: "Print each event as one JSON object per line (NDJSON).") var json = false
+
+    func validate() throws { try PlotError.checkPath(plot) }
 
     func run() throws {
         var seen = Set<String>()
         while true {
             for e in try FinetuneJobs.allEvents(socket, id: id) where !seen.contains(e.id) {
                 seen.insert(e.id)
-                print(FinetuneJobs.render(e))
+                print(json ? FinetuneJobs.jsonLine(e) : FinetuneJobs.render(e))
             }
-            guard follow else { return }
+            guard follow else { try plotIfAsked(); return }
             let j = try FinetuneJobs.decode(FineTuningJob.self, try FinetuneJobs.call(socket, "GET", "/v1/fine_tuning/jobs/\(id)"))
             if ["succeeded", "failed", "cancelled"].contains(j.status) {
-                for e in try FinetuneJobs.allEvents(socket, id: id) where !seen.contains(e.id) { print(FinetuneJobs.render(e)) }
-                print("job \(j.status)\(j.fineTunedModel.map { ": \($0)" } ?? "")")
+                for e in try FinetuneJobs.allEvents(socket, id: id) where !seen.contains(e.id) { print(json ? FinetuneJobs.jsonLine(e) : FinetuneJobs.render(e)) }
+                if !json { print("job \(j.status)\(j.fineTunedModel.map { ": \($0)" } ?? "")") }
+                try plotIfAsked()
                 if j.status != "succeeded" { throw ExitCode(2) }
                 return
             }
             Thread.sleep(forTimeInterval: max(0.1, interval))
         }
     }
+
+    private func plotIfAsked() throws {
+        guard let plot else { return }
+        try LossPlot(job: id, events: try FinetuneJobs.allEvents(socket, id: id)).write(to: plot)
+    }
 }
 
 struct FinetuneCancel: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running fine-tuning job.", discussion: DaemonExit.helpText)
+    static let configuration = CommandConfiguration(commandName: "cancel", abstract: "Cancel a queued or running fine-tuning job.",
+                                                    discussion: DaemonExit.helpText + "\n\n" + helpExamples("edgectl finetune cancel ftjob-…"))
     @OptionGroup var socket: SocketOptions
     @Argument(help: "Job id.") var id: String
 
@@ -175,7 +198,7 @@ struct FinetuneRunPending: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run-pending",
         abstract: "Ask the daemon to start queued fine-tuning jobs now, ignoring the idle timer (what edge-runtime-finetune.timer runs).",
-        discussion: "Inference requests still preempt training. " + DaemonExit.helpText)
+        discussion: "Inference requests still preempt training. " + DaemonExit.helpText + "\n\n" + helpExamples("edgectl finetune run-pending"))
     @OptionGroup var socket: SocketOptions
 
     func run() throws {

@@ -9,7 +9,13 @@ import Foundation
 struct FinetuneRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Train a LoRA adapter on this machine from a JSONL dataset (no daemon).")
+        abstract: "Train a LoRA adapter on this machine from a JSONL dataset (no daemon).",
+        discussion: """
+            Exits with status 2 when the result does not beat the starting point on the held-out data \
+            (the eval gate); the adapter is then written to OUT.rejected.
+
+            """ + helpExamples("edgectl finetune run --model ~/models/m --data train.jsonl --out ./my-adapter",
+                               "edgectl finetune run --model ~/models/m --data train.jsonl --validation held.jsonl --out ./a --rank 16 --lr 2e-4 --epochs 2 --plot loss.svg"))
 
     @Option(help: "Model directory, or a GGUF file (imported to a temporary directory first).") var model: String
     @Option(help: "Training data: JSONL rows {\"messages\": [...]} or {\"instruction\", \"input\", \"output\"}.") var data: String
@@ -38,6 +44,9 @@ struct FinetuneRun: AsyncParsableCommand {
     @Flag(help: "Continue from --checkpoint if it exists.") var resume = false
     @Option(help: "Worker threads.") var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     @Flag(help: "Run training at idle priority (SCHED_IDLE).") var idlePriority = false
+    @Option(help: "Also draw the loss per step and the held-out losses before and after into this SVG file.") var plot: String?
+
+    func validate() throws { try PlotError.checkPath(plot) }
 
     func run() async throws {
         TrainingRuntime.lineBufferStdout()
@@ -93,7 +102,10 @@ struct FinetuneRun: AsyncParsableCommand {
                      train.examples.count, held.examples.count, tuner.totalSteps, before))
         let started = Date()
         var tokens = 0
+        var lossPlot = LossPlot(title: "edgectl finetune run: \(data)")
+        lossPlot.heldOutLoss.append((Double(tuner.completedSteps), before))
         try tuner.run(checkpointEvery: checkpoint == nil ? 0 : checkpointEvery, checkpointPath: checkpoint, onStep: { p in
+            lossPlot.trainLoss.append((Double(p.step), p.loss))
             tokens += p.tokens
             let rate = Double(tokens) / Date().timeIntervalSince(started)
             let eta = Double(p.totalSteps - p.step) * Date().timeIntervalSince(started) / Double(max(1, p.step))
@@ -101,6 +113,7 @@ struct FinetuneRun: AsyncParsableCommand {
                          p.step, p.totalSteps, p.loss, p.learningRate, p.gradNorm, p.seconds, rate, eta))
         })
         let after = try tuner.evaluate()
+        lossPlot.heldOutLoss.append((Double(tuner.completedSteps), after))
         let verdict = EvalGate(relativeMargin: margin).decide(newLoss: after, previousLoss: before)
         let target: String
         switch verdict {
@@ -109,6 +122,8 @@ struct FinetuneRun: AsyncParsableCommand {
         }
         try tuner.lora.savePEFT(to: target, baseModelName: dir, extraMetadata: [
             "edge.heldout_loss_before": String(before), "edge.heldout_loss_after": String(after)])
+        // After the adapter: a plot that cannot be written must not cost the trained weights.
+        if let plot { try lossPlot.write(to: plot) }
         switch verdict {
         case .promote:
             print(String(format: "held-out loss %.5f → %.5f: accepted, adapter written to %@", before, after, target))

@@ -7,6 +7,7 @@ struct GenerateCommand: ParsableCommand {
         commandName: "generate",
         abstract: "Complete a prompt through the daemon (/v1/completions), streaming the text to stdout.",
         discussion: "The prompt is sent as-is (no chat template); use `edgectl chat` for conversations. " + DaemonExit.helpText
+            + "\n\n" + helpExamples("edgectl generate \"Once upon a time\"", "edgectl generate --adapter pirate --max-tokens 32 \"The sea\"")
     )
 
     @OptionGroup var socket: SocketOptions

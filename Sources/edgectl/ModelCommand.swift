@@ -7,6 +7,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Import a base model into the NF4 model directory format, or describe one.",
+        discussion: helpExamples("edgectl model import model.gguf --out ~/models/m", "edgectl model info ~/models/m --json"),
         subcommands: [ModelImportCommand.self, ModelInfoCommand.self, ModelPullDefaultCommand.self]
     )
 }
@@ -20,7 +21,9 @@ struct ModelImportCommand: ParsableCommand {
         directory (config.json + model.safetensors or shards, f32/f16/bf16), or a directory already in \
         bitsandbytes NF4 form (validated and copied, never re-quantised). The decoder projections become NF4 \
         with double quantisation (block 64, nested block 256), bit-exact with bitsandbytes.
-        """
+
+        """ + helpExamples("edgectl model import SmolLM2-135M-Instruct.Q4_1.gguf --out /var/lib/edge-runtime/models/default",
+                           "edgectl model import ~/hf/Llama-3.2-1B --out ~/models/llama-1b --keep-dtype bf16")
     )
 
     @Argument(help: "The GGUF file or model directory to import.")
@@ -88,7 +91,8 @@ final class ProgressLine: @unchecked Sendable {
 struct ModelInfoCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "info",
-        abstract: "Describe an NF4 model directory: architecture, sizes, bits per weight and its digest."
+        abstract: "Describe an NF4 model directory: architecture, sizes, bits per weight and its digest.",
+        discussion: helpExamples("edgectl model info /var/lib/edge-runtime/models/default", "edgectl model info ~/models/m --json")
     )
 
     @Argument(help: "The model directory.")

