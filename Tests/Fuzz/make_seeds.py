@@ -144,8 +144,10 @@ def main():
 
     # config.toml: the shipped, fully commented default file and a short one.
     put("config-toml", "packaged.toml", (ROOT / "packaging" / "config.toml").read_bytes())
-    put("config-toml", "short.toml", '[server]\nmax_body_bytes = 65536\nrequest_timeout = 30.5\n'
-                                     '[cache]\nram_bytes = "512MiB"\n[auth]\nallowed_uids = [0, 1000]\n')
+    put("config-toml", "short.toml", '[server]\nsocket_mode = "0660"\nmax_body_bytes = 65536\nrequest_timeout = 30.5\n'
+                                     '[adapters]\nram_budget_bytes = 536870912\ntrusted_keys = []\n'
+                                     '[auth]\ninference_uids = [0, 1000]\nmanage_gids = ["root"]\n'
+                                     '[finetune]\nwindow = "22:00-06:30"\nmax_load = 1.5\n')
 
     # HTTP requests: METHOD TARGET, blank line, body.
     reqs = {
