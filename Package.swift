@@ -104,7 +104,7 @@ let package = Package(
             name: "FuzzEntryPoints",
             dependencies: [
                 "AdapterCache", "EdgeRuntime",
-                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
             ]
         ),
         .testTarget(name: "FuzzEntryPointsTests", dependencies: ["FuzzEntryPoints"], path: "Tests/Fuzz/FuzzEntryPointsTests"),

@@ -25,3 +25,18 @@ public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt
     selected?.run(bytes)
     return 0
 }
+
+// SwiftPM links executables with `main` aliased to `<target>_main` (so tests can link them), which
+// keeps libFuzzer's own `main` out of the link; this is that entry point, handing over to libFuzzer's
+// driver. (The C signature is `int LLVMFuzzerRunDriver(int *, char ***, int (*)(const uint8_t *, size_t))`;
+// pointers and ints pass the same way under the Swift and C conventions on x86-64 and arm64.)
+@_silgen_name("LLVMFuzzerRunDriver")
+func LLVMFuzzerRunDriver(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>,
+                         _ callback: @convention(c) (UnsafePointer<UInt8>?, Int) -> CInt) -> CInt
+
+@_cdecl("edge_fuzz_main")
+public func edgeFuzzMain(_ argc: CInt, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) -> CInt {
+    var count = argc
+    var vector = argv
+    return LLVMFuzzerRunDriver(&count, &vector) { data, size in fuzzTestOneInput(data, size) }
+}

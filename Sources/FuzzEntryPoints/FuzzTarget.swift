@@ -1,7 +1,7 @@
 import AdapterCache
 import EdgeRuntime
 import Foundation
-import Hummingbird
+import HummingbirdCore
 
 /// Every parser that reads outside input, as a `bytes → parse` entry point. The libFuzzer driver
 /// (Sources/FuzzDriver, built with EDGE_FUZZ=1) calls `run` for each generated input, and the

@@ -1,7 +1,7 @@
 import AdapterCache
 import EdgeRuntime
 import Foundation
-import Hummingbird
+import HummingbirdCore
 
 /// The socket API's request path after HTTP framing: the request target parsed as the router's
 /// `URI` (path and query), routed over the daemon's route table (APIRoutes), path parameters and
