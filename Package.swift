@@ -1,5 +1,6 @@
 // swift-tools-version:6.0
 import PackageDescription
+import Foundation
 
 // The C kernels are compiled with optimisation even in debug builds: the real-model tests run
 // through them, and unoptimised C is an order of magnitude slower. ISA-specific code is enabled
@@ -96,5 +97,36 @@ let package = Package(
             ]
         ),
         .testTarget(name: "edgectlTests", dependencies: ["edgectl"]),
+
+        // Bytes → parser entry points shared by the libFuzzer binary and the regression replay tests
+        // (Tests/Fuzz/README.md). Built in every configuration so the replay runs in the normal suite.
+        .target(
+            name: "FuzzEntryPoints",
+            dependencies: [
+                "AdapterCache", "EdgeRuntime",
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+            ]
+        ),
+        .testTarget(name: "FuzzEntryPointsTests", dependencies: ["FuzzEntryPoints"], path: "Tests/Fuzz/FuzzEntryPointsTests"),
     ]
 )
+
+// Fuzzing (scripts/fuzz sets EDGE_FUZZ=1). Only then does the `edge-fuzz` libFuzzer binary exist, and
+// only then are the parser modules compiled with coverage instrumentation (+ AddressSanitizer unless
+// EDGE_FUZZ_SANITIZERS says otherwise). The flags go on our own targets rather than the command line so
+// dependencies (NIO, Hummingbird, crypto...) keep their ordinary build and a warm build dir stays warm.
+if ProcessInfo.processInfo.environment["EDGE_FUZZ"] == "1" {
+    let sanitizers = ProcessInfo.processInfo.environment["EDGE_FUZZ_SANITIZERS"] ?? "fuzzer,address"
+    let instrument: [SwiftSetting] = [.unsafeFlags(["-sanitize=\(sanitizers)"])]
+    for target in package.targets where ["AdapterCache", "EdgeRuntime", "FuzzEntryPoints"].contains(target.name) {
+        target.swiftSettings = (target.swiftSettings ?? []) + instrument
+    }
+    package.targets.append(.executableTarget(
+        name: "edge-fuzz",
+        dependencies: ["FuzzEntryPoints"],
+        path: "Sources/FuzzDriver",
+        swiftSettings: [.unsafeFlags(["-sanitize=\(sanitizers)", "-parse-as-library"])],
+        linkerSettings: [.unsafeFlags(["-sanitize=\(sanitizers)"])]
+    ))
+    package.products.append(.executable(name: "edge-fuzz", targets: ["edge-fuzz"]))
+}

@@ -32,10 +32,11 @@ enum TarArchive {
             if let p = paxSize { size = p }
             paxPath = nil; paxSize = nil; gnuLongName = nil
             let dataStart = offset + block
-            let padded = (size + block - 1) / block * block
+            // Checked before rounding up: a pax `size` record can say Int.max (found by fuzzing).
             guard size >= 0, size <= data.count - dataStart else {
                 throw .badArchive(path: label, reason: "member '\(name.prefix(200))' of \(size) bytes runs past the end of the archive — it is truncated")
             }
+            let padded = (size + block - 1) / block * block
             let body = UnsafeRawBufferPointer(rebasing: data[dataStart..<(dataStart + size)])
             offset = dataStart + padded
 
@@ -137,7 +138,9 @@ enum TarArchive {
         while i < bytes.count {
             var j = i
             while j < bytes.count, bytes[j] != 0x20 { j += 1 }
-            guard j < bytes.count, let len = Int(String(decoding: bytes[i..<j], as: UTF8.self)), len > 0, i + len <= bytes.count else { break }
+            // A record's length counts its own digits and the space, so it must reach past them;
+            // `len <= count - i` rather than `i + len <= count` so a huge length cannot overflow.
+            guard j < bytes.count, let len = Int(String(decoding: bytes[i..<j], as: UTF8.self)), len > j - i, len <= bytes.count - i else { break }
             let record = bytes[(j + 1)..<(i + len)]
             if let eq = record.firstIndex(of: 0x3d) {
                 let key = String(decoding: record[record.startIndex..<eq], as: UTF8.self)

@@ -8,6 +8,15 @@ final class JinjaInterpreter {
     private var scopes: [[String: JinjaValue]]
     private var output = ""
     private var line = 0
+    /// Work bounds for one render. The template comes from a model's files, so it is outside input:
+    /// nested loops over repeated lists, or a macro calling itself, must end in an error, not a hung
+    /// request or a stack overflow. Real chat templates use a few thousand steps and no recursion.
+    private var steps = 0
+    private var macroDepth = 0
+    static let maxSteps = 2_000_000
+    static let maxMacroDepth = 32
+    /// Bytes of rendered text, and of any one string or list built by `~`/`+` (as `*` already is).
+    static let maxOutputBytes = 1 << 24
 
     private enum LoopSignal: Error { case breakLoop, continueLoop }
 
@@ -33,8 +42,15 @@ final class JinjaInterpreter {
 
     // MARK: statements
 
+    private func step() throws {
+        steps += 1
+        guard steps <= Self.maxSteps else { throw fail("the template did more than \(Self.maxSteps) steps of work; it loops without bound") }
+    }
+
     private func run(_ nodes: [JinjaNode]) throws {
         for node in nodes {
+            try step()
+            guard output.utf8.count <= Self.maxOutputBytes else { throw fail("the rendered text exceeds \(Self.maxOutputBytes) bytes") }
             switch node {
             case let .text(t):
                 output += t
@@ -77,6 +93,11 @@ final class JinjaInterpreter {
                         else if let def { frame[p] = try self.eval(def) }
                         else { frame[p] = .undefined(p) }
                     }
+                    guard self.macroDepth < Self.maxMacroDepth else {
+                        throw self.fail("macro `\(name)` calls nest more than \(Self.maxMacroDepth) deep (unbounded recursion?)")
+                    }
+                    self.macroDepth += 1
+                    defer { self.macroDepth -= 1 }
                     let savedScopes = self.scopes, savedOutput = self.output
                     self.scopes = [globals, frame]
                     self.output = ""
@@ -114,7 +135,7 @@ final class JinjaInterpreter {
             for (t, p) in zip(targets, parts) { assign(t, p) }
         }
         if let filter {
-            items = try items.filter { item in try bind(item); return try eval(filter).isTruthy }
+            items = try items.filter { item in try step(); try bind(item); return try eval(filter).isTruthy }
         }
         if items.isEmpty { try run(otherwise); return }
         let n = items.count
@@ -130,6 +151,7 @@ final class JinjaInterpreter {
             loop["nextitem"] = i + 1 < n ? items[i + 1] : .undefined("nextitem")
             loop["cycle"] = .function(JinjaFunction(name: "cycle") { args, _ in args.isEmpty ? .none : args[i % args.count] })
             assign("loop", .object(loop))
+            try step()
             do { try run(body) } catch LoopSignal.breakLoop { break } catch LoopSignal.continueLoop { continue }
         }
     }
@@ -265,7 +287,10 @@ final class JinjaInterpreter {
         switch op {
         case "==": return .bool(JinjaValue.equal(a, b))
         case "!=": return .bool(!JinjaValue.equal(a, b))
-        case "~": return .string(a.pythonString + b.pythonString)
+        case "~":
+            let x = a.pythonString, y = b.pythonString
+            guard x.utf8.count + y.utf8.count <= Self.maxOutputBytes else { throw fail("string concatenation too large") }
+            return .string(x + y)
         case "in", "not in":
             let found: Bool
             switch b {
@@ -291,8 +316,12 @@ final class JinjaInterpreter {
             return .bool(c)
         case "+":
             switch (a, b) {
-            case let (.string(x), .string(y)): return .string(x + y)
-            case let (.array(x), .array(y)): return .array(x + y)
+            case let (.string(x), .string(y)):
+                guard x.utf8.count + y.utf8.count <= Self.maxOutputBytes else { throw fail("string concatenation too large") }
+                return .string(x + y)
+            case let (.array(x), .array(y)):
+                guard x.count + y.count <= 1 << 20 else { throw fail("list concatenation too large") }
+                return .array(x + y)
             case let (.int(x), .int(y)):
                 let (r, overflow) = x.addingReportingOverflow(y)
                 return overflow ? .double(Double(x) + Double(y)) : .int(r)

@@ -247,6 +247,10 @@ struct JinjaParser {
 
     private var chunks: [Chunk]
     private var index = 0
+    /// Block tags open inside each other; capped so a hostile template cannot overflow the stack of
+    /// the recursive parser (or of the interpreter, which recurses the same way).
+    private var blockDepth = 0
+    static let maxBlockDepth = 64
 
     init(source: String) throws {
         chunks = try Self.chunks(source)
@@ -260,6 +264,13 @@ struct JinjaParser {
 
     /// Parses nodes until a statement whose first word is in `until`; returns that statement.
     private mutating func parseBody(until: Set<String>) throws -> ([JinjaNode], (keyword: String, rest: [Token], line: Int)?) {
+        blockDepth += 1
+        defer { blockDepth -= 1 }
+        guard blockDepth <= Self.maxBlockDepth else {
+            var line = 0
+            if index > 0, case let .statement(_, l) = chunks[index - 1] { line = l }
+            throw ChatTemplateError.syntax(line: line, message: "blocks nested more than \(Self.maxBlockDepth) deep")
+        }
         var nodes = [JinjaNode]()
         while index < chunks.count {
             let chunk = chunks[index]
@@ -381,6 +392,14 @@ struct ExprParser {
     var tokens: [JinjaParser.Token]
     var pos = 0
     let line: Int
+    /// Bounds on one tag's expression: how deep the recursive descent may go (parentheses, brackets,
+    /// `not`/`-` chains) and how many operator/postfix nodes it may build (chains like `a+a+...` or
+    /// `x|f|f|...` are built by loops, but evaluating and freeing the tree recurses on its depth).
+    /// Real templates stay far below both; a hostile one gets a syntax error instead of a stack overflow.
+    private var nesting = 0
+    private var operations = 0
+    static let maxNesting = 64
+    static let maxOperations = 2048
 
     init(tokens: [JinjaParser.Token], line: Int) {
         self.tokens = tokens
@@ -392,6 +411,16 @@ struct ExprParser {
     mutating func accept(_ t: JinjaParser.Token) -> Bool { if peek == t { pos += 1; return true }; return false }
     func error(_ m: String) -> ChatTemplateError { .syntax(line: line, message: m) }
     mutating func expect(_ t: JinjaParser.Token, _ what: String) throws { guard accept(t) else { throw error("expected \(what)") } }
+    mutating func enter() throws {
+        nesting += 1
+        guard nesting <= Self.maxNesting else { throw error("expression nested more than \(Self.maxNesting) levels deep") }
+    }
+    mutating func leave() { nesting -= 1 }
+    /// Counts one more operator, filter, test or postfix node.
+    mutating func grow() throws {
+        operations += 1
+        guard operations <= Self.maxOperations else { throw error("expression has more than \(Self.maxOperations) operations") }
+    }
     func expectEnd() throws { guard peek == .end else { throw error("unexpected \(Self.describe(peek)) at end of tag") } }
 
     static func describe(_ t: JinjaParser.Token) -> String {
@@ -414,6 +443,8 @@ struct ExprParser {
     }
 
     mutating func parseExpression(allowConditional: Bool = true) throws -> JinjaExpr {
+        try enter()
+        defer { leave() }
         let e = try parseOr()
         if allowConditional && accept(.name("if")) {
             let test = try parseOr()
@@ -426,27 +457,31 @@ struct ExprParser {
 
     mutating func parseOr() throws -> JinjaExpr {
         var e = try parseAnd()
-        while accept(.name("or")) { e = .binary("or", e, try parseAnd()) }
+        while accept(.name("or")) { try grow(); e = .binary("or", e, try parseAnd()) }
         return e
     }
     mutating func parseAnd() throws -> JinjaExpr {
         var e = try parseNot()
-        while accept(.name("and")) { e = .binary("and", e, try parseNot()) }
+        while accept(.name("and")) { try grow(); e = .binary("and", e, try parseNot()) }
         return e
     }
     mutating func parseNot() throws -> JinjaExpr {
-        if accept(.name("not")) { return .unary("not", try parseNot()) }
+        if accept(.name("not")) {
+            try enter()
+            defer { leave() }
+            return .unary("not", try parseNot())
+        }
         return try parseCompare()
     }
     mutating func parseCompare() throws -> JinjaExpr {
         var e = try parseMath1()
         while true {
             if case let .op(o) = peek, ["==", "!=", "<", ">", "<=", ">="].contains(o) {
-                pos += 1; e = .binary(o, e, try parseMath1())
+                try grow(); pos += 1; e = .binary(o, e, try parseMath1())
             } else if accept(.name("in")) {
-                e = .binary("in", e, try parseMath1())
+                try grow(); e = .binary("in", e, try parseMath1())
             } else if peek == .name("not"), tokens.count > pos + 1, tokens[pos + 1] == .name("in") {
-                pos += 2; e = .binary("not in", e, try parseMath1())
+                try grow(); pos += 2; e = .binary("not in", e, try parseMath1())
             } else {
                 return e
             }
@@ -454,22 +489,22 @@ struct ExprParser {
     }
     mutating func parseMath1() throws -> JinjaExpr {
         var e = try parseConcat()
-        while case let .op(o) = peek, o == "+" || o == "-" { pos += 1; e = .binary(o, e, try parseConcat()) }
+        while case let .op(o) = peek, o == "+" || o == "-" { try grow(); pos += 1; e = .binary(o, e, try parseConcat()) }
         return e
     }
     mutating func parseConcat() throws -> JinjaExpr {
         var e = try parseMath2()
-        while accept(.op("~")) { e = .binary("~", e, try parseMath2()) }
+        while accept(.op("~")) { try grow(); e = .binary("~", e, try parseMath2()) }
         return e
     }
     mutating func parseMath2() throws -> JinjaExpr {
         var e = try parsePow()
-        while case let .op(o) = peek, ["*", "/", "//", "%"].contains(o) { pos += 1; e = .binary(o, e, try parsePow()) }
+        while case let .op(o) = peek, ["*", "/", "//", "%"].contains(o) { try grow(); pos += 1; e = .binary(o, e, try parsePow()) }
         return e
     }
     mutating func parsePow() throws -> JinjaExpr {
         var e = try parseUnary()
-        while accept(.op("**")) { e = .binary("**", e, try parseUnary()) }
+        while accept(.op("**")) { try grow(); e = .binary("**", e, try parseUnary()) }
         return e
     }
     mutating func parseUnary() throws -> JinjaExpr {
@@ -478,7 +513,11 @@ struct ExprParser {
         return try parseFilters(try parsePrimaryWithPostfix())
     }
     mutating func parseUnaryNoFilter() throws -> JinjaExpr {
-        if accept(.op("-")) { return .unary("-", try parseUnaryNoFilter()) }
+        if accept(.op("-")) {
+            try enter()
+            defer { leave() }
+            return .unary("-", try parseUnaryNoFilter())
+        }
         return try parsePrimaryWithPostfix()
     }
 
@@ -486,11 +525,13 @@ struct ExprParser {
         var e = base
         while true {
             if accept(.op("|")) {
+                try grow()
                 guard case let .name(name) = next() else { throw error("expected a filter name after `|`") }
                 var args = [JinjaExpr](), kwargs = [(String, JinjaExpr)]()
                 if accept(.op("(")) { (args, kwargs) = try parseArguments() }
                 e = .filter(e, name, args, kwargs)
             } else if accept(.name("is")) {
+                try grow()
                 let negated = accept(.name("not"))
                 guard case let .name(name) = next() else { throw error("expected a test name after `is`") }
                 var args = [JinjaExpr]()
@@ -529,6 +570,7 @@ struct ExprParser {
     mutating func parsePrimaryWithPostfix() throws -> JinjaExpr {
         var e = try parsePrimary()
         while true {
+            if peek == .op(".") || peek == .op("[") || peek == .op("(") { try grow() }
             if accept(.op(".")) {
                 guard case let .name(n) = next() else { throw error("expected an attribute name after `.`") }
                 e = .attribute(e, n)
