@@ -503,12 +503,25 @@ public actor AdapterCache {
             counters.diskEvictions += 1
         }
         do { try AtomicFile.fsyncFile(tempPath) } catch { unlink(tempPath); throw error }
-        try AtomicFile.commit(temporary: tempPath, to: blobPath(sha))
         record.local = local
         record.lastUsed = Date().timeIntervalSince1970
         records[sha] = record
         diskLRU.insert(sha, bytes: record.size)
-        persistIfStale(force: true)
+        // The index names the blob before the blob exists: start-up drops index entries without a
+        // blob, but could only guess the flags (local, pinned) of a blob missing from the index, and
+        // a trained adapter recovered as "not local" could later be evicted and lost.
+        do { try persistIndexNow() } catch {
+            records[sha] = nil
+            diskLRU.remove(sha)
+            unlink(tempPath)
+            throw error
+        }
+        do { try AtomicFile.commit(temporary: tempPath, to: blobPath(sha)) } catch {
+            records[sha] = nil
+            diskLRU.remove(sha)
+            persistIfStale(force: true)
+            throw error
+        }
     }
 
     private func isDiskProtected(_ sha: String) -> Bool {
