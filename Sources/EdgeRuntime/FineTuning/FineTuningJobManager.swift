@@ -310,6 +310,9 @@ public actor FineTuningJobManager: FineTuningBackend {
                 log.append(jobID: id, level: "warn", message: "rejected: \(why)")
             }
         }
+        // The outcome is kept in memory even when job.json cannot be written (disk full): the API
+        // reports it, and a restart finds the previous record and resumes from the checkpoint.
+        records[id] = r
         do { try update(r) } catch { logger.error("cannot record fine-tuning job \(id): \(error)") }
         if r.isFinished { try? FileManager.default.removeItem(atPath: files(id).checkpoint) }
         // Only now may the next job start: its eval-gate baseline may be the version just promoted.
