@@ -64,6 +64,7 @@ final class CrashSafetyTests: XCTestCase {
                 background { _ = try? DaemonClient(socketPath: socket).request("POST", "/v1/adapters/pull", body: Array(#"{"name": "\#(model)", "stream": false}"#.utf8)) }
                 milliseconds(Double.random(in: 0...(pullMS * 1.5 + 5), using: &rng))
                 rig.kill()
+                if !((try? FileManager.default.contentsOfDirectory(atPath: rig.cache + "/tmp")) ?? []).isEmpty { tally.note("killed_mid_download") }
                 try rig.start()
                 return try checkAdapters(rig, digests: digests, model: model)
             }
@@ -176,9 +177,17 @@ final class CrashSafetyTests: XCTestCase {
                 _ = try rig.request("POST", "/v1/fine_tuning/run_pending")
                 var problems: [String] = []
                 let finishedBefore = ["succeeded", "failed", "cancelled"].contains(jobs(rig)[id].map(status) ?? "?")
+                if saved != nil { tally.note("killed_after_a_checkpoint") }
                 if let saved, !finishedBefore {
+                    let promotingBefore = eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count
                     let resumed = waitUntil(60) { eventLines(rig, id).filter { $0.contains("resumed from the checkpoint") }.count > resumedBefore }
+                        || eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count > promotingBefore
                     guard resumed else { return ["no resume event after the restart (checkpoint at step \(saved))"] }
+                    if eventLines(rig, id).filter({ $0.contains("restarted while promoting") }).count > promotingBefore {
+                        // Killed after the last checkpoint, mid-promotion: the restart only finishes publishing.
+                        tally.note("resumed_into_promotion")
+                        return []
+                    }
                     let lines = eventLines(rig, id)
                     let i = lines.lastIndex { $0.contains("resumed from the checkpoint") }!
                     let step = number(after: "resumed from the checkpoint at step ", in: lines[i])
@@ -222,6 +231,8 @@ final class CrashSafetyTests: XCTestCase {
                 if !now.isEmpty, try rig.complete(model: "colours").status != 200 { problems.append("colours is not servable after the restart") }
                 _ = try rig.request("POST", "/v1/fine_tuning/run_pending")
                 guard waitUntil(180, { ["succeeded", "failed", "cancelled"].contains(jobs(rig)[id].map(status) ?? "") }) else { return problems + ["the job did not finish after the restart"] }
+                if eventLines(rig, id).contains(where: { $0.contains("restarted while promoting") }) { tally.note("killed_mid_promotion") }
+                if now.count > before.count { tally.note("new_version_visible_at_restart") }
                 return problems + promotionProblems(rig)
             }
         }
@@ -309,6 +320,9 @@ final class CrashSafetyTests: XCTestCase {
                 p.waitUntilExit()
                 var problems: [String] = []
                 if FileManager.default.fileExists(atPath: out) && !complete() { problems.append("a killed import left an incomplete \(out)") }
+                let leftovers = ((try? FileManager.default.contentsOfDirectory(atPath: root + "/models")) ?? []).filter { $0 != "tiny" }
+                if !leftovers.isEmpty { tally.note("left_temporaries") }
+                if leftovers.contains(where: { $0.hasSuffix(".old") }) && !FileManager.default.fileExists(atPath: out) { tally.note("old_model_aside") }
                 // What the next import (or the daemon's start) finds: leftovers gone, a replaced model back.
                 ModelImporter.recoverInterrupted(output: out)
                 let left = ((try? FileManager.default.contentsOfDirectory(atPath: root + "/models")) ?? []).filter { $0 != "tiny" }

@@ -157,6 +157,10 @@ final class ScenarioTally {
     let name: String
     private(set) var runs = 0
     private(set) var failures: [String] = []
+    /// How often a run landed in an interesting window (e.g. mid-promotion), for the report.
+    private(set) var notes: [String: Int] = [:]
+
+    func note(_ what: String) { notes[what, default: 0] += 1 }
 
     init(_ name: String) { self.name = name }
 
@@ -171,7 +175,8 @@ final class ScenarioTally {
     }
 
     func report(file: StaticString = #filePath, line: UInt = #line) {
-        print("crash-safety \(name): runs=\(runs) failures=\(failures.count)")
+        let extra = notes.sorted { $0.key < $1.key }.map { " \($0.key)=\($0.value)" }.joined()
+        print("crash-safety \(name): runs=\(runs) failures=\(failures.count)\(extra)")
         for f in failures.prefix(5) { print("crash-safety \(name): \(f)") }
         XCTAssertEqual(failures.count, 0, "\(name): \(failures.prefix(3).joined(separator: "\n"))", file: file, line: line)
     }
