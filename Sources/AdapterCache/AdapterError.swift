@@ -30,6 +30,7 @@ public enum AdapterError: Error, Equatable, CustomStringConvertible {
     case untrustedKey(what: String, key: String)
     case baseModelMismatch(adapter: String, adapterBase: String, loadedBase: String)
     case baseModelUnknown(adapter: String)
+    case downgradeRefused(name: String, offered: String, pinned: String)
     case badKey(path: String, reason: String)
 
     // Store and fetching
@@ -77,6 +78,7 @@ public enum AdapterError: Error, Equatable, CustomStringConvertible {
         case .signatureRequired(let w): "\(w) is not signed, but the configuration requires signed adapters; sign it with 'edgectl adapter pack --sign-key'"
         case .untrustedKey(let w, let k): "\(w) is signed by public key \(k), which is not among the trusted keys in the configuration"
         case .baseModelMismatch(let a, let ab, let lb): "adapter \(a) was trained on base model sha256 \(ab) but the loaded model is \(lb); use an adapter made for this model"
+        case .downgradeRefused(let n, let o, let p): "the store offers \(n)@\(o), which is older than the pinned \(n)@\(p); the downgrade was refused (unpin \(n) to roll back on purpose)"
         case .baseModelUnknown(let a): "adapter \(a) does not say which base model it was trained on, and the configuration requires it; pack it with --base-model"
         case .badKey(let p, let r): "\(p) is not a usable ed25519 key: \(r); create one with 'edgectl adapter keygen'"
         case .notFound(let u): "\(u) was not found (404); check the adapter name, version and store URL"

@@ -231,10 +231,13 @@ final class ServingAPITests: XCTestCase {
         XCTAssertTrue(r.errorMessage.contains("uid \(getuid())"), r.errorMessage)
         let pull = try await server.client.post("/v1/adapters/pull", ["name": "alpha"])
         XCTAssertEqual(pull.status, 403)
+        // Every route checks the peer: health and metrics name the model and the traffic.
         let health = try await server.client.get("/healthz")
-        XCTAssertEqual(health.status, 200, "health needs no permission")
+        XCTAssertEqual(health.status, 403)
         let metrics = try await server.client.get("/metrics")
-        XCTAssertTrue(String(decoding: metrics.body, as: UTF8.self).contains("edge_auth_denied_total{permission=\"inference\"} 1"))
+        XCTAssertEqual(metrics.status, 403)
+        let text = server.state.metrics.render(backend: await server.state.backend.status(), modelLoaded: true)
+        XCTAssertTrue(text.contains("edge_auth_denied_total{permission=\"inference\"} 3"), text)
     }
 
     func testDaemonUserIsAllowedByDefaultSwitch() async throws {

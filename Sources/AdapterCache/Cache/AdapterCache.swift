@@ -283,9 +283,20 @@ public actor AdapterCache {
 
     /// Newer creation time wins; on a tie the version that sorts higher numerically ("10" > "9").
     static func isNewer(_ a: CacheRecord, than b: CacheRecord) -> Bool {
-        let da = ISO8601.parse(a.created), db = ISO8601.parse(b.created)
+        isNewer(created: a.created, version: a.version, than: b.created, b.version)
+    }
+
+    static func isNewer(created a: String, version va: String, than b: String, _ vb: String) -> Bool {
+        let da = ISO8601.parse(a), db = ISO8601.parse(b)
         if da != db { return da > db }
-        return a.version.compare(b.version, options: .numeric) == .orderedDescending
+        return va.compare(vb, options: .numeric) == .orderedDescending
+    }
+
+    /// Logs a refused adapter (bad digest, signature, base model, downgrade) before it is thrown,
+    /// so the operator sees tampering in the journal and not only the client.
+    private func refused(_ error: AdapterError) -> AdapterError {
+        logger.warning("refusing adapter: \(error)")
+        return error
     }
 
     private func resolveRemote(_ ref: AdapterReference) async throws(AdapterError) -> (AdapterName, AdapterName, StoreIndex.Version) {
@@ -301,6 +312,12 @@ public actor AdapterCache {
         }
         let version: AdapterName
         do { version = try AdapterName(entry.version) } catch { throw .name(error) }
+        // A store (or whoever controls it) must not roll a pinned adapter back to an older version.
+        if records[entry.sha256] == nil, let pinned = records.values.first(where: {
+            $0.name == ref.name.value && $0.pinned && $0.version != entry.version && Self.isNewer(created: $0.created, version: $0.version, than: entry.created, entry.version)
+        }) {
+            throw refused(.downgradeRefused(name: ref.name.value, offered: entry.version, pinned: pinned.version))
+        }
         return (ref.name, version, entry)
     }
 
@@ -315,7 +332,7 @@ public actor AdapterCache {
         if let running = inflight[sha] { return try await Self.value(of: running) }
         let task: Task<LoRAAdapter, Error>
         if let record = records[sha] {
-            try checkBase(record.baseModel, adapter: "\(record.name)@\(record.version)")
+            do { try checkBase(record.baseModel, adapter: "\(record.name)@\(record.version)") } catch { throw refused(error) }
             let path = blobPath(sha), limits = configuration.limits
             task = Task {
                 do {
@@ -337,7 +354,7 @@ public actor AdapterCache {
             if size > configuration.diskBudgetBytes {
                 throw .diskBudgetTooSmall(adapter: "\(fetch.name)@\(fetch.version)", size: size, budget: configuration.diskBudgetBytes)
             }
-            try checkBase(fetch.entry.baseModel, adapter: "\(fetch.name)@\(fetch.version)")
+            do { try checkBase(fetch.entry.baseModel, adapter: "\(fetch.name)@\(fetch.version)") } catch { throw refused(error) }
             let fetcher = AdapterFetcher(store: configuration.store!, options: configuration.fetch, limits: configuration.limits)
             let partial = (tmpDir as NSString).appendingPathComponent("\(sha).partial")
             let policy = self.policy, limits = configuration.limits
@@ -348,8 +365,13 @@ public actor AdapterCache {
                         do {
                             try await fetcher.download(name: fetch.name, version: fetch.version, expectedSize: fetch.entry.size, to: partial, progress: progress)
                         } catch {
-                            // A partial file is kept for a resume; anything else that failed is gone.
-                            if case AdapterError.sizeMismatch? = error as? AdapterError { unlink(partial) }
+                            // A partial file is kept for a resume after a network failure; one that
+                            // is wrong, or could not be written (disk full), is removed so it does not
+                            // hold the space the next pull needs.
+                            switch error as? AdapterError {
+                            case .sizeMismatch?, .io?: unlink(partial)
+                            default: break
+                            }
                             throw error
                         }
                         let fetchSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
@@ -401,7 +423,12 @@ public actor AdapterCache {
 
     private func failFetch(sha: String, error: Error) {
         inflight[sha] = nil
-        if error is VerifyFailure { counters.verifyFailures += 1 } else { counters.fetchFailures += 1 }
+        if let v = error as? VerifyFailure {
+            counters.verifyFailures += 1
+            _ = refused(v.error)
+        } else {
+            counters.fetchFailures += 1
+        }
     }
 
     // MARK: - Verification (off the actor)
@@ -503,12 +530,25 @@ public actor AdapterCache {
             counters.diskEvictions += 1
         }
         do { try AtomicFile.fsyncFile(tempPath) } catch { unlink(tempPath); throw error }
-        try AtomicFile.commit(temporary: tempPath, to: blobPath(sha))
         record.local = local
         record.lastUsed = Date().timeIntervalSince1970
         records[sha] = record
         diskLRU.insert(sha, bytes: record.size)
-        persistIfStale(force: true)
+        // The index names the blob before the blob exists: start-up drops index entries without a
+        // blob, but could only guess the flags (local, pinned) of a blob missing from the index, and
+        // a trained adapter recovered as "not local" could later be evicted and lost.
+        do { try persistIndexNow() } catch {
+            records[sha] = nil
+            diskLRU.remove(sha)
+            unlink(tempPath)
+            throw error
+        }
+        do { try AtomicFile.commit(temporary: tempPath, to: blobPath(sha)) } catch {
+            records[sha] = nil
+            diskLRU.remove(sha)
+            persistIfStale(force: true)
+            throw error
+        }
     }
 
     private func isDiskProtected(_ sha: String) -> Bool {

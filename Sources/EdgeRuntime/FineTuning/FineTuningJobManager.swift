@@ -80,6 +80,14 @@ public actor FineTuningJobManager: FineTuningBackend {
             loaded[r.job.id] = r
             loadedLogs[r.job.id] = log
         }
+        // Half-copied version directories of promotions a crash interrupted; a resumed promotion
+        // copies afresh.
+        for name in (try? fm.contentsOfDirectory(atPath: stateDirectory + "/finetune/adapters")) ?? [] {
+            let dir = stateDirectory + "/finetune/adapters/" + name
+            for entry in (try? fm.contentsOfDirectory(atPath: dir)) ?? [] where entry.hasSuffix(".tmp") {
+                try? fm.removeItem(atPath: dir + "/" + entry)
+            }
+        }
         records = loaded
         logs = loadedLogs
     }
@@ -233,6 +241,14 @@ public actor FineTuningJobManager: FineTuningBackend {
             logger.error("cannot start fine-tuning job \(id): \(error)")
             return
         }
+        if r.promotingVersion != nil, let baseline = r.baselineLoss, let heldOut = r.heldOutLoss {
+            // Trained, gated and packed before the daemon died mid-promotion: only the publishing is left.
+            runningID = id
+            logger.info("fine-tuning job \(id) finishes its interrupted promotion as version \(r.promotingVersion!)")
+            logs[id]?.append(jobID: id, message: "the daemon restarted while promoting; finishing the promotion as version \(r.promotingVersion!)")
+            runningTask = Task { await self.finish(id, .finished(total: r.totalSteps, baseline: baseline, heldOut: heldOut, verdict: .promote, tokens: 0)) }
+            return
+        }
         let control = FineTuningTrainingControl()
         let segment = FineTuningTrainingSegment(
             record: r, files: files(id), modelDirectory: modelDirectory,
@@ -278,7 +294,7 @@ public actor FineTuningJobManager: FineTuningBackend {
             switch verdict {
             case .promote:
                 do {
-                    let version = try await promote(r)
+                    let version = try await promote(&r)
                     r.publishedVersion = version
                     r.job.fineTunedModel = "\(r.adapterName)@\(version)"
                     r.job.status = "succeeded"
@@ -294,6 +310,9 @@ public actor FineTuningJobManager: FineTuningBackend {
                 log.append(jobID: id, level: "warn", message: "rejected: \(why)")
             }
         }
+        // The outcome is kept in memory even when job.json cannot be written (disk full): the API
+        // reports it, and a restart finds the previous record and resumes from the checkpoint.
+        records[id] = r
         do { try update(r) } catch { logger.error("cannot record fine-tuning job \(id): \(error)") }
         if r.isFinished { try? FileManager.default.removeItem(atPath: files(id).checkpoint) }
         // Only now may the next job start: its eval-gate baseline may be the version just promoted.
@@ -307,25 +326,44 @@ public actor FineTuningJobManager: FineTuningBackend {
         runningTask = nil
     }
 
-    /// Copies the trained PEFT dir to `adapters/<name>/<v>` (temp → rename), packs it with the base
-    /// digest and registers it as a local adapter. Returns the version.
-    private func promote(_ r: FineTuningJobRecord) async throws -> Int {
-        let version = nextVersion(name: r.adapterName)
+    /// Publishes the trained adapter as the next version of its name, in an order a crash at any
+    /// point can resume from: pack the artifact (job dir, atomic), reserve the version in job.json,
+    /// copy the PEFT dir to `adapters/<name>/<v>.tmp` (fsynced), register it with the cache as a local
+    /// adapter (idempotent: same bytes, same sha256), then rename the directory into place. A
+    /// restart with a reserved version repeats the steps after the reservation with the same
+    /// artifact, so the result is one version, never two, never a mix. Returns the version.
+    private func promote(_ r: inout FineTuningJobRecord) async throws -> Int {
+        let f = files(r.job.id)
+        let fm = FileManager.default
+        let version: Int
+        if let reserved = r.promotingVersion, fm.fileExists(atPath: f.artifact) {
+            version = reserved
+        } else {
+            version = nextVersion(name: r.adapterName)
+            var options = AdapterArtifact.PackOptions(name: try AdapterName(r.adapterName), version: try AdapterName(String(version)),
+                                                      baseModel: environment.baseDigest)
+            options.level = 3
+            let (artifact, _) = try AdapterArtifact.pack(directory: f.adapter, options: options)
+            try FineTuningJobFiles.writeAtomically(artifact, to: f.artifact)
+            r.promotingVersion = version
+            try update(r)
+        }
         let nameDir = adaptersDirectory + "/" + r.adapterName
         let dest = nameDir + "/\(version)"
-        let fm = FileManager.default
-        try fm.createDirectory(atPath: nameDir, withIntermediateDirectories: true)
         let tmp = dest + ".tmp"
-        try? fm.removeItem(atPath: tmp)
-        try fm.copyItem(atPath: files(r.job.id).adapter, toPath: tmp)
-        var options = AdapterArtifact.PackOptions(name: try AdapterName(r.adapterName), version: try AdapterName(String(version)),
-                                                  baseModel: environment.baseDigest)
-        options.level = 3
-        let (artifact, _) = try AdapterArtifact.pack(directory: tmp, options: options)
-        try FineTuningJobFiles.writeAtomically(artifact, to: files(r.job.id).artifact)
-        try await environment.publish(files(r.job.id).artifact, r.adapterName, String(version))
-        guard rename(tmp, dest) == 0 else { throw FineTuningError.io(path: dest, reason: String(cString: strerror(errno))) }
-        FineTuningJobFiles.syncDirectory(of: dest)
+        let done = fm.fileExists(atPath: dest)
+        if !done {
+            try fm.createDirectory(atPath: nameDir, withIntermediateDirectories: true)
+            try? fm.removeItem(atPath: tmp)
+            try fm.copyItem(atPath: f.adapter, toPath: tmp)
+            for file in try fm.contentsOfDirectory(atPath: tmp) { try AtomicFile.fsyncFile(tmp + "/" + file) }
+            AtomicFile.syncDirectory(of: tmp + "/.")
+        }
+        try await environment.publish(f.artifact, r.adapterName, String(version))
+        if !done {
+            guard rename(tmp, dest) == 0 else { throw FineTuningError.io(path: dest, reason: String(cString: strerror(errno))) }
+            FineTuningJobFiles.syncDirectory(of: dest)
+        }
         return version
     }
 
@@ -341,7 +379,11 @@ public actor FineTuningJobManager: FineTuningBackend {
         ((try? FileManager.default.contentsOfDirectory(atPath: adaptersDirectory + "/" + name)) ?? []).compactMap { Int($0) }.sorted()
     }
 
-    func nextVersion(name: String) -> Int { (versions(name: name).last ?? 0) + 1 }
+    /// One past the newest version on disk or reserved by an unfinished promotion.
+    func nextVersion(name: String) -> Int {
+        let reserved = records.values.filter { $0.adapterName == name }.compactMap(\.promotingVersion).max() ?? 0
+        return max(versions(name: name).last ?? 0, reserved) + 1
+    }
 
     /// PEFT directory of a version trained here (newest when `version` is nil).
     func versionDirectory(name: String, version: String?) -> String? {

@@ -18,6 +18,10 @@ struct FineTuningJobRecord: Codable, Sendable, Equatable {
     var heldOutLoss: Double?
     /// The integer version published, once promoted.
     var publishedVersion: Int?
+    /// The version a promotion reserved before it started publishing (its artifact is already
+    /// packed in the job directory). A restart finds it and finishes that same promotion — same
+    /// version, same bytes — instead of training again and promoting a second time.
+    var promotingVersion: Int?
 
     var isFinished: Bool { ["succeeded", "failed", "cancelled"].contains(job.status) }
 }

@@ -86,6 +86,7 @@ public final class ModelImporter {
         let start = Date()
         let outURL = URL(fileURLWithPath: output).standardizedFileURL
         let fm = FileManager.default
+        Self.recoverInterrupted(output: outURL.path)
         if fm.fileExists(atPath: outURL.path), !force { throw .outputExists(path: outURL.path) }
         let kind = try Self.detect(source)
         let parent = outURL.deletingLastPathComponent().path
@@ -260,6 +261,27 @@ public final class ModelImporter {
     }
 
     // MARK: - Atomic replacement
+
+    /// Cleans up after imports to `output` that were killed: their temporary directories are
+    /// removed, and a previous model a `--force` import had moved aside (`….old`) goes back into
+    /// place if the new one never arrived. Directories of imports still running are left alone.
+    static func recoverInterrupted(output: String) {
+        let fm = FileManager.default
+        let url = URL(fileURLWithPath: output)
+        let parent = url.deletingLastPathComponent().path
+        let prefix = "." + url.lastPathComponent + ".importing-"
+        let entries = ((try? fm.contentsOfDirectory(atPath: parent)) ?? []).filter { $0.hasPrefix(prefix) }
+        // The aside copies first: one may be the only complete model left.
+        for entry in entries.sorted(by: { $0.hasSuffix(".old") && !$1.hasSuffix(".old") }) {
+            guard let pid = Int32(entry.dropFirst(prefix.count).prefix { $0 != "-" }), pid > 0 else { continue }
+            if pid == getpid() || kill(pid, 0) == 0 || errno == EPERM { continue }
+            let path = parent + "/" + entry
+            if entry.hasSuffix(".old"), !fm.fileExists(atPath: output), rename(path, output) == 0 { continue }
+            try? fm.removeItem(atPath: path)
+        }
+        let fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        if fd >= 0 { _ = fsync(fd); close(fd) }
+    }
 
     private func syncDirectory(_ path: String) throws(ModelError) {
         let fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)

@@ -11,8 +11,16 @@ struct APIRoutes {
 
     func build() -> Router<ServingRequestContext> {
         let router = Router(context: ServingRequestContext.self)
-        router.get("/healthz") { _, _ in try await health() }
-        router.get("/metrics") { _, _ in await metricsText() }
+        // Every route checks the peer, these two included: they name the model path, the adapters
+        // in RAM and the traffic, which only users let into the socket may see.
+        router.get("/healthz") { _, ctx in
+            try Self.authorize(state, ctx, .inference)
+            return try await health()
+        }
+        router.get("/metrics") { _, ctx in
+            try Self.authorize(state, ctx, .inference)
+            return await metricsText()
+        }
 
         router.post("/v1/completions") { req, ctx in try await inference(req, ctx, kind: .completion) }
         router.post("/v1/chat/completions") { req, ctx in try await inference(req, ctx, kind: .chat) }

@@ -53,6 +53,11 @@ public enum ServingDaemon {
     ) async -> ExitCode {
         let started = ContinuousClock.now
         let notifier = SystemdNotifier()
+        if let problem = unwritableDirectory(initial) {
+            logger.critical("\(problem)")
+            notifier.notify("STATUS=failed: \(problem)\nERRNO=30")
+            return .failure
+        }
         let socket: ListeningSocket
         do {
             if let inherited = try ListeningSocket.fromSystemd() {
@@ -162,5 +167,28 @@ struct ReloadService: Service {
             let status = await state.backend.status()
             notifier.ready(status: SystemdNotifier.statusLine(model: state.backend.model, hint: state.backend.noModelHint, status: status, draining: state.isDraining))
         }
+    }
+}
+
+extension ServingDaemon {
+    /// With a model to serve, the daemon writes the state directory (fine-tuning jobs, trained
+    /// adapters) and the adapter cache. One it cannot write (read-only mount, wrong owner) is an
+    /// error at start naming the path, instead of a failure at the first pull or checkpoint.
+    static func unwritableDirectory(_ config: DaemonConfiguration) -> String? {
+        guard !config.model.path.isEmpty else { return nil }
+        for (what, dir, fix) in [("state directory", FineTuningJobManager.stateDirectory(), "EDGE_STATE_DIR"),
+                                 ("adapter cache directory", config.adapters.cacheDir, "[adapters] cache_dir")] {
+            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+                return "the \(what) \(dir) cannot be created (\(error.localizedDescription)): fix the mount or permissions, or set \(fix)"
+            }
+            let probe = dir + "/.edge-write-test-\(getpid())"
+            let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                return "the \(what) \(dir) is not writable (\(String(cString: strerror(errno)))): fix the mount or permissions, or set \(fix)"
+            }
+            close(fd)
+            unlink(probe)
+        }
+        return nil
     }
 }

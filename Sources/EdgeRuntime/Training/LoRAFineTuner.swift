@@ -125,7 +125,10 @@ public final class LoRAFineTuner: @unchecked Sendable {
         w.add("lora", shape: [n], floats: lora.values.array)
         w.add("adam.m", shape: [n], floats: optimizer.m.array)
         w.add("adam.v", shape: [n], floats: optimizer.v.array)
-        do { try w.write(to: path + ".tmp") } catch { throw .io(path: path, reason: error.description) }
+        do { try w.write(to: path + ".tmp") } catch {
+            unlink(path + ".tmp")  // a torn temporary (disk full) must not keep holding the space
+            throw .io(path: path, reason: error.description)
+        }
         try TrainingFiles.fsyncAndRename(path + ".tmp", to: path)
     }
 
