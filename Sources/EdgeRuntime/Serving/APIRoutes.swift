@@ -101,7 +101,7 @@ struct APIRoutes {
 
     func metricsText() async -> Response {
         let status = await state.backend.status()
-        let text = state.metrics.render(backend: status, modelLoaded: state.backend.model != nil)
+        let text = state.metrics.render(backend: status, modelLoaded: state.backend.model != nil) + ProcessStats.current().prometheusText
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
