@@ -126,8 +126,9 @@ public final class SocketHTTPServer: Service, Sendable {
         var response: Response
         do {
             response = try await responder.respond(to: request, context: context)
-            // The router answers unknown routes with a bare 404/405; give them the API's error shape.
-            if [404, 405].contains(response.status.code), response.headers[.contentType] == nil {
+            // The router answers unknown routes (and errors Hummingbird renders itself) with a
+            // bare status; give them the API's error shape.
+            if response.status.code >= 400, response.headers[.contentType] == nil {
                 throw HTTPError(response.status)
             }
         } catch {
