@@ -121,7 +121,9 @@ struct BenchLoadCommand: ParsableCommand {
         let report = LoadReport(
             connections: connections, seconds: wall, models: ["base"] + adapterNames, snapshot: generator.tally.snapshot(),
             rssStart: startRSS?.rss, rssEnd: endRSS?.rss, rssMax: sampler.maxRSS, rssPeak: endRSS?.peak, rssTimeline: sampler.timeline(points: 11),
-            daemonAlive: alive, healthyAfter: healthAfter?.status == 200, openFDsAfter: LoadReport.gauge(metrics, "process_open_fds"))
+            daemonAlive: alive, healthyAfter: healthAfter?.status == 200, openFDsAfter: LoadReport.gauge(metrics, "process_open_fds"),
+            kvBytesAfter: LoadReport.gauge(metrics, "edge_kv_bytes"),
+            sequencesAfter: LoadReport.gauge(metrics, "edge_running_sequences").flatMap { r in LoadReport.gauge(metrics, "edge_queue_depth").map { r + $0 } })
         if json { print(report.json.serialized) } else { print(report.text) }
         if !report.passed { throw ExitCode(DaemonExit.requestFailed) }
     }

@@ -16,6 +16,10 @@ struct LoadReport {
     let daemonAlive: Bool
     let healthyAfter: Bool
     let openFDsAfter: Double?
+    /// KV bytes still reserved and sequences still running or queued after the run settled:
+    /// all 0 when cancelled and finished sequences were freed.
+    let kvBytesAfter: Double?
+    let sequencesAfter: Double?
 
     var total: Int { snapshot.counts.values.reduce(0, +) }
     func count(_ o: LoadTally.Outcome) -> Int { snapshot.counts[o] ?? 0 }
@@ -56,7 +60,8 @@ struct LoadReport {
         if !rssTimeline.isEmpty {
             out += "RSS over time: " + rssTimeline.map { String(format: "%.0fs %.0f", $0.seconds, Double($0.rss) / 1048576) }.joined(separator: ", ") + " (MiB)\n"
         }
-        out += "daemon after: \(daemonAlive ? "alive" : "DEAD"), /healthz \(healthyAfter ? "200" : "FAILED")\(openFDsAfter.map { ", open fds \(Int($0))" } ?? "")\n"
+        out += "daemon after: \(daemonAlive ? "alive" : "DEAD"), /healthz \(healthyAfter ? "200" : "FAILED")\(openFDsAfter.map { ", open fds \(Int($0))" } ?? "")"
+        out += "\(kvBytesAfter.map { ", KV bytes \(Int($0))" } ?? "")\(sequencesAfter.map { ", sequences running+queued \(Int($0))" } ?? "")\n"
         for (o, texts) in snapshot.samples.sorted(by: { $0.key.rawValue < $1.key.rawValue }) {
             for t in texts { out += "  e.g. \(o.rawValue): \(t)\n" }
         }
@@ -88,6 +93,8 @@ struct LoadReport {
             ("daemon_alive", .bool(daemonAlive)),
             ("healthy_after", .bool(healthyAfter)),
             ("open_fds_after", opt(openFDsAfter)),
+            ("kv_bytes_after", opt(kvBytesAfter)),
+            ("sequences_after", opt(sequencesAfter)),
             ("passed", .bool(passed)),
         ])
     }
