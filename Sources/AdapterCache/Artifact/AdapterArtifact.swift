@@ -34,7 +34,8 @@ public final class AdapterArtifact: @unchecked Sendable {
     public static func open(compressed: UnsafeRawBufferPointer, label: String, limits: ArtifactLimits = ArtifactLimits()) throws(AdapterError) -> AdapterArtifact {
         // Real adapters compress about 1–3×; a small file that expands far beyond that is a bomb,
         // refused before it can claim the (much larger) absolute budget.
-        let byRatio = max(limits.ratioFloorBytes, compressed.count.multipliedReportingOverflow(by: limits.maxCompressionRatio).partialValue)
+        let scaled = compressed.count.multipliedReportingOverflow(by: max(1, limits.maxCompressionRatio))
+        let byRatio = max(limits.ratioFloorBytes, scaled.overflow ? Int.max : scaled.partialValue)
         let limit = min(limits.maxDecompressedBytes, byRatio)
         let tar: OwnedBytes
         do {
