@@ -99,7 +99,14 @@ final class AdapterArtifactTests: XCTestCase {
         let zeros = Data(count: 64 << 20)
         let bomb = try zeros.withUnsafeBytes { try Zstd.compress($0, level: 3, label: "bomb") }
         XCTAssertLessThan(bomb.count, 1 << 20)
+        // The compression-ratio cap stops it first, at the 4 MiB floor…
+        XCTAssertAdapterError(try bomb.withUnsafeBytes { try AdapterArtifact.open(compressed: $0, label: "bomb") }) {
+            if case .tooLarge(let p, let what, let l) = $0 { return p == "bomb" && l == 4 << 20 && what.contains("zstd bomb") }
+            return false
+        }
+        // …and without it the absolute cap does.
         var limits = ArtifactLimits()
+        limits.maxCompressionRatio = Int.max
         limits.maxDecompressedBytes = 8 << 20
         XCTAssertAdapterError(try bomb.withUnsafeBytes { try AdapterArtifact.open(compressed: $0, label: "bomb", limits: limits) }) {
             if case .tooLarge(let p, _, let l) = $0 { return p == "bomb" && l == 8 << 20 }

@@ -32,7 +32,17 @@ public final class AdapterArtifact: @unchecked Sendable {
     }
 
     public static func open(compressed: UnsafeRawBufferPointer, label: String, limits: ArtifactLimits = ArtifactLimits()) throws(AdapterError) -> AdapterArtifact {
-        let tar = try Zstd.decompress(compressed, limit: limits.maxDecompressedBytes, label: label)
+        // Real adapters compress about 1–3×; a small file that expands far beyond that is a bomb,
+        // refused before it can claim the (much larger) absolute budget.
+        let scaled = compressed.count.multipliedReportingOverflow(by: max(1, limits.maxCompressionRatio))
+        let byRatio = max(limits.ratioFloorBytes, scaled.overflow ? Int.max : scaled.partialValue)
+        let limit = min(limits.maxDecompressedBytes, byRatio)
+        let tar: OwnedBytes
+        do {
+            tar = try Zstd.decompress(compressed, limit: limit, label: label)
+        } catch .tooLarge(let path, _, let l) where limit < limits.maxDecompressedBytes {
+            throw .tooLarge(path: path, what: "decompressed data (more than \(limits.maxCompressionRatio)× the \(compressed.count)-byte artifact, a zstd bomb)", limit: l)
+        }
         return try AdapterArtifact(tar: tar, label: label, limits: limits)
     }
 

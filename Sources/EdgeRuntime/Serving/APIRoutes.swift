@@ -54,19 +54,23 @@ struct APIRoutes {
         }
     }
 
-    static func body(_ req: Request, limit: Int) async throws -> ByteBuffer {
+    /// `key` names the config key that sets `limit`, for the 413 message.
+    static func body(_ req: Request, limit: Int, key: String = "max_body_bytes") async throws -> ByteBuffer {
         if let length = req.headers[.contentLength].flatMap(Int.init), length > limit {
-            throw APIError.tooLarge("the request body is \(length) bytes; the limit is \(limit) ([server] max_body_bytes)")
+            throw APIError.tooLarge("the request body is \(length) bytes; the limit is \(limit) ([server] \(key))")
         }
         do {
             return try await req.body.collect(upTo: limit)
         } catch let e as HTTPError where e.status == .contentTooLarge {
-            throw APIError.tooLarge("the request body is larger than \(limit) bytes ([server] max_body_bytes)")
+            throw APIError.tooLarge("the request body is larger than \(limit) bytes ([server] \(key))")
+        } catch is NIOTooManyBytesError {
+            // A chunked body (no Content-Length to check up front) that passed the limit.
+            throw APIError.tooLarge("the request body is larger than \(limit) bytes ([server] \(key))")
         }
     }
 
-    static func json(_ req: Request, limit: Int) async throws -> JSONValue {
-        let buffer = try await body(req, limit: limit)
+    static func json(_ req: Request, limit: Int, key: String = "max_body_bytes") async throws -> JSONValue {
+        let buffer = try await body(req, limit: limit, key: key)
         guard buffer.readableBytes > 0 else { throw APIError.badRequest("the request body is empty: send a JSON object", code: "invalid_json") }
         return try JSONValue.parse(buffer.readableBytesView)
     }
@@ -109,7 +113,7 @@ struct APIRoutes {
 
     func metricsText() async -> Response {
         let status = await state.backend.status()
-        let text = state.metrics.render(backend: status, modelLoaded: state.backend.model != nil)
+        let text = state.metrics.render(backend: status, modelLoaded: state.backend.model != nil) + ProcessStats.current().prometheusText
         return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 

@@ -9,9 +9,25 @@ import Glibc
 /// socket, which cancels the generation in the daemon).
 public final class DaemonClient: Sendable {
     public let socketPath: String
+    /// Seconds any single read or write may block (nil = forever, right for an interactive CLI);
+    /// past it the call throws `ClientError.timedOut`. The load tool sets it so a stuck daemon
+    /// shows up as timeouts instead of a hung benchmark.
+    public let timeout: Double?
 
-    public init(socketPath: String) {
+    public init(socketPath: String, timeout: Double? = nil) {
         self.socketPath = socketPath
+        self.timeout = timeout
+    }
+
+    /// A connection for hand-written requests (abuse tests: partial heads, header floods, raw
+    /// bytes); it speaks the same HTTP/1.1 reading code as `request`.
+    public func connect() throws(ClientError) -> DaemonConnection {
+        try DaemonConnection(path: socketPath, timeout: timeout)
+    }
+
+    /// The daemon's pid, from the kernel's record of the socket's peer (SO_PEERCRED).
+    public func peerProcessID() throws(ClientError) -> Int32 {
+        try connect().peerProcessID()
     }
 
     public struct Response: Sendable {
@@ -34,7 +50,7 @@ public final class DaemonClient: Sendable {
 
     /// Sends raw body bytes (as application/json) and reads the whole response.
     public func request(_ method: String, _ path: String, body: [UInt8]?) throws(ClientError) -> Response {
-        let connection = try Connection(path: socketPath)
+        let connection = try connect()
         try connection.send(method: method, path: path, body: body)
         let (status, headers) = try connection.readHead()
         var body = Data()
@@ -45,7 +61,7 @@ public final class DaemonClient: Sendable {
     /// Sends a request and hands each line of a streamed body to `onLine` (SSE `data:` lines or
     /// NDJSON). Returns the status; a non-2xx response body is returned whole instead.
     public func stream(_ method: String, _ path: String, json: JSONValue?, accept: String = "text/event-stream", onLine: (String) throws -> Void) throws -> Response {
-        let connection = try Connection(path: socketPath)
+        let connection = try connect()
         try connection.send(method: method, path: path, body: json.map { Array($0.serialized.utf8) }, accept: accept)
         let (status, headers) = try connection.readHead()
         if !(200..<300).contains(status) {
@@ -76,6 +92,7 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
     case permission(path: String)
     case io(path: String, String)
     case protocolError(String)
+    case timedOut(path: String, seconds: Double)
 
     public var description: String {
         switch self {
@@ -87,19 +104,23 @@ public enum ClientError: Error, CustomStringConvertible, Sendable {
             return "talking to the daemon at \(path) failed: \(what)"
         case .protocolError(let what):
             return "the daemon sent a malformed response: \(what)"
+        case .timedOut(let path, let seconds):
+            return "the daemon at \(path) did not answer within \(seconds) s"
         }
     }
 }
 
-/// One connected socket; closed in deinit.
-private final class Connection {
+/// One connected socket; closed in deinit. Not thread-safe: one thread uses it at a time.
+public final class DaemonConnection {
     let fd: Int32
     let path: String
+    let timeout: Double?
     private var buffer: [UInt8] = []
     private var eof = false
 
-    init(path: String) throws(ClientError) {
+    init(path: String, timeout: Double? = nil) throws(ClientError) {
         self.path = path
+        self.timeout = timeout
         var addr = sockaddr_un()
         guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw .io(path: path, "socket path too long") }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -120,25 +141,79 @@ private final class Connection {
             default: throw .io(path: path, String(cString: strerror(e)))
             }
         }
+        applyTimeout()
     }
 
     deinit { close(fd) }
 
-    func send(method: String, path target: String, body: [UInt8]?, accept: String = "application/json") throws(ClientError) {
-        var head = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: edgectl/\(ServingDaemon.version)\r\nAccept: \(accept)\r\nConnection: close\r\n"
-        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
-        head += "\r\n"
-        var bytes = Array(head.utf8)
-        if let body { bytes += body }
+    /// Applies SO_RCVTIMEO/SO_SNDTIMEO so a blocked read or write fails with EAGAIN.
+    private func applyTimeout() {
+        guard let timeout else { return }
+        var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - timeout.rounded(.down)) * 1_000_000))
+        _ = setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    private func failure(_ op: String, _ e: Int32) -> ClientError {
+        if e == EAGAIN || e == EWOULDBLOCK { return .timedOut(path: path, seconds: timeout ?? 0) }
+        return .io(path: path, "\(op): \(String(cString: strerror(e)))")
+    }
+
+    /// The pid at the other end (the daemon), from SO_PEERCRED.
+    public func peerProcessID() throws(ClientError) -> Int32 {
+        var cred = PeerCredentials.UCred()
+        var length = socklen_t(MemoryLayout<PeerCredentials.UCred>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &length) == 0 else { throw failure("SO_PEERCRED", errno) }
+        return cred.pid
+    }
+
+    /// Writes bytes as they are (no framing added).
+    public func sendRaw(_ bytes: [UInt8]) throws(ClientError) {
         var off = 0
         while off < bytes.count {
             let n = bytes[off...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .io(path: path, "write: \(String(cString: strerror(errno)))")
+                throw failure("write", errno)
             }
             off += n
         }
+    }
+
+    /// Reads one whole response (head and body).
+    public func readResponse() throws(ClientError) -> DaemonClient.Response {
+        let (status, headers) = try readHead()
+        var body = Data()
+        try readBody(headers: headers) { body.append(contentsOf: $0); return true }
+        return DaemonClient.Response(status: status, headers: headers, body: body)
+    }
+
+    /// Waits up to `seconds` for the peer to close the connection, discarding anything it sends.
+    /// True when it closed (EOF or reset), false when it was still open at the deadline.
+    public func waitForPeerClose(seconds: Double) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { return false }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, Int32(min(left, 1) * 1000))
+            if r < 0 { if errno == EINTR { continue }; return false }
+            if r == 0 { continue }
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n == 0 { return true }
+            if n < 0 { if errno == EINTR || errno == EAGAIN { continue }; return true }
+        }
+    }
+
+    /// Sends one request with `Connection: close` (one request per connection).
+    public func send(method: String, path target: String, body: [UInt8]?, accept: String = "application/json") throws(ClientError) {
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\nUser-Agent: edgectl/\(ServingDaemon.version)\r\nAccept: \(accept)\r\nConnection: close\r\n"
+        if let body { head += "Content-Type: application/json\r\nContent-Length: \(body.count)\r\n" }
+        head += "\r\n"
+        var bytes = Array(head.utf8)
+        if let body { bytes += body }
+        try sendRaw(bytes)
     }
 
     private func fill() throws(ClientError) {
@@ -147,7 +222,7 @@ private final class Connection {
             let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
-                throw .io(path: path, "read: \(String(cString: strerror(errno)))")
+                throw failure("read", errno)
             }
             if n == 0 { eof = true } else { buffer += chunk[0..<n] }
             return

@@ -20,6 +20,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var requestTimeout = 600.0
         /// Seconds SIGTERM waits for running requests before cancelling them.
         public var shutdownGrace = 30.0
+        /// Seconds a connection may stay open without completing a request (slowloris: half a
+        /// request head, then silence) or idle between keep-alive requests before it is closed.
+        /// A request being answered (a long generation) is never cut by it.
+        public var idleTimeout = 30.0
     }
 
     public struct Model: Sendable, Equatable {
@@ -133,7 +137,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         try reader.checkKeys(root, section: nil, known: ["server", "model", "scheduler", "adapters", "auth", "finetune", "logging"])
 
         if let t = try reader.section(root, "server") {
-            try reader.checkKeys(t, section: "server", known: ["socket", "socket_group", "socket_mode", "max_body_bytes", "max_upload_bytes", "request_timeout", "shutdown_grace"])
+            try reader.checkKeys(t, section: "server", known: ["socket", "socket_group", "socket_mode", "max_body_bytes", "max_upload_bytes", "request_timeout", "shutdown_grace", "idle_timeout"])
             c.server.socket = try reader.string(t, "server", "socket") ?? c.server.socket
             c.server.socketGroup = try reader.string(t, "server", "socket_group") ?? c.server.socketGroup
             if let m = try reader.string(t, "server", "socket_mode") {
@@ -149,6 +153,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.server.maxUploadBytes = try reader.int(t, "server", "max_upload_bytes", min: 1024) ?? c.server.maxUploadBytes
             c.server.requestTimeout = try reader.seconds(t, "server", "request_timeout") ?? c.server.requestTimeout
             c.server.shutdownGrace = try reader.seconds(t, "server", "shutdown_grace", allowZero: true) ?? c.server.shutdownGrace
+            c.server.idleTimeout = try reader.seconds(t, "server", "idle_timeout") ?? c.server.idleTimeout
         }
         if let t = try reader.section(root, "model") {
             try reader.checkKeys(t, section: "model", known: ["path", "threads", "context_length"])

@@ -18,7 +18,7 @@ struct FineTuningRoutes {
 
     func create(_ req: Request, _ ctx: ServingRequestContext) async throws -> Response {
         let b = try backend(ctx)
-        let json = try await APIRoutes.json(req, limit: state.settings.maxUploadBytes)
+        let json = try await APIRoutes.json(req, limit: state.settings.maxUploadBytes, key: "max_upload_bytes")
         let f = FieldReader(json: json)
         if json["training_file"] != nil && json["training_data"] == nil {
             throw APIError.badRequest("this server takes the training data inline: send the JSONL text as 'training_data' (edgectl finetune create FILE does this)", param: "training_file")

@@ -77,6 +77,7 @@ public enum ServingDaemon {
         let server = SocketHTTPServer(
             socket: socket, state: state, logger: logger,
             drainTimeout: .milliseconds(Int64(initial.server.shutdownGrace * 1000)),
+            idleTimeout: .milliseconds(Int64(initial.server.idleTimeout * 1000)),
             onListening: {
                 let status = await backend.status()
                 let line = SystemdNotifier.statusLine(model: backend.model, hint: backend.noModelHint, status: status, draining: false)

@@ -22,14 +22,18 @@ public final class SocketHTTPServer: Service, Sendable {
     let group: any EventLoopGroup
     let onShutdownStart: @Sendable () -> Void
     let onListening: @Sendable () async -> Void
+    /// Closes connections that do not complete a request in time (slowloris) or sit idle
+    /// between requests; see `[server] idle_timeout`.
+    let idleTimeout: Duration
 
     /// `onListening` runs once the server accepts connections (inside the ServiceGroup, so SIGTERM
     /// is already handled gracefully): the daemon sends READY=1 there.
-    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onListening: @escaping @Sendable () async -> Void = {}, onShutdownStart: @escaping @Sendable () -> Void = {}) {
+    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, idleTimeout: Duration = .seconds(30), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onListening: @escaping @Sendable () async -> Void = {}, onShutdownStart: @escaping @Sendable () -> Void = {}) {
         self.socket = socket
         self.state = state
         self.logger = logger
         self.drainTimeout = drainTimeout
+        self.idleTimeout = idleTimeout
         self.group = group
         self.onShutdownStart = onShutdownStart
         self.onListening = onListening
@@ -41,7 +45,7 @@ public final class SocketHTTPServer: Service, Sendable {
         let logger = self.logger
         let http = HTTP1Channel(responder: { request, writer, channel in
             try await Self.handle(request: request, writer: writer, channel: channel, responder: responder, state: state, logger: logger)
-        }, configuration: .init(additionalChannelHandlers: [ConnectionCloseNotifier()], idleTimeout: .seconds(300)))
+        }, configuration: Self.channelConfiguration(idleTimeout: idleTimeout))
 
         let quiesce = ServerQuiescingHelper(group: group)
         let fd = socket.take()
@@ -96,6 +100,18 @@ public final class SocketHTTPServer: Service, Sendable {
         logger.info("server stopped")
     }
 
+    /// Pipeline extras and limits: the close notifier, JSON answers to unparsable requests, header
+    /// bounds (a header flood gets 431), and the idle timeout that also bounds how long a request
+    /// head may take to arrive.
+    static func channelConfiguration(idleTimeout: Duration) -> HTTP1Channel.Configuration {
+        let limits = HTTPHeaderLimits()
+        let nanos = idleTimeout.components.seconds * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000
+        return HTTP1Channel.Configuration(
+            additionalChannelHandlers: [HTTPParseErrorResponder(limits: limits), ConnectionCloseNotifier()],
+            idleTimeout: .nanoseconds(max(1_000_000, nanos)),
+            httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.maxFieldSize, maxHeaderListSize: limits.maxListSize, maxHeaderFieldCount: limits.maxFieldCount))
+    }
+
     /// One request: credentials, context, routing, error → JSON, metrics, one log line.
     static func handle(request: Request, writer: consuming ResponseWriter, channel: any Channel, responder: some HTTPResponder<ServingRequestContext>, state: ServingState, logger: Logger) async throws {
         let arrival = ContinuousClock.now
@@ -110,8 +126,9 @@ public final class SocketHTTPServer: Service, Sendable {
         var response: Response
         do {
             response = try await responder.respond(to: request, context: context)
-            // The router answers unknown routes with a bare 404/405; give them the API's error shape.
-            if [404, 405].contains(response.status.code), response.headers[.contentType] == nil {
+            // The router answers unknown routes (and errors Hummingbird renders itself) with a
+            // bare status; give them the API's error shape.
+            if response.status.code >= 400, response.headers[.contentType] == nil {
                 throw HTTPError(response.status)
             }
         } catch {
