@@ -5,6 +5,6 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure kernel and inference speed on this machine.",
-        subcommands: [BenchKernelsCommand.self, BenchGenerateCommand.self]
+        subcommands: [BenchKernelsCommand.self, BenchGenerateCommand.self, BenchServeCommand.self]
     )
 }

@@ -175,8 +175,10 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         }
     }
 
-    func evictAdapter(_ name: AdapterName) async throws {
-        guard name.value == "alpha" else { throw APIError.adapterNotFound(name.value) }
+    func evictAdapter(_ reference: AdapterReference) async throws {
+        guard reference.name.value == "alpha", reference.version == nil || reference.version?.value == Self.alpha.version else {
+            throw APIError.adapterNotFound(reference.description)
+        }
     }
 
     func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
@@ -186,8 +188,10 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         return a
     }
 
-    func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo {
-        guard name.value == "alpha" else { throw APIError.adapterNotFound(name.value) }
+    func unpinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
+        guard reference.name.value == "alpha", reference.version == nil || reference.version?.value == Self.alpha.version else {
+            throw APIError.adapterNotFound(reference.description)
+        }
         return Self.alpha
     }
 }

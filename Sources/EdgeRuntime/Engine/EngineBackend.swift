@@ -56,7 +56,8 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         cacheConfig.baseModelDigest = Self.baseDigest(directory: local.directory)
         let cache = try AdapterCache(configuration: cacheConfig, logger: logger)
         let limits = SchedulerLimits(maxRunning: config.scheduler.maxRunning, maxQueued: config.scheduler.maxQueue,
-                                     kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk)
+                                     kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk,
+                                     prefixCacheBytes: config.scheduler.prefixCacheBytes)
         self.init(local: local, adapters: cache, limits: limits, logger: logger)
         logger.info("engine ready: \(String(cString: ek_dispatch_description()))")
     }
@@ -96,7 +97,8 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
                 }
             }
             let held = leases
-            return try scheduler.submit(request, adapters: AdapterMix(entries), release: { releaseAll(held) })
+            let key = zip(leases, entries).map { "\($0.0.description)#\($0.0.sha256)*\(String($0.1.weight.bitPattern, radix: 16))" }.joined(separator: "+")
+            return try scheduler.submit(request, adapters: AdapterMix(entries, cacheKey: key), release: { releaseAll(held) })
         } catch let error as EngineError {
             releaseAll(leases)
             throw Self.apiError(error)
@@ -173,14 +175,24 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
                 CacheTierStatus(tier: "ram", hits: m.ramHits, misses: m.ramMisses, bytes: Int(m.ramBytes), budgetBytes: Int(adapters.configuration.ramBudgetBytes), evictions: m.ramEvictions),
                 CacheTierStatus(tier: "disk", hits: m.diskHits, misses: m.diskMisses, bytes: Int(m.diskBytes), budgetBytes: Int(adapters.configuration.diskBudgetBytes), evictions: m.diskEvictions),
             ],
-            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal)
+            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal, prefixCache: s.prefixCache)
     }
 
     static func info(_ s: CachedAdapterStatus) -> AdapterInfo {
-        let created = ISO8601DateFormatter().date(from: s.created).map { Int($0.timeIntervalSince1970) } ?? 0
+        let created = Self.unixTime(iso8601: s.created)
         return AdapterInfo(name: s.name, version: s.version, sha256: s.sha256, diskBytes: Int(s.size), ramBytes: Int(s.ramBytes ?? 0),
                            tier: s.tier, pinned: s.pinned, source: s.local ? "local" : "store", baseModel: s.baseModel ?? "",
                            rank: s.rank ?? 0, createdAt: created)
+    }
+
+    /// Seconds since 1970 of a cache timestamp, written with milliseconds ("…T12:00:00.123Z") or,
+    /// in hand-made indexes, without; 0 only for an unreadable one.
+    static func unixTime(iso8601 text: String) -> Int {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: text) { return Int(d.timeIntervalSince1970) }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: text).map { Int($0.timeIntervalSince1970) } ?? 0
     }
 
     public func listAdapters() async throws -> [AdapterInfo] {
@@ -212,9 +224,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         }
     }
 
-    public func evictAdapter(_ name: AdapterName) async throws {
-        do { _ = try await adapters.evict(.init(name: name)) } catch {
-            throw Self.managementError(error, name.value)
+    public func evictAdapter(_ reference: AdapterReference) async throws {
+        do { _ = try await adapters.evict(.init(name: reference.name, version: reference.version)) } catch {
+            throw Self.managementError(error, reference.description)
         }
     }
 
@@ -226,9 +238,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         } catch { throw Self.managementError(error, reference.description) }
     }
 
-    public func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo {
-        do { return Self.info(try await adapters.unpin(.init(name: name))) } catch {
-            throw Self.managementError(error, name.value)
+    public func unpinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
+        do { return Self.info(try await adapters.unpin(.init(name: reference.name, version: reference.version))) } catch {
+            throw Self.managementError(error, reference.description)
         }
     }
 
