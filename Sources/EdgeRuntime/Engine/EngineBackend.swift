@@ -46,7 +46,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
     /// configuration says.
     public convenience init(_ config: DaemonConfiguration, _ logger: Logger) async throws {
         if config.model.threads > 0 { ek_set_threads(Int32(config.model.threads)) }
+        let t0 = ContinuousClock.now
         let local = try LocalModel(directory: config.model.path, contextLength: config.model.contextLength)
+        let t1 = ContinuousClock.now
         var cacheConfig = AdapterCacheConfiguration(directory: config.adapters.cacheDir)
         cacheConfig.diskBudgetBytes = Int64(config.adapters.diskBudgetBytes)
         cacheConfig.ramBudgetBytes = Int64(config.adapters.ramBudgetBytes)
@@ -55,11 +57,15 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         if !config.adapters.storeURL.isEmpty { cacheConfig.store = try StoreLocation(config.adapters.storeURL) }
         cacheConfig.baseModelDigest = Self.baseDigest(directory: local.directory)
         let cache = try AdapterCache(configuration: cacheConfig, logger: logger)
+        let t2 = ContinuousClock.now
         let limits = SchedulerLimits(maxRunning: config.scheduler.maxRunning, maxQueued: config.scheduler.maxQueue,
                                      kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk,
                                      prefixCacheBytes: config.scheduler.prefixCacheBytes)
         self.init(local: local, adapters: cache, limits: limits, logger: logger)
-        logger.info("engine ready: \(String(cString: ek_dispatch_description()))")
+        let t3 = ContinuousClock.now
+        func ms(_ d: Duration) -> Int { Int(d / .milliseconds(1)) }
+        logger.info("engine ready: \(String(cString: ek_dispatch_description()))",
+                    metadata: ["startup.model_ms": "\(ms(t1 - t0))", "startup.adapter_cache_ms": "\(ms(t2 - t1))", "startup.scheduler_ms": "\(ms(t3 - t2))"])
     }
 
     /// Registers this engine with the daemon's backend factory.
