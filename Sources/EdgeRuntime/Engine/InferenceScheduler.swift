@@ -10,8 +10,15 @@ import Foundation
 public final class InferenceScheduler: @unchecked Sendable {
     public let model: LlamaModel
     public let limits: SchedulerLimits
-    /// The model's end-of-generation tokens (stop unless `ignoreEOS`).
-    public let endOfGeneration: Set<Int32>
+    /// The model's end-of-generation tokens (stop unless `ignoreEOS`). Settable once the tokenizer
+    /// has loaded (`setEndOfGeneration`); each sequence takes the set current at its admission.
+    public var endOfGeneration: Set<Int32> {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopSet
+    }
+    // Guarded by `lock`.
+    private var stopSet: Set<Int32>
     private let makeDetokenizer: @Sendable () -> any IncrementalDetokenizer
 
     private let lock = NSCondition()
@@ -48,6 +55,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         var detokenizer: any IncrementalDetokenizer
         var sampler: TokenSampler
         var cache: SequenceCache?
+        var endOfGeneration: Set<Int32> = []
         var promptDone = 0
         /// Prompt positions taken from the prefix cache instead of computed.
         var cachedPrompt = 0
@@ -75,7 +83,7 @@ public final class InferenceScheduler: @unchecked Sendable {
                 makeDetokenizer: @escaping @Sendable () -> any IncrementalDetokenizer) {
         self.model = model
         self.limits = limits
-        self.endOfGeneration = endOfGeneration
+        self.stopSet = endOfGeneration
         self.makeDetokenizer = makeDetokenizer
         prefixCache = PrefixCache(byteLimit: limits.kvBudgetBytes > 0 ? min(limits.prefixCacheBytes, limits.kvBudgetBytes) : limits.prefixCacheBytes)
         // The thread holds the scheduler until `shutdown()`: the daemon's scheduler lives as long
@@ -153,6 +161,13 @@ public final class InferenceScheduler: @unchecked Sendable {
         return stream
     }
 
+    /// Replaces the end-of-generation tokens for sequences admitted from now on.
+    public func setEndOfGeneration(_ tokens: Set<Int32>) {
+        lock.lock()
+        stopSet = tokens
+        lock.unlock()
+    }
+
     public struct Status: Sendable, Equatable {
         public var running: Int
         public var queued: Int
@@ -217,6 +232,7 @@ public final class InferenceScheduler: @unchecked Sendable {
                 }
                 queue.removeFirst()
                 kvReserved += next.kvBytes
+                next.endOfGeneration = stopSet
                 admitted.append(next)
             }
             runningCount = running.count + admitted.count
@@ -317,7 +333,7 @@ public final class InferenceScheduler: @unchecked Sendable {
     private func emitNext(_ s: Sequence, logits: [Float]) {
         if s.request.maxTokens <= 0 { finish(s, .length); return }
         let token = s.sampler.sample(logits)
-        let stop = s.request.stopTokenIDs.contains(token) || (!s.request.ignoreEOS && endOfGeneration.contains(token))
+        let stop = s.request.stopTokenIDs.contains(token) || (!s.request.ignoreEOS && s.endOfGeneration.contains(token))
         if stop { finish(s, .stop); return }
         s.sampler.accept(token)
         var event = GeneratedToken(id: token, text: s.detokenizer.feed(token))
