@@ -4,13 +4,14 @@ import Foundation
 /// Writes PEFT directories for benchmarks: a synthetic Llama adapter with trained-looking value
 /// ranges (A ~ U(±1/√in), B ~ N(0, 0.02)) in f16, and an f16 copy of a real adapter.
 enum SyntheticAdapter {
-    static func write(to dir: String, layers: Int, hidden: Int, intermediate: Int, kvDim: Int, rank: Int, seed: UInt64) throws {
+    static func write(to dir: String, layers: Int, hidden: Int, intermediate: Int, kvDim: Int, rank: Int, seed: UInt64, qDim: Int? = nil) throws {
+        let qDim = qDim ?? hidden
         try AtomicFile.makeDirectory(dir)
         var rng = SplitMix(state: seed)
         var writer = SafetensorsWriter()
         let shapes: [(String, String, Int, Int)] = [  // parent, projection, out, in
-            ("self_attn", "q_proj", hidden, hidden), ("self_attn", "k_proj", kvDim, hidden), ("self_attn", "v_proj", kvDim, hidden),
-            ("self_attn", "o_proj", hidden, hidden), ("mlp", "gate_proj", intermediate, hidden), ("mlp", "up_proj", intermediate, hidden),
+            ("self_attn", "q_proj", qDim, hidden), ("self_attn", "k_proj", kvDim, hidden), ("self_attn", "v_proj", kvDim, hidden),
+            ("self_attn", "o_proj", hidden, qDim), ("mlp", "gate_proj", intermediate, hidden), ("mlp", "up_proj", intermediate, hidden),
             ("mlp", "down_proj", hidden, intermediate),
         ]
         for l in 0..<layers {

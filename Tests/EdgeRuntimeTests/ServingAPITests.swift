@@ -277,6 +277,16 @@ final class ServingAPITests: XCTestCase {
         XCTAssertEqual(unpin.json?["pinned"], false)
         let evict = try await offPool { try server.client.request("DELETE", "/v1/adapters/alpha") }
         XCTAssertEqual(evict.json?["deleted"], true)
+        // NAME@VERSION works for unpin and evict as it does for pin; a version not cached is 404.
+        let unpinVersion = try await server.client.post("/v1/adapters/alpha@2/unpin", .object([]))
+        XCTAssertEqual(unpinVersion.status, 200, unpinVersion.errorMessage)
+        let evictVersion = try await offPool { try server.client.request("DELETE", "/v1/adapters/alpha@2") }
+        XCTAssertEqual(evictVersion.json?["deleted"], true, evictVersion.errorMessage)
+        XCTAssertEqual(evictVersion.json?["id"], "alpha@2")
+        let evictOtherVersion = try await offPool { try server.client.request("DELETE", "/v1/adapters/alpha@9") }
+        XCTAssertEqual(evictOtherVersion.status, 404)
+        let unpinOtherVersion = try await server.client.post("/v1/adapters/alpha@9/unpin", .object([]))
+        XCTAssertEqual(unpinOtherVersion.status, 404)
         let evictMissing = try await offPool { try server.client.request("DELETE", "/v1/adapters/nope") }
         XCTAssertEqual(evictMissing.status, 404)
         let badName = try await offPool { try server.client.request("DELETE", "/v1/adapters/..") }
@@ -373,6 +383,9 @@ final class ServingAPITests: XCTestCase {
             "edge_adapter_cache_hits_total{tier=\"ram\"} 3",
             "edge_adapter_cache_adapter_hits_total{tier=\"ram\",adapter=\"alpha\"} 3",
             "edge_kv_budget_bytes 1048576",
+            "edge_prefix_cache_hits_total 4",
+            "edge_prefix_cache_misses_total 2",
+            "edge_prefix_cache_hit_tokens_total 96",
             "# TYPE edge_time_to_first_token_seconds histogram",
         ] {
             XCTAssertTrue(text.contains(needle), "missing \(needle)")

@@ -150,7 +150,8 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         return BackendStatus(
             running: active, queued: 0, kvBytesUsed: active * 4096, kvBytesBudget: 1 << 20, adaptersInRAM: ["alpha"],
             cacheTiers: [CacheTierStatus(tier: "ram", hits: 3, misses: 1, bytes: 1000, budgetBytes: 1 << 20, evictions: 0, hitsByAdapter: ["alpha": 3]),
-                         CacheTierStatus(tier: "disk", hits: 1, misses: 1, bytes: 500, budgetBytes: 1 << 22)])
+                         CacheTierStatus(tier: "disk", hits: 1, misses: 1, bytes: 500, budgetBytes: 1 << 22)],
+            prefixCache: PrefixCacheStatus(hits: 4, misses: 2, hitTokens: 96, bytes: 8192, entries: 1))
     }
 
     static let alpha = AdapterInfo(name: "alpha", version: "2", sha256: "ab", diskBytes: 500, ramBytes: 1000, tier: "ram", pinned: false, source: "pulled", baseModel: "00", rank: 8, createdAt: 1_700_000_100)
@@ -175,8 +176,10 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         }
     }
 
-    func evictAdapter(_ name: AdapterName) async throws {
-        guard name.value == "alpha" else { throw APIError.adapterNotFound(name.value) }
+    func evictAdapter(_ reference: AdapterReference) async throws {
+        guard reference.name.value == "alpha", reference.version == nil || reference.version?.value == Self.alpha.version else {
+            throw APIError.adapterNotFound(reference.description)
+        }
     }
 
     func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
@@ -186,8 +189,10 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         return a
     }
 
-    func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo {
-        guard name.value == "alpha" else { throw APIError.adapterNotFound(name.value) }
+    func unpinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
+        guard reference.name.value == "alpha", reference.version == nil || reference.version?.value == Self.alpha.version else {
+            throw APIError.adapterNotFound(reference.description)
+        }
         return Self.alpha
     }
 }

@@ -12,53 +12,71 @@ import Logging
 /// Concurrency contract: immutable after init except through the scheduler (internally locked) and
 /// the cache actor; every method may be called from any task.
 public final class EngineBackend: GenerationBackend, @unchecked Sendable {
-    public let local: LocalModel
+    /// The model directory served.
+    public let directory: String
+    public let weights: LlamaWeights
     public let scheduler: InferenceScheduler
     public let adapters: AdapterCache
     public let model: ModelInfo?
     public var noModelHint: String { "" }
-    private let chatTemplate: ChatTemplate?
-    private let chatTemplateError: String?
+    private let text: TextResources
     private let logger: Logger
 
-    public init(local: LocalModel, adapters: AdapterCache, limits: SchedulerLimits, activations: LlamaModel.ActivationPrecision = .int8, logger: Logger) {
-        self.local = local
-        self.adapters = adapters
-        self.logger = logger
-        let tokenizer = local.tokenizer
-        scheduler = InferenceScheduler(model: LlamaModel(weights: local.weights, activations: activations), limits: limits,
-                                       endOfGeneration: local.endOfGeneration,
-                                       makeDetokenizer: { StreamingDetokenizer(tokenizer: tokenizer) })
-        do {
-            chatTemplate = try ChatTemplate(tokenizer: tokenizer)
-            chatTemplateError = nil
-        } catch {
-            chatTemplate = nil
-            chatTemplateError = "\(error)"
-        }
-        let hp = local.hyperparameters
-        model = ModelInfo(name: (local.directory as NSString).lastPathComponent, path: local.directory, contextLength: hp.contextLength,
-                          vocabularySize: hp.vocabularySize, baseDigest: Self.baseDigest(directory: local.directory),
-                          loadedAt: Int(Date().timeIntervalSince1970))
+    /// The weights with the tokenizer (waits for the tokenizer; see `TextResources`).
+    public var local: LocalModel {
+        get throws { try text.wait().local }
     }
 
-    /// What `DefaultBackendFactory.engine` calls: maps the model and opens the adapter cache as the
-    /// configuration says.
+    /// `tokenizer` is loaded on a background thread when nil (the daemon's start-up does not wait
+    /// for it: READY=1 means the weights are mapped and validated). Everything that needs text
+    /// waits for it; a tokenizer that fails to load fails those requests with its error.
+    public init(directory: String, weights: LlamaWeights, adapters: AdapterCache, limits: SchedulerLimits,
+                activations: LlamaModel.ActivationPrecision = .int8, logger: Logger) {
+        self.directory = directory
+        self.weights = weights
+        self.adapters = adapters
+        self.logger = logger
+        let text = TextResources(directory: directory, weights: weights, logger: logger)
+        self.text = text
+        scheduler = InferenceScheduler(model: LlamaModel(weights: weights, activations: activations), limits: limits,
+                                       endOfGeneration: [],
+                                       makeDetokenizer: {
+                                           // Called by `submit`, which `generate` reaches only once the tokenizer loaded.
+                                           if let loaded = try? text.wait() { return StreamingDetokenizer(tokenizer: loaded.local.tokenizer) }
+                                           return NoTextDetokenizer()
+                                       })
+        let hp = weights.hyperparameters
+        model = ModelInfo(name: (directory as NSString).lastPathComponent, path: directory, contextLength: hp.contextLength,
+                          vocabularySize: hp.vocabularySize, baseDigest: Self.baseDigest(directory: directory),
+                          loadedAt: Int(Date().timeIntervalSince1970))
+        let scheduler = self.scheduler
+        text.start { loaded in scheduler.setEndOfGeneration(loaded.local.endOfGeneration) }
+    }
+
+    /// What `DefaultBackendFactory.engine` calls: maps and validates the model and opens the adapter
+    /// cache as the configuration says; the tokenizer follows in the background.
     public convenience init(_ config: DaemonConfiguration, _ logger: Logger) async throws {
         if config.model.threads > 0 { ek_set_threads(Int32(config.model.threads)) }
-        let local = try LocalModel(directory: config.model.path, contextLength: config.model.contextLength)
+        let t0 = ContinuousClock.now
+        let weights = try LlamaWeights.load(directory: config.model.path, contextLength: config.model.contextLength)
+        let t1 = ContinuousClock.now
         var cacheConfig = AdapterCacheConfiguration(directory: config.adapters.cacheDir)
         cacheConfig.diskBudgetBytes = Int64(config.adapters.diskBudgetBytes)
         cacheConfig.ramBudgetBytes = Int64(config.adapters.ramBudgetBytes)
         cacheConfig.requireSignature = config.adapters.requireSignature
         cacheConfig.trustedKeys = config.adapters.trustedKeys
         if !config.adapters.storeURL.isEmpty { cacheConfig.store = try StoreLocation(config.adapters.storeURL) }
-        cacheConfig.baseModelDigest = Self.baseDigest(directory: local.directory)
+        cacheConfig.baseModelDigest = Self.baseDigest(directory: config.model.path)
         let cache = try AdapterCache(configuration: cacheConfig, logger: logger)
+        let t2 = ContinuousClock.now
         let limits = SchedulerLimits(maxRunning: config.scheduler.maxRunning, maxQueued: config.scheduler.maxQueue,
-                                     kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk)
-        self.init(local: local, adapters: cache, limits: limits, logger: logger)
-        logger.info("engine ready: \(String(cString: ek_dispatch_description()))")
+                                     kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk,
+                                     prefixCacheBytes: config.scheduler.prefixCacheBytes)
+        self.init(directory: config.model.path, weights: weights, adapters: cache, limits: limits, logger: logger)
+        let t3 = ContinuousClock.now
+        func ms(_ d: Duration) -> Int { Int(d / .milliseconds(1)) }
+        logger.info("engine ready: \(String(cString: ek_dispatch_description()))",
+                    metadata: ["startup.model_ms": "\(ms(t1 - t0))", "startup.adapter_cache_ms": "\(ms(t2 - t1))", "startup.scheduler_ms": "\(ms(t3 - t2))"])
     }
 
     /// Registers this engine with the daemon's backend factory.
@@ -83,6 +101,8 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
             Task { for l in held { await cache.release(l) } }
         }
         do {
+            // The tokenizer's end-of-generation tokens must be known before anything runs.
+            _ = try await text.ready()
             for selection in request.adapters {
                 try Task.checkCancellation()
                 let version = selection.adapter.version
@@ -90,13 +110,14 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
                 do { lease = try await cache.acquire(.init(name: selection.adapter.name, version: version)) } catch { throw Self.apiError(error, reference: selection.adapter.description) }
                 leases.append(lease)
                 do {
-                    entries.append((try LoRABinding(adapter: lease.adapter, name: lease.description, hyperparameters: local.hyperparameters), selection.weight))
+                    entries.append((try LoRABinding(adapter: lease.adapter, name: lease.description, hyperparameters: weights.hyperparameters), selection.weight))
                 } catch {
                     throw APIError.badRequest(error.description, param: "model", code: "adapter_mismatch")
                 }
             }
             let held = leases
-            return try scheduler.submit(request, adapters: AdapterMix(entries), release: { releaseAll(held) })
+            let key = zip(leases, entries).map { "\($0.0.description)#\($0.0.sha256)*\(String($0.1.weight.bitPattern, radix: 16))" }.joined(separator: "+")
+            return try scheduler.submit(request, adapters: AdapterMix(entries, cacheKey: key), release: { releaseAll(held) })
         } catch let error as EngineError {
             releaseAll(leases)
             throw Self.apiError(error)
@@ -131,11 +152,11 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
     // MARK: - Text
 
     public func tokenize(_ text: String, addSpecial: Bool, parseSpecial: Bool) throws -> [Int32] {
-        local.tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial)
+        try self.text.wait().local.tokenizer.encode(text, addSpecial: addSpecial, parseSpecial: parseSpecial)
     }
 
     private func checkIDs(_ tokens: [Int32]) throws {
-        let vocab = local.hyperparameters.vocabularySize
+        let vocab = weights.hyperparameters.vocabularySize
         for t in tokens where t < 0 || Int(t) >= vocab {
             throw APIError.badRequest("token id \(t) is outside the vocabulary (0..<\(vocab))", param: "tokens", code: "invalid_token")
         }
@@ -143,17 +164,18 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
 
     public func detokenize(_ tokens: [Int32]) throws -> String {
         try checkIDs(tokens)
-        return local.tokenizer.decode(tokens, skipSpecial: false)
+        return try text.wait().local.tokenizer.decode(tokens, skipSpecial: false)
     }
 
     public func tokenBytes(_ token: Int32) throws -> [UInt8] {
         try checkIDs([token])
-        return local.tokenizer.tokenBytes(token)
+        return try text.wait().local.tokenizer.tokenBytes(token)
     }
 
     public func renderChat(_ messages: [ChatMessage], addGenerationPrompt: Bool) throws -> String {
-        guard let chatTemplate else {
-            throw APIError.badRequest("this model has no usable chat template (\(chatTemplateError ?? "none in tokenizer_config.json")): use /v1/completions", param: "messages", code: "no_chat_template")
+        let loaded = try text.wait()
+        guard let chatTemplate = loaded.chatTemplate else {
+            throw APIError.badRequest("this model has no usable chat template (\(loaded.chatTemplateError ?? "none in tokenizer_config.json")): use /v1/completions", param: "messages", code: "no_chat_template")
         }
         do { return try chatTemplate.render(messages: messages, addGenerationPrompt: addGenerationPrompt) } catch {
             throw APIError.badRequest("the chat template rejected the messages: \(error)", param: "messages", code: "chat_template_error")
@@ -173,14 +195,24 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
                 CacheTierStatus(tier: "ram", hits: m.ramHits, misses: m.ramMisses, bytes: Int(m.ramBytes), budgetBytes: Int(adapters.configuration.ramBudgetBytes), evictions: m.ramEvictions),
                 CacheTierStatus(tier: "disk", hits: m.diskHits, misses: m.diskMisses, bytes: Int(m.diskBytes), budgetBytes: Int(adapters.configuration.diskBudgetBytes), evictions: m.diskEvictions),
             ],
-            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal)
+            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal, prefixCache: s.prefixCache)
     }
 
     static func info(_ s: CachedAdapterStatus) -> AdapterInfo {
-        let created = ISO8601DateFormatter().date(from: s.created).map { Int($0.timeIntervalSince1970) } ?? 0
+        let created = Self.unixTime(iso8601: s.created)
         return AdapterInfo(name: s.name, version: s.version, sha256: s.sha256, diskBytes: Int(s.size), ramBytes: Int(s.ramBytes ?? 0),
                            tier: s.tier, pinned: s.pinned, source: s.local ? "local" : "store", baseModel: s.baseModel ?? "",
                            rank: s.rank ?? 0, createdAt: created)
+    }
+
+    /// Seconds since 1970 of a cache timestamp, written with milliseconds ("…T12:00:00.123Z") or,
+    /// in hand-made indexes, without; 0 only for an unreadable one.
+    static func unixTime(iso8601 text: String) -> Int {
+        let f = ISO8601DateFormatter()
+        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        if let d = f.date(from: text) { return Int(d.timeIntervalSince1970) }
+        f.formatOptions = [.withInternetDateTime]
+        return f.date(from: text).map { Int($0.timeIntervalSince1970) } ?? 0
     }
 
     public func listAdapters() async throws -> [AdapterInfo] {
@@ -212,9 +244,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         }
     }
 
-    public func evictAdapter(_ name: AdapterName) async throws {
-        do { _ = try await adapters.evict(.init(name: name)) } catch {
-            throw Self.managementError(error, name.value)
+    public func evictAdapter(_ reference: AdapterReference) async throws {
+        do { _ = try await adapters.evict(.init(name: reference.name, version: reference.version)) } catch {
+            throw Self.managementError(error, reference.description)
         }
     }
 
@@ -226,9 +258,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         } catch { throw Self.managementError(error, reference.description) }
     }
 
-    public func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo {
-        do { return Self.info(try await adapters.unpin(.init(name: name))) } catch {
-            throw Self.managementError(error, name.value)
+    public func unpinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo {
+        do { return Self.info(try await adapters.unpin(.init(name: reference.name, version: reference.version))) } catch {
+            throw Self.managementError(error, reference.description)
         }
     }
 
@@ -239,4 +271,10 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         if text.contains("pinned") || text.contains("in use") { return .conflict(text, code: "adapter_busy") }
         return apiError(error, reference: reference)
     }
+}
+
+/// Stands in when the tokenizer failed to load (no text; `generate` refuses such requests first).
+private struct NoTextDetokenizer: IncrementalDetokenizer {
+    mutating func feed(_ id: Int32) -> String { "" }
+    mutating func flush() -> String { "" }
 }

@@ -10,8 +10,15 @@ import Foundation
 public final class InferenceScheduler: @unchecked Sendable {
     public let model: LlamaModel
     public let limits: SchedulerLimits
-    /// The model's end-of-generation tokens (stop unless `ignoreEOS`).
-    public let endOfGeneration: Set<Int32>
+    /// The model's end-of-generation tokens (stop unless `ignoreEOS`). Settable once the tokenizer
+    /// has loaded (`setEndOfGeneration`); each sequence takes the set current at its admission.
+    public var endOfGeneration: Set<Int32> {
+        lock.lock()
+        defer { lock.unlock() }
+        return stopSet
+    }
+    // Guarded by `lock`.
+    private var stopSet: Set<Int32>
     private let makeDetokenizer: @Sendable () -> any IncrementalDetokenizer
 
     private let lock = NSCondition()
@@ -22,6 +29,7 @@ public final class InferenceScheduler: @unchecked Sendable {
     private var stopping = false
     private var promptTokensTotal = 0
     private var generatedTokensTotal = 0
+    private var prefixStats = PrefixCacheStatus()
     /// Uptime (ns) of the last `submit`, for the idle-time trainer; 0 = none yet.
     private var lastSubmitNanos: UInt64 = 0
     private var thread: Thread?
@@ -29,6 +37,7 @@ public final class InferenceScheduler: @unchecked Sendable {
 
     // Owned by the engine thread.
     private var running: [Sequence] = []
+    private let prefixCache: PrefixCache
 
     /// One request in flight.
     final class Sequence: @unchecked Sendable {
@@ -39,13 +48,17 @@ public final class InferenceScheduler: @unchecked Sendable {
         let kvBytes: Int
         let capacity: Int
         let enqueued = ContinuousClock.now
+        var admitted = ContinuousClock.now
         // Guarded by the scheduler lock.
         var cancelled = false
         // Engine thread only.
         var detokenizer: any IncrementalDetokenizer
         var sampler: TokenSampler
         var cache: SequenceCache?
+        var endOfGeneration: Set<Int32> = []
         var promptDone = 0
+        /// Prompt positions taken from the prefix cache instead of computed.
+        var cachedPrompt = 0
         var generated = 0
         var pending: Int32?
         var promptLogprobs: [PromptTokenLogprob] = []
@@ -70,8 +83,9 @@ public final class InferenceScheduler: @unchecked Sendable {
                 makeDetokenizer: @escaping @Sendable () -> any IncrementalDetokenizer) {
         self.model = model
         self.limits = limits
-        self.endOfGeneration = endOfGeneration
+        self.stopSet = endOfGeneration
         self.makeDetokenizer = makeDetokenizer
+        prefixCache = PrefixCache(byteLimit: limits.kvBudgetBytes > 0 ? min(limits.prefixCacheBytes, limits.kvBudgetBytes) : limits.prefixCacheBytes)
         // The thread holds the scheduler until `shutdown()`: the daemon's scheduler lives as long
         // as the process; tools and tests call `shutdown()` when done.
         let t = Thread { self.engineLoop() }
@@ -116,11 +130,23 @@ public final class InferenceScheduler: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard !stopping else { throw .shutDown }
-        // Queued requests that will start at the next step (free running slots) do not count
-        // against the queue bound.
-        let waiting = queue.count
-        guard waiting < limits.maxQueued + max(0, limits.maxRunning - runningCount) else {
-            throw .atCapacity(reason: "\(runningCount) running, \(waiting) queued", retryAfterSeconds: 1 + waiting / limits.maxRunning)
+        // Queued requests that will start at the next step (a free running slot and room in the
+        // KV budget) do not count against the queue bound; the rest, and this one if it cannot
+        // start, do.
+        var slots = max(0, limits.maxRunning - runningCount)
+        var kvFree = limits.kvBudgetBytes > 0 ? limits.kvBudgetBytes - kvReserved : Int.max
+        var waiting = 0
+        for q in queue + [seq] {
+            if waiting == 0, slots > 0, q.kvBytes <= kvFree {
+                slots -= 1
+                kvFree -= q.kvBytes
+            } else {
+                waiting += 1
+            }
+        }
+        guard waiting <= limits.maxQueued else {
+            let why = slots == 0 ? "\(runningCount) running" : "KV cache budget of \(limits.kvBudgetBytes) bytes in use (\(kvReserved) reserved)"
+            throw .atCapacity(reason: "\(why), \(queue.count) queued", retryAfterSeconds: 1 + queue.count / limits.maxRunning)
         }
         queue.append(seq)
         lastSubmitNanos = DispatchTime.now().uptimeNanoseconds
@@ -135,6 +161,13 @@ public final class InferenceScheduler: @unchecked Sendable {
         return stream
     }
 
+    /// Replaces the end-of-generation tokens for sequences admitted from now on.
+    public func setEndOfGeneration(_ tokens: Set<Int32>) {
+        lock.lock()
+        stopSet = tokens
+        lock.unlock()
+    }
+
     public struct Status: Sendable, Equatable {
         public var running: Int
         public var queued: Int
@@ -142,6 +175,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         public var kvBytesBudget: Int
         public var promptTokensTotal: Int
         public var generatedTokensTotal: Int
+        public var prefixCache: PrefixCacheStatus
     }
 
     /// What the idle-time trainer polls between optimiser steps: whether any request runs or waits,
@@ -156,7 +190,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return Status(running: runningCount, queued: queue.count, kvBytesUsed: kvReserved, kvBytesBudget: limits.kvBudgetBytes,
-                      promptTokensTotal: promptTokensTotal, generatedTokensTotal: generatedTokensTotal)
+                      promptTokensTotal: promptTokensTotal, generatedTokensTotal: generatedTokensTotal, prefixCache: prefixStats)
     }
 
     // MARK: - Engine thread
@@ -171,6 +205,7 @@ public final class InferenceScheduler: @unchecked Sendable {
                 lock.unlock()
                 for s in all { finish(s, .cancelled) }
                 running.removeAll()
+                prefixCache.removeAll()
                 finished.signal()
                 return
             }
@@ -189,13 +224,20 @@ public final class InferenceScheduler: @unchecked Sendable {
             }
             for (s, _) in ended where s.cache != nil { kvReserved -= s.kvBytes }
             var admitted: [Sequence] = []
-            while running.count + admitted.count < limits.maxRunning, let next = queue.first,
-                  limits.kvBudgetBytes == 0 || kvReserved + next.kvBytes <= limits.kvBudgetBytes {
+            while running.count + admitted.count < limits.maxRunning, let next = queue.first {
+                // Kept prefixes give way to running sequences: evict them (LRU) before waiting.
+                if limits.kvBudgetBytes > 0 {
+                    while kvReserved + prefixCache.bytes + next.kvBytes > limits.kvBudgetBytes, prefixCache.evictOne() > 0 {}
+                    guard kvReserved + prefixCache.bytes + next.kvBytes <= limits.kvBudgetBytes else { break }
+                }
                 queue.removeFirst()
                 kvReserved += next.kvBytes
+                next.endOfGeneration = stopSet
                 admitted.append(next)
             }
             runningCount = running.count + admitted.count
+            prefixStats.bytes = prefixCache.bytes
+            prefixStats.entries = prefixCache.entries.count
             lock.unlock()
 
             for (s, reason) in ended {
@@ -203,8 +245,11 @@ public final class InferenceScheduler: @unchecked Sendable {
                 if let reason { finish(s, reason, freeKV: false) } else { s.done = true; s.continuation.finish(); s.release() }
             }
             for s in admitted {
-                s.queueTime = ContinuousClock.now - s.enqueued
-                s.cache = model.makeCache(capacity: s.capacity)
+                s.admitted = ContinuousClock.now
+                s.queueTime = s.admitted - s.enqueued
+                let cache = model.makeCache(capacity: s.capacity)
+                reusePrefix(s, into: cache)
+                s.cache = cache
                 running.append(s)
             }
             if !running.isEmpty { step() }
@@ -225,7 +270,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         }
         for s in running where s.promptDone < s.request.prompt.count {
             guard let cache = s.cache else { continue }
-            let end = min(s.request.prompt.count, s.promptDone + limits.prefillChunk)
+            let end = prefillEnd(s)
             if rows > 0 && rows + (end - s.promptDone) > limits.maxBatchTokens { continue }
             let completes = end == s.request.prompt.count
             let selection: LlamaModel.LogitsSelection = s.request.echo ? .all : (completes ? .last : .none)
@@ -288,7 +333,7 @@ public final class InferenceScheduler: @unchecked Sendable {
     private func emitNext(_ s: Sequence, logits: [Float]) {
         if s.request.maxTokens <= 0 { finish(s, .length); return }
         let token = s.sampler.sample(logits)
-        let stop = s.request.stopTokenIDs.contains(token) || (!s.request.ignoreEOS && endOfGeneration.contains(token))
+        let stop = s.request.stopTokenIDs.contains(token) || (!s.request.ignoreEOS && s.endOfGeneration.contains(token))
         if stop { finish(s, .stop); return }
         s.sampler.accept(token)
         var event = GeneratedToken(id: token, text: s.detokenizer.feed(token))
@@ -309,11 +354,86 @@ public final class InferenceScheduler: @unchecked Sendable {
     private func finish(_ s: Sequence, _ reason: FinishReason, freeKV: Bool = true) {
         guard !s.done else { return }
         s.done = true
-        s.continuation.yield(.finished(GenerationSummary(finishReason: reason, promptTokens: s.request.prompt.count,
-                                                         completionTokens: s.generated, queueTime: s.queueTime)))
+        let summary = GenerationSummary(finishReason: reason, promptTokens: s.request.prompt.count,
+                                        cachedPromptTokens: s.cachedPrompt, completionTokens: s.generated,
+                                        queueTime: s.queueTime, engineTime: s.cache == nil ? .zero : ContinuousClock.now - s.admitted)
+        // KV is freed (or kept as a prefix) before the client sees the end, so a client that
+        // submits again right away finds the room this sequence held.
+        if freeKV {
+            keepPrefix(s)
+            releaseKV(s)
+        }
+        s.continuation.yield(.finished(summary))
         s.continuation.finish()
-        if freeKV { releaseKV(s) }
         s.release()
+    }
+
+    // MARK: - Prefix cache
+
+    /// End of the next prompt chunk: chunks are aligned to multiples of `prefillChunk` in absolute
+    /// positions, so a prompt resumed from a cached prefix is cut exactly as a fresh one would be
+    /// after the first (partial) chunk.
+    private func prefillEnd(_ s: Sequence) -> Int {
+        let chunk = limits.prefillChunk
+        return min(s.request.prompt.count, (s.promptDone / chunk + 1) * chunk)
+    }
+
+    /// Positions of a prompt that a fresh prefill computes in multi-token chunks (the GEMM path):
+    /// all but a last token that sits alone in its chunk (that one runs through the decode GEMV).
+    private func gemmComputedPrefix(_ count: Int) -> Int {
+        count > 1 && (count - 1) % limits.prefillChunk == 0 ? count - 1 : count
+    }
+
+    /// Starts `s` from the longest kept prefix with the same adapter set, when there is one.
+    /// At least one prompt token is always computed (its logits start generation), and the first
+    /// computed chunk is never a lone token where a fresh prefill would have a longer chunk, so
+    /// every position goes through the same kernel it would without the cache.
+    private func reusePrefix(_ s: Sequence, into cache: SequenceCache) {
+        guard prefixCache.isEnabled, !s.request.echo else { return }
+        let prompt = s.request.prompt
+        var usable = 0
+        var source: SequenceCache?
+        if let hit = prefixCache.lookup(key: s.adapters.cacheKey, prompt: prompt) {
+            source = hit.cache
+            usable = min(hit.length, prompt.count - 1)
+            let chunk = limits.prefillChunk
+            let firstEnd = min(prompt.count, (usable / chunk + 1) * chunk)
+            let freshChunkStart = (usable / chunk) * chunk
+            let freshChunkEnd = min(prompt.count, freshChunkStart + chunk)
+            if usable > 0, firstEnd - usable == 1, freshChunkEnd - freshChunkStart > 1 { usable -= 1 }
+        }
+        lock.lock()
+        if usable > 0 {
+            prefixStats.hits += 1
+            prefixStats.hitTokens += usable
+        } else {
+            prefixStats.misses += 1
+        }
+        lock.unlock()
+        guard usable > 0, let source else { return }
+        cache.copyPrefix(from: source, count: usable)
+        s.promptDone = usable
+        s.cachedPrompt = usable
+    }
+
+    /// Keeps a finished sequence's prompt KV for later requests (engine thread, before its KV is
+    /// released). A cache much larger than the prompt is compacted first so entries cost what
+    /// they hold.
+    private func keepPrefix(_ s: Sequence) {
+        guard prefixCache.isEnabled, let cache = s.cache else { return }
+        let keep = gemmComputedPrefix(min(s.promptDone, s.request.prompt.count))
+        guard keep > 0, cache.length >= keep else { return }
+        let tokens = Array(s.request.prompt[0..<keep])
+        var stored = cache
+        if cache.capacity > 2 * keep {
+            stored = model.makeCache(capacity: keep)
+            stored.copyPrefix(from: cache, count: keep)
+        }
+        prefixCache.insert(key: s.adapters.cacheKey, tokens: tokens, cache: stored)
+        lock.lock()
+        prefixStats.bytes = prefixCache.bytes
+        prefixStats.entries = prefixCache.entries.count
+        lock.unlock()
     }
 
     private func fail(_ s: Sequence, _ error: Error) {

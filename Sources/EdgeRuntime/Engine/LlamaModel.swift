@@ -129,9 +129,17 @@ public final class LlamaModel: @unchecked Sendable {
         let scale = 1 / Float(headDim).squareRoot()
         let int8 = activations == .int8 ? Int32(EK_ACT_INT8) : 0
 
-        func check(_ status: Int32, _ op: String) throws(EngineError) {
-            if status != 0 { throw .kernel(operation: op, status: status, message: String(cString: ek_status_message(status))) }
+        // The operation name is built only on failure (no string per kernel call).
+        func check(_ status: Int32, _ op: @autoclosure () -> String) throws(EngineError) {
+            if status != 0 { throw .kernel(operation: op(), status: status, message: String(cString: ek_status_message(status))) }
         }
+
+        // Per-sequence LoRA segments: one segment per step, rows rowStart[i] ..< rowStart[i + 1].
+        let segStart = rowStart.map { Int64($0) }
+        var slots: [ek_lora_slot] = []
+        var segSlot: [Int32] = []
+        slots.reserveCapacity(ordered.count)
+        segSlot.reserveCapacity(ordered.count)
 
         // y[n, out] = x[n, in] · W^T + Σ_k w_k s_k B_k (A_k x) per sequence.
         func project(_ layer: Int, _ p: LlamaProjection, _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
@@ -147,10 +155,10 @@ public final class LlamaModel: @unchecked Sendable {
             guard maxMix > 0 else { return }
             let (outDim, inDim) = p.shape(hp)
             for mixIndex in 0..<maxMix {
-                var slots: [ek_lora_slot] = []
-                var segSlot: [Int32] = []
-                var segStart: [Int64] = [0]
-                for (i, s) in ordered.enumerated() {
+                // Reused across projections and layers (capacity kept): no allocation per call.
+                slots.removeAll(keepingCapacity: true)
+                segSlot.removeAll(keepingCapacity: true)
+                for s in ordered {
                     if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
                         slot.scale *= s.adapters.entries[mixIndex].weight
                         segSlot.append(Int32(slots.count))
@@ -158,7 +166,6 @@ public final class LlamaModel: @unchecked Sendable {
                     } else {
                         segSlot.append(-1)
                     }
-                    segStart.append(Int64(rowStart[i + 1]))
                 }
                 if slots.isEmpty { continue }
                 try check(ek_lora_sgmv(slots, Int64(slots.count), segSlot, segStart, Int64(segSlot.count),

@@ -77,9 +77,13 @@ extension LlamaWeights {
             guard let info = file.tensors[name] else { throw bad("tensor '\(name)' is missing from model.safetensors") }
             guard info.dtype.isFloat else { throw bad("tensor '\(name)' has dtype \(info.dtype.rawValue), expected a float type") }
             guard info.elementCount == count else { throw bad("tensor '\(name)' has \(info.elementCount) values (shape \(info.shape)), expected \(count)") }
-            let buffer = FloatBuffer(count: count, zeroed: false)
             let raw: UnsafeRawBufferPointer
             do { raw = try file.bytes(of: name) } catch { throw bad(error.description) }
+            // Aligned f32 (the embedding of an imported model): use the mapping as it is.
+            if info.dtype == .f32, let base = raw.baseAddress, Int(bitPattern: base) % 4 == 0, raw.count >= count * 4 {
+                return FloatBuffer(borrowing: base.assumingMemoryBound(to: Float.self), count: count, owner: file)
+            }
+            let buffer = FloatBuffer(count: count, zeroed: false)
             switch info.dtype {
             case .f32:
                 raw.withMemoryRebound(to: UInt8.self) { src in

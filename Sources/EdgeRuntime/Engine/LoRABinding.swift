@@ -80,7 +80,14 @@ public final class LoRABinding: @unchecked Sendable {
 public struct AdapterMix: Sendable {
     public var entries: [(binding: LoRABinding, weight: Float)]
 
-    public init(_ entries: [(binding: LoRABinding, weight: Float)] = []) { self.entries = entries }
+    /// Identity of the set for the prefix cache: equal keys mean equal LoRA deltas. Defaults to the
+    /// binding names (NAME@VERSION) and exact weights; the daemon adds each adapter's content digest.
+    public var cacheKey: String
+
+    public init(_ entries: [(binding: LoRABinding, weight: Float)] = [], cacheKey: String? = nil) {
+        self.entries = entries
+        self.cacheKey = cacheKey ?? entries.map { "\($0.binding.name)*\(String($0.weight.bitPattern, radix: 16))" }.joined(separator: "+")
+    }
 
     public static let none = AdapterMix()
     public var isEmpty: Bool { entries.isEmpty }

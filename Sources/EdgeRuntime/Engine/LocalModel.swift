@@ -14,6 +14,13 @@ public final class LocalModel: @unchecked Sendable {
         tokenizer = try Tokenizer(directory: URL(fileURLWithPath: directory))
     }
 
+    /// Already-loaded parts (the daemon maps the weights first and loads the tokenizer after READY).
+    public init(directory: String, weights: LlamaWeights, tokenizer: Tokenizer) {
+        self.directory = directory
+        self.weights = weights
+        self.tokenizer = tokenizer
+    }
+
     public var hyperparameters: LlamaHyperparameters { weights.hyperparameters }
 
     /// Tokens that end generation (tokenizer EOS, generation_config eos ids, end-of-turn tokens).

@@ -12,12 +12,17 @@ public struct SchedulerLimits: Sendable, Equatable {
     public var prefillChunk: Int
     /// Rows per step: prompt chunks beyond it wait for the next step (decode rows always run).
     public var maxBatchTokens: Int
+    /// KV bytes the prefix (prompt) cache may keep for later requests; 0 disables it. Within a KV
+    /// budget, kept prefixes also count against the budget and are evicted before anything waits.
+    public var prefixCacheBytes: Int
 
-    public init(maxRunning: Int = 16, maxQueued: Int = 64, kvBudgetBytes: Int = 0, prefillChunk: Int = 64, maxBatchTokens: Int = 256) {
+    public init(maxRunning: Int = 16, maxQueued: Int = 64, kvBudgetBytes: Int = 0, prefillChunk: Int = 64, maxBatchTokens: Int = 256,
+                prefixCacheBytes: Int = 256 << 20) {
         self.maxRunning = max(1, maxRunning)
         self.maxQueued = max(0, maxQueued)
         self.kvBudgetBytes = max(0, kvBudgetBytes)
         self.prefillChunk = max(1, prefillChunk)
         self.maxBatchTokens = max(1, maxBatchTokens)
+        self.prefixCacheBytes = max(0, prefixCacheBytes)
     }
 }

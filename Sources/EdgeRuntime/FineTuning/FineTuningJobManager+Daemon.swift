@@ -25,7 +25,7 @@ extension FineTuningJobManager {
                     _ = try await cache.importArtifact(path: path, local: true, name: try AdapterName(name), version: try AdapterName(version))
                 },
                 baseDigest: engine.model?.baseDigest)
-            let manager = try FineTuningJobManager(stateDirectory: stateDirectory(), modelDirectory: engine.local.directory,
+            let manager = try FineTuningJobManager(stateDirectory: stateDirectory(), modelDirectory: engine.directory,
                                                    environment: env, settings: settings, logger: logger)
             await manager.start()
             return manager

@@ -87,11 +87,6 @@ struct APIRoutes {
         return try JSONValue.parse(Array(data))
     }
 
-    func adapterName(_ ctx: ServingRequestContext) throws -> AdapterName {
-        let raw = ctx.parameters.get("name") ?? ""
-        do { return try AdapterName(raw) } catch { throw APIError.badRequest(error.description, param: "name", code: "invalid_adapter_name") }
-    }
-
     // MARK: handlers
 
     func health() async throws -> Response {
@@ -239,25 +234,25 @@ struct APIRoutes {
         return Response(status: .ok, headers: [.contentType: sse ? "text/event-stream" : "application/x-ndjson"], body: ResponseBody(asyncSequence: frames))
     }
 
+    /// The `{name}` path parameter: NAME or NAME@VERSION.
+    func adapterReference(_ ctx: ServingRequestContext) throws -> AdapterReference {
+        let raw = ctx.parameters.get("name") ?? ""
+        do { return try AdapterReference(parsing: raw) } catch { throw APIError.badRequest(error.message, param: "name", code: error.errorCode) }
+    }
+
     func evict(_ ctx: ServingRequestContext) async throws -> Response {
         try Self.authorize(state, ctx, .manage)
-        let name = try adapterName(ctx)
-        try await state.backend.evictAdapter(name)
-        ctx.logger.info("adapter evicted", metadata: ["adapter.name": "\(name)"])
-        return Self.respond(.object([("id", .string(name.value)), ("object", "adapter"), ("deleted", true)]))
+        let ref = try adapterReference(ctx)
+        try await state.backend.evictAdapter(ref)
+        ctx.logger.info("adapter evicted", metadata: ["adapter.name": "\(ref)"])
+        return Self.respond(.object([("id", .string(ref.description)), ("object", "adapter"), ("deleted", true)]))
     }
 
     func pin(_ ctx: ServingRequestContext, pin: Bool) async throws -> Response {
         try Self.authorize(state, ctx, .manage)
         let raw = ctx.parameters.get("name") ?? ""
-        let info: AdapterInfo
-        if pin {
-            let ref: AdapterReference
-            do { ref = try AdapterReference(parsing: raw) } catch { throw APIError.badRequest(error.message, param: "name", code: error.errorCode) }
-            info = try await state.backend.pinAdapter(ref)
-        } else {
-            info = try await state.backend.unpinAdapter(try adapterName(ctx))
-        }
+        let ref = try adapterReference(ctx)
+        let info = pin ? try await state.backend.pinAdapter(ref) : try await state.backend.unpinAdapter(ref)
         ctx.logger.info(pin ? "adapter pinned" : "adapter unpinned", metadata: ["adapter.name": "\(raw)"])
         return Self.respond(try Self.encodable(info))
     }

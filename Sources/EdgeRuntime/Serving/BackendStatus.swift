@@ -14,11 +14,13 @@ public struct BackendStatus: Sendable, Equatable, Codable {
     /// Tokens computed by the engine since start (prefill / decode), for throughput metrics.
     public var promptTokensTotal: Int
     public var generatedTokensTotal: Int
+    /// The scheduler's prompt-prefix cache.
+    public var prefixCache: PrefixCacheStatus
 
     public init(
         running: Int = 0, queued: Int = 0, kvBytesUsed: Int = 0, kvBytesBudget: Int = 0,
         adaptersInRAM: [String] = [], cacheTiers: [CacheTierStatus] = [],
-        promptTokensTotal: Int = 0, generatedTokensTotal: Int = 0
+        promptTokensTotal: Int = 0, generatedTokensTotal: Int = 0, prefixCache: PrefixCacheStatus = PrefixCacheStatus()
     ) {
         self.running = running
         self.queued = queued
@@ -28,6 +30,7 @@ public struct BackendStatus: Sendable, Equatable, Codable {
         self.cacheTiers = cacheTiers
         self.promptTokensTotal = promptTokensTotal
         self.generatedTokensTotal = generatedTokensTotal
+        self.prefixCache = prefixCache
     }
 }
 

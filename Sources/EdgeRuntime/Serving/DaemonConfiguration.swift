@@ -42,6 +42,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var kvBudgetBytes = 1 << 30
         /// Prompt tokens per sequence per step (prefill is chunked so decodes keep flowing).
         public var prefillChunk = 256
+        /// KV bytes kept for prompt-prefix reuse (0 = off); counted within kv_budget_bytes.
+        public var prefixCacheBytes = 256 << 20
     }
 
     public struct Adapters: Sendable, Equatable {
@@ -162,11 +164,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.model.contextLength = try reader.int(t, "model", "context_length", min: 0, max: 1 << 20) ?? c.model.contextLength
         }
         if let t = try reader.section(root, "scheduler") {
-            try reader.checkKeys(t, section: "scheduler", known: ["max_running", "max_queue", "kv_budget_bytes", "prefill_chunk"])
+            try reader.checkKeys(t, section: "scheduler", known: ["max_running", "max_queue", "kv_budget_bytes", "prefill_chunk", "prefix_cache_bytes"])
             c.scheduler.maxRunning = try reader.int(t, "scheduler", "max_running", min: 1, max: 4096) ?? c.scheduler.maxRunning
             c.scheduler.maxQueue = try reader.int(t, "scheduler", "max_queue", min: 0, max: 1 << 20) ?? c.scheduler.maxQueue
             c.scheduler.kvBudgetBytes = try reader.int(t, "scheduler", "kv_budget_bytes", min: 0) ?? c.scheduler.kvBudgetBytes
             c.scheduler.prefillChunk = try reader.int(t, "scheduler", "prefill_chunk", min: 1, max: 1 << 16) ?? c.scheduler.prefillChunk
+            c.scheduler.prefixCacheBytes = try reader.int(t, "scheduler", "prefix_cache_bytes", min: 0) ?? c.scheduler.prefixCacheBytes
         }
         if let t = try reader.section(root, "adapters") {
             try reader.checkKeys(t, section: "adapters", known: ["store_url", "cache_dir", "disk_budget_bytes", "ram_budget_bytes", "max_download_bytes", "require_signature", "trusted_keys"])

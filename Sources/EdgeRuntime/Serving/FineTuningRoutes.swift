@@ -8,16 +8,16 @@ import Hummingbird
 struct FineTuningRoutes {
     let state: ServingState
 
-    private func backend(_ ctx: ServingRequestContext) throws -> any FineTuningBackend {
+    private func backend(_ ctx: ServingRequestContext) async throws -> any FineTuningBackend {
         try APIRoutes.authorize(state, ctx, .manage)
-        guard let b = state.fineTuning else {
+        guard let b = await state.settledFineTuning() else {
             throw APIError.unavailable("fine-tuning is not available in this daemon", code: "fine_tuning_unavailable")
         }
         return b
     }
 
     func create(_ req: Request, _ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         let json = try await APIRoutes.json(req, limit: state.settings.maxUploadBytes, key: "max_upload_bytes")
         let f = FieldReader(json: json)
         if json["training_file"] != nil && json["training_data"] == nil {
@@ -65,7 +65,7 @@ struct FineTuningRoutes {
     }
 
     func list(_ req: Request, _ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         let (after, limit) = try page(req)
         let jobs = try await b.listJobs(after: after, limit: limit + 1)
         return APIRoutes.respond(.object([
@@ -74,12 +74,12 @@ struct FineTuningRoutes {
     }
 
     func get(_ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         return APIRoutes.respond(try APIRoutes.encodable(try await b.job(id: ctx.parameters.get("id") ?? "")))
     }
 
     func events(_ req: Request, _ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         let (after, limit) = try page(req)
         let events = try await b.events(jobID: ctx.parameters.get("id") ?? "", after: after, limit: limit + 1)
         return APIRoutes.respond(.object([
@@ -88,7 +88,7 @@ struct FineTuningRoutes {
     }
 
     func cancel(_ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         let job = try await b.cancel(jobID: ctx.parameters.get("id") ?? "")
         ctx.logger.info("fine-tuning job cancelled", metadata: ["job.id": "\(job.id)"])
         return APIRoutes.respond(try APIRoutes.encodable(job))
@@ -97,7 +97,7 @@ struct FineTuningRoutes {
     /// `POST /v1/fine_tuning/run_pending`: start queued jobs now, ignoring the idle timer (what
     /// `edgectl finetune run-pending` and its systemd timer call). Answers with the pending jobs.
     func runPending(_ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         let jobs = try await b.runPending()
         ctx.logger.info("fine-tuning: run pending jobs now", metadata: ["jobs": "\(jobs.count)"])
         return APIRoutes.respond(.object([("object", "list"), ("data", try APIRoutes.encodable(jobs)), ("has_more", .bool(false))]))

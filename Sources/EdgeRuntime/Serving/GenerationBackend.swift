@@ -81,12 +81,14 @@ public protocol GenerationBackend: Sendable {
     func pullAdapter(_ reference: AdapterReference) -> AsyncThrowingStream<AdapterPullProgress, Error>
 
     /// Removes an adapter from the RAM and disk caches (trained-on-device adapters are kept on disk
-    /// and only leave RAM). Throws 404 for an unknown adapter, 409 if it is pinned.
-    func evictAdapter(_ name: AdapterName) async throws
+    /// and only leave RAM). NAME evicts every cached version, NAME@VERSION that one. Throws 404 for
+    /// an unknown adapter, 409 if it is pinned or in use.
+    func evictAdapter(_ reference: AdapterReference) async throws
 
     /// Pins an adapter: never evicted from disk (pulled first if needed). Throws 404 when unknown.
     func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo
 
-    /// Removes an explicit pin. Throws 404 when unknown.
-    func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo
+    /// Removes an explicit pin (NAME: its newest cached version; NAME@VERSION: that one). Throws 404
+    /// when unknown.
+    func unpinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo
 }

@@ -73,15 +73,19 @@ public struct GenerationSummary: Sendable, Equatable {
     public var completionTokens: Int
     /// Time spent waiting for admission to a running batch (for metrics).
     public var queueTime: Duration
+    /// Time from admission to the end: the engine's own share of the request (the socket API
+    /// reports it as `x-engine-time-ms`, so clients can tell transport from compute).
+    public var engineTime: Duration
 
     public init(
         finishReason: FinishReason, promptTokens: Int, cachedPromptTokens: Int = 0,
-        completionTokens: Int, queueTime: Duration = .zero
+        completionTokens: Int, queueTime: Duration = .zero, engineTime: Duration = .zero
     ) {
         self.finishReason = finishReason
         self.promptTokens = promptTokens
         self.cachedPromptTokens = cachedPromptTokens
         self.completionTokens = completionTokens
         self.queueTime = queueTime
+        self.engineTime = engineTime
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import NIOConcurrencyHelpers
@@ -56,8 +57,16 @@ struct InferenceHandler: Sendable {
             throw APIError.timeout("the request did not finish within \(Int(requestTimeout)) s ([server] request_timeout): ask for fewer tokens or retry later")
         }
         logger.debug("generation finished", metadata: ["finish_reason": .string(result.finishReason.rawValue), "tokens.completion": .stringConvertible(result.completionTokens)])
-        return jsonResponse(render(prepared, result))
+        var response = jsonResponse(render(prepared, result))
+        // The engine's share of this request (admission to end) and its wait for admission, so a
+        // client can tell transport and API overhead from compute.
+        response.headers[Self.engineTimeHeader] = String(format: "%.3f", result.engineTime.seconds * 1000)
+        response.headers[Self.queueTimeHeader] = String(format: "%.3f", result.queueTime.seconds * 1000)
+        return response
     }
+
+    static let engineTimeHeader = HTTPField.Name("x-engine-time-ms")!
+    static let queueTimeHeader = HTTPField.Name("x-queue-time-ms")!
 
     // MARK: preparing
 
@@ -164,6 +173,8 @@ extension InferenceHandler {
         var promptTokens = 0
         var completionTokens = 0
         var cachedPromptTokens = 0
+        var engineTime: Duration = .zero
+        var queueTime: Duration = .zero
     }
 
     func collect(_ p: Prepared, stream: AsyncThrowingStream<GenerationEvent, Error>, arrival: ContinuousClock.Instant) async throws -> Collected {
@@ -191,6 +202,8 @@ extension InferenceHandler {
         out.promptLogprobs = acc.promptLogprobs
         out.promptTokens = acc.summary?.promptTokens ?? p.generation.prompt.count
         out.cachedPromptTokens = acc.summary?.cachedPromptTokens ?? 0
+        out.engineTime = acc.summary?.engineTime ?? .zero
+        out.queueTime = acc.summary?.queueTime ?? .zero
         out.completionTokens = acc.summary?.completionTokens ?? acc.completionTokens
         metrics.tokens(adapter: p.adapterLabel, prompt: out.promptTokens, generated: out.completionTokens)
         metrics.finished(reason: reason.rawValue)

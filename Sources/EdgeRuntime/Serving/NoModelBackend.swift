@@ -37,7 +37,7 @@ public struct NoModelBackend: GenerationBackend {
         AsyncThrowingStream { $0.finish(throwing: unavailable) }
     }
 
-    public func evictAdapter(_ name: AdapterName) async throws { throw unavailable }
+    public func evictAdapter(_ reference: AdapterReference) async throws { throw unavailable }
     public func pinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo { throw unavailable }
-    public func unpinAdapter(_ name: AdapterName) async throws -> AdapterInfo { throw unavailable }
+    public func unpinAdapter(_ reference: AdapterReference) async throws -> AdapterInfo { throw unavailable }
 }

@@ -49,7 +49,7 @@ public enum ServingDaemon {
     public static func run(
         options: Options, config initial: DaemonConfiguration, logger: Logger,
         makeBackend: BackendFactory = { c, l in await DefaultBackendFactory.makeBackend(c, logger: l) },
-        makeFineTuning: FineTuningFactory = { c, b, l in await DefaultBackendFactory.makeFineTuning(c, backend: b, logger: l) }
+        makeFineTuning: @escaping FineTuningFactory = { c, b, l in await DefaultBackendFactory.makeFineTuning(c, backend: b, logger: l) }
     ) async -> ExitCode {
         let started = ContinuousClock.now
         let notifier = SystemdNotifier()
@@ -72,8 +72,8 @@ public enum ServingDaemon {
         }
 
         let backend = await makeBackend(initial, logger)
-        let fineTuning = await makeFineTuning(initial, backend, logger)
-        let state = ServingState(backend: backend, fineTuning: fineTuning, settings: .init(initial))
+        let state = ServingState(backend: backend, fineTuning: nil, settings: .init(initial), fineTuningPending: true)
+        let (listening, listeningGate) = AsyncStream<Void>.makeStream()
         let server = SocketHTTPServer(
             socket: socket, state: state, logger: logger,
             drainTimeout: .milliseconds(Int64(initial.server.shutdownGrace * 1000)),
@@ -84,6 +84,7 @@ public enum ServingDaemon {
                 notifier.ready(status: line)
                 let startup = ContinuousClock.now - started
                 logger.notice("ready in \(Int(startup.seconds * 1000)) ms: \(line)", metadata: ["socket.path": "\(socket.path)", "model.path": "\(initial.model.path)"])
+                listeningGate.finish()
             },
             onShutdownStart: {
                 notifier.stopping(status: "draining; \(state.metrics.requestsInFlight) request(s) in flight")
@@ -94,10 +95,13 @@ public enum ServingDaemon {
         if let engineService = backend as? any Service {
             services.append(.init(service: engineService))
         }
-        if let fineTuningService = fineTuning as? any Service {
-            // Stopped with the group, so a running job pauses with a checkpoint before exit.
-            services.append(.init(service: fineTuningService))
-        }
+        // Built after READY; stopped with the group, so a running job pauses with a checkpoint
+        // before exit. Its own end (no fine-tuning here) does not end the daemon.
+        services.append(.init(service: DeferredFineTuningService(listening: listening) {
+            let fineTuning = await makeFineTuning(initial, backend, logger)
+            state.settleFineTuning(fineTuning)
+            return fineTuning
+        }))
         services.append(.init(service: server, successTerminationBehavior: .gracefullyShutdownGroup))
         services.append(.init(service: reload))
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
@@ -191,5 +195,23 @@ extension ServingDaemon {
             unlink(probe)
         }
         return nil
+    }
+}
+
+/// Creates the fine-tuning backend once the daemon is listening (after READY=1) and then runs it as
+/// a service when it is one: its set-up maps the model again for training, which must not delay
+/// start-up. Until it is installed the fine-tuning routes answer 503.
+struct DeferredFineTuningService: Service {
+    let listening: AsyncStream<Void>
+    let make: @Sendable () async -> (any FineTuningBackend)?
+
+    func run() async throws {
+        for await _ in listening.cancelOnGracefulShutdown() {}
+        if !Task.isCancelled, !Task.isShuttingDownGracefully, let backend = await make(), let service = backend as? any Service {
+            try await service.run()
+            return
+        }
+        // Nothing to run: stay until the group shuts down (a service ending early ends the group).
+        try? await gracefulShutdown()
     }
 }

@@ -1,0 +1,385 @@
+import AdapterCache
+import ArgumentParser
+import EdgeRuntime
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `edgectl bench serve`: the daemon's serving numbers in one run, through the real socket.
+///
+/// Starts `edge-runtimed` (the binary next to this edgectl, or `--daemon`) on a temporary socket
+/// with a temporary adapter cache, registers `--streams` random rank-`--rank` PEFT adapters on all
+/// seven projections as local adapters, and measures:
+/// - start → READY=1 (a fake NOTIFY_SOCKET; median of `--starts` cold starts of the process),
+/// - aggregate decode tokens/s of N concurrent streams each with its own adapter, of N concurrent
+///   streams on the base, and of one stream alone (greedy, `ignore_eos`, `--tokens` each),
+/// - socket overhead: round trip of a 1-token completion minus the engine time the daemon reports
+///   for it (`x-engine-time-ms`), median of `--probes`.
+/// Build with `-c release`; debug numbers mean nothing.
+struct BenchServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve", abstract: "Measure the daemon: concurrent adapter streams vs base vs one stream, socket overhead, start-to-READY.")
+
+    @Option(name: .long, help: "Model directory (config.json + model.safetensors + tokenizer).") var model: String
+    @Option(name: .long, help: "Concurrent streams (and distinct adapters).") var streams = 8
+    @Option(name: .long, help: "LoRA rank of the generated adapters.") var rank = 16
+    @Option(name: .long, help: "Tokens generated per stream.") var tokens = 64
+    @Option(name: .long, help: "Compute threads of the daemon (0 = all cores).") var threads = 0
+    @Option(name: .long, help: "Cold starts timed for start-to-READY (the median is reported).") var starts = 3
+    @Option(name: .long, help: "1-token completions timed for the socket overhead (the median is reported).") var probes = 30
+    @Option(name: .long, help: "The edge-runtimed binary (default: the one next to edgectl, else $PATH).") var daemon: String?
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    struct Throughput: Encodable {
+        var streams: Int
+        var tokensPerStream: Int
+        var completionTokens: Int
+        var seconds: Double
+        var decodeTokensPerSecond: Double
+    }
+
+    struct Result: Encodable {
+        var model: String
+        var streams: Int
+        var rank: Int
+        var threads: Int
+        var adapters: Throughput
+        var base: Throughput
+        var single: Throughput
+        var adaptersOverBase: Double
+        var adaptersOverSingle: Double
+        var roundTripMs: Double
+        /// nil when the daemon does not report `x-engine-time-ms` (an older edge-runtimed).
+        var engineMs: Double?
+        var socketOverheadMs: Double?
+        var startToReadyMs: Double
+        var startToReadyRunsMs: [Double]
+        var targets: [String: Bool]
+    }
+
+    enum Failure: Error, CustomStringConvertible {
+        case daemonMissing(String)
+        case daemonFailed(String)
+        case request(String)
+        case model(String)
+
+        var description: String {
+            switch self {
+            case .daemonMissing(let s): return "edge-runtimed not found (\(s)): build it (`swift build -c release`) or pass --daemon PATH"
+            case .daemonFailed(let s): return "edge-runtimed did not become ready: \(s)"
+            case .request(let s): return "a benchmark request failed: \(s)"
+            case .model(let s): return "the model directory cannot be benchmarked: \(s)"
+            }
+        }
+    }
+
+    func validate() throws {
+        guard streams >= 1, streams <= 256 else { throw ValidationError("--streams must be 1…256") }
+        guard rank >= 1, rank <= 256 else { throw ValidationError("--rank must be 1…256") }
+        guard tokens >= 2 else { throw ValidationError("--tokens must be at least 2 (decode rate needs two tokens)") }
+        guard starts >= 1, probes >= 1 else { throw ValidationError("--starts and --probes must be at least 1") }
+    }
+
+    func run() async throws {
+        do {
+            let result = try await measure()
+            if json { printJSON(result) } else { print(Self.table(result)) }
+        } catch let f as Failure {
+            printError(f.description)
+            throw ExitCode.failure
+        } catch let e as AdapterError {
+            printError(e.description)
+            throw ExitCode.failure
+        } catch let e as ClientError {
+            printError(e.description)
+            throw ExitCode.failure
+        }
+    }
+
+    // MARK: - Setup
+
+    func daemonBinary() throws -> String {
+        if let daemon {
+            guard FileManager.default.isExecutableFile(atPath: daemon) else { throw Failure.daemonMissing("\(daemon) is not an executable") }
+            return daemon
+        }
+        let own = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("edge-runtimed").path
+        if FileManager.default.isExecutableFile(atPath: own) { return own }
+        for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
+            let p = "\(dir)/edge-runtimed"
+            if FileManager.default.isExecutableFile(atPath: p) { return p }
+        }
+        throw Failure.daemonMissing("not next to edgectl (\(own)) nor on $PATH")
+    }
+
+    /// Writes, packs and imports `streams` adapters named bench-0…; returns their names.
+    func registerAdapters(work: String, cacheDir: String, hp: LlamaHyperparameters, digest: String) async throws -> [String] {
+        var cacheConfig = AdapterCacheConfiguration(directory: cacheDir)
+        cacheConfig.baseModelDigest = digest
+        let cache = try AdapterCache(configuration: cacheConfig)
+        var names: [String] = []
+        for i in 0..<streams {
+            let name = "bench-\(i)"
+            let peft = "\(work)/peft-\(i)"
+            try SyntheticAdapter.write(to: peft, layers: hp.layerCount, hidden: hp.hiddenSize, intermediate: hp.intermediateSize,
+                                       kvDim: hp.kvDim, rank: rank, seed: UInt64(1000 + i), qDim: hp.qDim)
+            var options = AdapterArtifact.PackOptions(name: try AdapterName(name), version: try AdapterName("1"), baseModel: digest)
+            options.level = 3
+            let (artifact, _) = try AdapterArtifact.pack(directory: peft, options: options)
+            let file = "\(work)/\(name).tar.zst"
+            try AtomicFile.write(artifact, to: file)
+            try await cache.importArtifact(path: file, local: true)
+            try? FileManager.default.removeItem(atPath: peft)
+            names.append(name)
+        }
+        return names
+    }
+
+    func measure() async throws -> Result {
+        let binary = try daemonBinary()
+        let modelDir = URL(fileURLWithPath: model).standardizedFileURL.path
+        guard let configData = FileManager.default.contents(atPath: modelDir + "/config.json") else {
+            throw Failure.model("\(modelDir)/config.json is missing")
+        }
+        let hp: LlamaHyperparameters
+        do { hp = try LlamaHyperparameters(configJSON: configData, path: modelDir) } catch { throw Failure.model("\(error)") }
+        let digest = try digestOfBaseModel(path: modelDir)
+
+        let work = NSTemporaryDirectory() + "edge-bench-serve-\(getpid())"
+        try? FileManager.default.removeItem(atPath: work)
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let cacheDir = work + "/cache", socket = work + "/edge.sock"
+        let names = try await registerAdapters(work: work, cacheDir: cacheDir, hp: hp, digest: digest)
+        let config = work + "/config.toml"
+        try """
+            [server]
+            socket_group = ""
+            shutdown_grace = 2
+            request_timeout = 600
+            [model]
+            path = "\(modelDir)"
+            threads = \(threads)
+            [scheduler]
+            max_running = \(max(16, streams))
+            max_queue = \(max(64, streams * 2))
+            [adapters]
+            cache_dir = "\(cacheDir)"
+            [logging]
+            level = "warning"
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+
+        // Cold starts: the last one stays up for the rest.
+        var readyMs: [Double] = []
+        var process: Process?
+        for i in 0..<starts {
+            let (p, ms) = try startDaemon(binary, config: config, socket: socket, work: work, run: i)
+            readyMs.append(ms)
+            if i < starts - 1 { stop(p) } else { process = p }
+        }
+        guard let daemonProcess = process else { throw Failure.daemonFailed("no start") }
+        defer { stop(daemonProcess) }
+        let client = DaemonClient(socketPath: socket)
+
+        // Warm every adapter into RAM (and the kernels' thread pool) before timing.
+        _ = try concurrent(client, models: names, tokens: 2)
+        _ = try concurrent(client, models: ["base"], tokens: 2)
+
+        let adapters = try concurrent(client, models: names, tokens: tokens)
+        let base = try concurrent(client, models: Array(repeating: "base", count: streams), tokens: tokens)
+        let single = try concurrent(client, models: ["base"], tokens: tokens)
+
+        var roundTrips: [Double] = [], engine: [Double] = [], overhead: [Double] = []
+        for _ in 0..<probes {
+            let t = Clock.now()
+            let r = try client.request("POST", "/v1/completions", json: [
+                "model": "base", "prompt": "Hello", "max_tokens": 1, "temperature": 0, "ignore_eos": true,
+            ])
+            let rt = Clock.since(t) * 1000
+            guard r.status == 200 else { throw Failure.request("1-token completion: HTTP \(r.status): \(r.errorMessage)") }
+            roundTrips.append(rt)
+            if let e = r.headers["x-engine-time-ms"].flatMap(Double.init) {
+                engine.append(e)
+                overhead.append(rt - e)
+            }
+        }
+
+        let startMs = median(readyMs)
+        let overheadMs: Double? = overhead.isEmpty ? nil : median(overhead)
+        let aOverB = adapters.decodeTokensPerSecond / max(1e-9, base.decodeTokensPerSecond)
+        let aOverS = adapters.decodeTokensPerSecond / max(1e-9, single.decodeTokensPerSecond)
+        return Result(
+            model: modelDir, streams: streams, rank: rank, threads: threads, adapters: adapters, base: base, single: single,
+            adaptersOverBase: aOverB, adaptersOverSingle: aOverS,
+            roundTripMs: median(roundTrips), engineMs: engine.isEmpty ? nil : median(engine), socketOverheadMs: overheadMs,
+            startToReadyMs: startMs, startToReadyRunsMs: readyMs,
+            targets: ["adapters_ge_0.9x_base": aOverB >= 0.9, "adapters_ge_3x_single": aOverS >= 3,
+                      "socket_overhead_lt_2ms": (overheadMs ?? .infinity) < 2, "start_to_ready_lt_150ms": startMs < 150])
+    }
+
+    // MARK: - Daemon process
+
+    func startDaemon(_ binary: String, config: String, socket: String, work: String, run: Int) throws -> (Process, Double) {
+        let notifyPath = "\(work)/notify-\(run)"
+        let notify = try NotifyListener(path: notifyPath)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: binary)
+        p.arguments = ["--config", config, "--socket", socket]
+        var env = ProcessInfo.processInfo.environment
+        for k in ["LISTEN_FDS", "LISTEN_PID", "WATCHDOG_USEC", "WATCHDOG_PID", "JOURNAL_STREAM", "EDGE_SOCKET"] { env[k] = nil }
+        env["NOTIFY_SOCKET"] = notifyPath
+        // Fine-tuning jobs and trained adapters of this throwaway daemon stay in the temp dir.
+        env["EDGE_STATE_DIR"] = "\(work)/state"
+        p.environment = env
+        let logPath = "\(work)/daemon-\(run).log"
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: logPath)
+        p.standardOutput = FileHandle.nullDevice
+        p.standardInput = FileHandle.nullDevice
+        let t = Clock.now()
+        try p.run()
+        guard notify.wait(for: "READY=1", timeout: 60) != nil else {
+            stop(p)
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            throw Failure.daemonFailed("no READY=1 within 60 s; its log: \(log.suffix(2000))")
+        }
+        let ms = Clock.since(t) * 1000
+        let health = try DaemonClient(socketPath: socket).request("GET", "/healthz")
+        guard health.status == 200, health.json?["status"]?.stringValue != "no_model" else {
+            stop(p)
+            throw Failure.daemonFailed("it started without the model: \(String(decoding: health.body, as: UTF8.self))")
+        }
+        return (p, ms)
+    }
+
+    func stop(_ p: Process) {
+        guard p.isRunning else { return }
+        kill(p.processIdentifier, SIGTERM)
+        let end = Clock.now() + 10_000_000_000
+        while p.isRunning && Clock.now() < end { usleep(5_000) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+    }
+
+    // MARK: - Streams
+
+    /// One streaming completion per entry of `models`, all at once. Decode rate: every stream's
+    /// tokens after its first, over the span from the earliest first token to the latest last one.
+    func concurrent(_ client: DaemonClient, models: [String], tokens: Int) throws -> Throughput {
+        final class Record: @unchecked Sendable {
+            var first: UInt64 = 0, last: UInt64 = 0, completion = 0, chunks = 0
+            var error: String?
+        }
+        let records = models.map { _ in Record() }
+        let group = DispatchGroup()
+        for (i, name) in models.enumerated() {
+            let record = records[i]
+            let body: JSONValue = [
+                "model": .string(name), "prompt": .string("Write a short story about a lighthouse keeper, part \(i + 1):"),
+                "max_tokens": .int(Int64(tokens)), "temperature": 0, "ignore_eos": true, "stream": true,
+                "stream_options": ["include_usage": true],
+            ]
+            group.enter()
+            let thread = Thread {
+                defer { group.leave() }
+                do {
+                    let r = try client.stream("POST", "/v1/completions", json: body) { line in
+                        guard line.hasPrefix("data: "), !line.hasPrefix("data: [DONE]") else { return }
+                        let payload = try JSONValue.parse(Array(line.utf8.dropFirst(6)))
+                        let now = Clock.now()
+                        if let usage = payload["usage"], let n = usage["completion_tokens"]?.intValue { record.completion = Int(n) }
+                        if let choice = payload["choices"]?.arrayValue?.first, choice["text"]?.stringValue != nil {
+                            if record.first == 0 { record.first = now }
+                            record.last = now
+                            record.chunks += 1
+                        }
+                    }
+                    if r.status != 200 { record.error = "HTTP \(r.status): \(r.errorMessage)" }
+                } catch {
+                    record.error = "\(error)"
+                }
+            }
+            thread.stackSize = 1 << 20
+            thread.start()
+        }
+        group.wait()
+        if let e = records.compactMap(\.error).first { throw Failure.request("\(models.count) concurrent streams: \(e)") }
+        let start = records.map(\.first).min() ?? 0, end = records.map(\.last).max() ?? 0
+        let total = records.map(\.completion).reduce(0, +)
+        let decoded = records.map { max(0, $0.completion - 1) }.reduce(0, +)
+        let seconds = Double(end &- start) / 1e9
+        return Throughput(streams: models.count, tokensPerStream: tokens, completionTokens: total, seconds: seconds,
+                          decodeTokensPerSecond: seconds > 0 ? Double(decoded) / seconds : 0)
+    }
+
+    // MARK: - Output
+
+    static func table(_ r: Result) -> String {
+        func f(_ x: Double, _ d: Int = 1) -> String { String(format: "%.\(d)f", x) }
+        func mark(_ ok: Bool?) -> String { ok == true ? "ok" : "MISSED" }
+        var rows: [[String]] = [["measure", "value", "target", ""]]
+        rows.append(["\(r.streams) streams, \(r.streams) adapters (rank \(r.rank))", f(r.adapters.decodeTokensPerSecond) + " tok/s", "", ""])
+        rows.append(["\(r.streams) streams, base", f(r.base.decodeTokensPerSecond) + " tok/s", "", ""])
+        rows.append(["1 stream, base", f(r.single.decodeTokensPerSecond) + " tok/s", "", ""])
+        rows.append(["adapters / base", f(r.adaptersOverBase, 2) + "×", "≥ 0.9×", mark(r.targets["adapters_ge_0.9x_base"])])
+        rows.append(["adapters / single", f(r.adaptersOverSingle, 2) + "×", "≥ 3×", mark(r.targets["adapters_ge_3x_single"])])
+        rows.append(["1-token round trip", f(r.roundTripMs, 2) + " ms", "", ""])
+        rows.append(["  engine time", r.engineMs.map { f($0, 2) + " ms" } ?? "not reported", "", ""])
+        rows.append(["  socket overhead", r.socketOverheadMs.map { f($0, 2) + " ms" } ?? "n/a", "< 2 ms", mark(r.targets["socket_overhead_lt_2ms"])])
+        rows.append(["start → READY=1", f(r.startToReadyMs) + " ms", "< 150 ms", mark(r.targets["start_to_ready_lt_150ms"])])
+        let widths = (0..<4).map { c in rows.map { $0[c].count }.max() ?? 0 }
+        let lines = rows.map { row in
+            row.enumerated().map { c, s in s + String(repeating: " ", count: widths[c] - s.count) }.joined(separator: "  ")
+        }
+        return ([lines[0], String(repeating: "-", count: lines[0].count)] + lines.dropFirst()).joined(separator: "\n")
+            + "\n(\(r.tokensSummary); start-to-READY runs: \(r.startToReadyRunsMs.map { f($0) }.joined(separator: ", ")) ms)"
+    }
+}
+
+extension BenchServeCommand.Result {
+    var tokensSummary: String {
+        "\(adapters.tokensPerStream) tokens per stream, greedy; threads \(threads == 0 ? "all" : String(threads))"
+    }
+}
+
+/// A bound Unix datagram socket standing in for systemd's NOTIFY_SOCKET; closed in deinit.
+final class NotifyListener {
+    let fd: Int32
+
+    init(path: String) throws {
+        unlink(path)
+        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        guard path.utf8.count < MemoryLayout.size(ofValue: addr.sun_path) else {
+            close(fd)
+            throw BenchServeCommand.Failure.daemonFailed("notify socket path too long: \(path)")
+        }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard rc == 0 else {
+            let e = String(cString: strerror(errno))
+            close(fd)
+            throw BenchServeCommand.Failure.daemonFailed("cannot bind a notify socket at \(path): \(e)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// The first datagram containing `needle` within `timeout` seconds.
+    func wait(for needle: String, timeout: Double) -> String? {
+        let end = Clock.now() + UInt64(timeout * 1e9)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while Clock.now() < end {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let left = Int32(max(1, (Double(end &- Clock.now()) / 1e6)))
+            guard poll(&p, 1, left) > 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { continue }
+            let message = String(decoding: buffer[0..<n], as: UTF8.self)
+            if message.contains(needle) { return message }
+        }
+        return nil
+    }
+}
