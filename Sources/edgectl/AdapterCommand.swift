@@ -13,7 +13,7 @@ struct AdapterCommand: AsyncParsableCommand {
         abstract: "Pack, publish, pull and manage LoRA adapters.",
         subcommands: [
             AdapterPack.self, AdapterPublish.self, AdapterPull.self, AdapterList.self, AdapterInfo.self, AdapterEvict.self,
-            AdapterPin.self, AdapterUnpin.self, AdapterVerify.self, AdapterKeygen.self, AdapterBench.self,
+            AdapterPin.self, AdapterUnpin.self, AdapterRollbackCommand.self, AdapterVerify.self, AdapterKeygen.self, AdapterBench.self,
         ]
     )
 }
