@@ -45,7 +45,8 @@ final class AnswerMetricTests: XCTestCase {
         XCTAssertEqual(greedy.count, 6, "the untrained tiny model does not stop within 6 tokens")
         // slack 0: the budget is the reference's length, so the answer is exactly the greedy tokens.
         let same = TrainingExample(line: 1, promptIds: prompt, answerIds: greedy)
-        let other = TrainingExample(line: 2, promptIds: prompt, answerIds: greedy.dropLast() + [greedy.last! == 40 ? 41 : 40])
+        let otherText = "\(evaluator.model.tokenizer.decode(greedy, skipSpecial: true)) and more"
+        let other = TrainingExample(line: 2, promptIds: prompt, answerIds: evaluator.model.tokenizer.encode(otherText, addSpecial: false, parseSpecial: false))
         let (score, answers) = try evaluator.score(lora: nil, examples: [same, other], slack: 0)
         XCTAssertEqual(answers.count, 2)
         XCTAssertEqual(answers[0], evaluator.model.tokenizer.decode(greedy, skipSpecial: true))
