@@ -15,7 +15,7 @@ struct AdapterCommand: AsyncParsableCommand {
                                  "edgectl adapter publish my.tar.zst --to /srv/adapter-store", "edgectl adapter list --json"),
         subcommands: [
             AdapterPack.self, AdapterPublish.self, AdapterPull.self, AdapterList.self, AdapterInfo.self, AdapterEvict.self,
-            AdapterPin.self, AdapterUnpin.self, AdapterVerify.self, AdapterKeygen.self, AdapterBench.self,
+            AdapterPin.self, AdapterUnpin.self, AdapterRollbackCommand.self, AdapterVerify.self, AdapterKeygen.self, AdapterBench.self,
         ]
     )
 }

@@ -35,6 +35,8 @@ struct FinetuneBench: AsyncParsableCommand {
     @Option(help: "Seed of the LoRA initialisation.") var seed: UInt64 = 0
     @Flag(help: "Print one JSON object instead of text.") var json = false
     @Flag(help: "Recompute each layer's activations in the backward instead of keeping them (less memory, more compute).") var recompute = false
+    @Flag(inversion: .prefixedNo, help: "Also run the same training in PyTorch + PEFT on CPU (when python3 imports torch, transformers and peft) and print the ratios.") var compareTorch = true
+    @Option(help: "Also measure preemption: stop requests at this many random moments inside steps; prints how long the trainer took to yield (0: skip).") var preemption: Int = 0
 
     func run() async throws {
         TrainingRuntime.lineBufferStdout()
@@ -69,18 +71,75 @@ struct FinetuneBench: AsyncParsableCommand {
         let total = times.reduce(0, +)
         let rss = TrainingRuntime.peakRSSBytes()
         let cpu = TrainingRuntime.cpuSeconds()
+        let yields = preemption > 0 ? try measurePreemption(trainer: trainer, batches: list, samples: preemption) : []
+        var torch: [String: Any]?
+        if compareTorch {
+            if FinetuneTorchComparison.available() {
+                if !json { print("running the same training in PyTorch + PEFT (\(threads) threads)…") }
+                torch = try FinetuneTorchComparison.measure(model: try FinetuneSupport.modelDirectory(model), batches: batches, adapter: adapter, steps: steps,
+                                                            threads: threads, rank: rank, alpha: alpha, lr: lr, seed: seed)
+            } else if !json {
+                print("PyTorch comparison skipped: python3 cannot import torch, transformers and peft (pip install torch transformers peft)")
+            }
+        }
+        let oursTokens = Double(tokens) / total
         if json {
-            let obj: [String: Any] = ["steps": steps, "threads": threads, "sec_per_step_mean_excl_first": mean,
-                                      "first_step_sec": times[0], "tokens_per_sec_padded": Double(tokens) / total,
+            var obj: [String: Any] = ["steps": steps, "threads": threads, "sec_per_step_mean_excl_first": mean,
+                                      "first_step_sec": times[0], "tokens_per_sec_padded": oursTokens,
                                       "tokens_per_sec_nonpad": Double(supervised) / total, "peak_rss_bytes": rss,
                                       "load_sec": loadSeconds, "losses": losses, "cpu_sec_total": cpu, "recompute": recompute]
+            if !yields.isEmpty { obj["preemption_ms"] = ["max": yields.max()!, "mean": yields.reduce(0, +) / Double(yields.count), "samples": yields.count] }
+            if let torch {
+                obj["torch"] = torch
+                if let t = torch["tokens_per_sec_padded"] as? Double, t > 0 { obj["tokens_per_sec_ratio_ours_over_torch"] = oursTokens / t }
+            }
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .prettyPrinted])
             print(String(decoding: data, as: UTF8.self))
         } else {
             print(String(format: "threads %d: %.3f s/step (excluding the first), %.1f tokens/s (padded), %.1f tokens/s (non-pad), peak RSS %.0f MiB, load %.1f s, process CPU %.1f s%@",
-                         threads, mean, Double(tokens) / total, Double(supervised) / total, Double(rss) / 1_048_576, loadSeconds, cpu,
+                         threads, mean, oursTokens, Double(supervised) / total, Double(rss) / 1_048_576, loadSeconds, cpu,
                          recompute ? ", recomputing activations" : ""))
+            if !yields.isEmpty {
+                print(String(format: "preemption: the trainer yielded %.1f ms (mean) / %.1f ms (max) after a stop request, %d samples inside steps",
+                             yields.reduce(0, +) / Double(yields.count), yields.max()!, yields.count))
+            }
+            if let torch, let ts = torch["sec_per_step_mean_excl_first"] as? Double, let tt = torch["tokens_per_sec_padded"] as? Double,
+               let trss = torch["peak_rss_bytes"] as? Double {
+                print(String(format: "PyTorch+PEFT threads %d: %.3f s/step (excluding the first), %.1f tokens/s (padded), peak RSS %.0f MiB (torch %@)",
+                             threads, ts, tt, trss / 1_048_576, torch["torch"] as? String ?? "?"))
+                print(String(format: "ratio ours/PyTorch: %.2f× tokens/s, %.2f× peak RSS", oursTokens / tt, Double(rss) / trss))
+            }
         }
+    }
+
+    /// Starts steps and, from another thread, asks the trainer to stop after a random delay within
+    /// one step; returns the milliseconds between the request and the trainer giving the thread
+    /// back (what a request arriving mid-training waits for, on top of its normal latency).
+    func measurePreemption(trainer: LoRATrainer, batches: [TrainingBatch], samples: Int) throws -> [Double] {
+        final class Flag: @unchecked Sendable {
+            let lock = NSLock()
+            var requestedAt: UInt64 = 0
+            func set() { lock.lock(); requestedAt = DispatchTime.now().uptimeNanoseconds; lock.unlock() }
+            var at: UInt64 { lock.lock(); defer { lock.unlock() }; return requestedAt }
+        }
+        var out: [Double] = []
+        var rng = SystemRandomNumberGenerator()
+        for i in 0..<samples {
+            let b = batches[i % batches.count]
+            let flag = Flag()
+            let delay = Double.random(in: 0.05...0.9, using: &rng)
+            let timer = Thread { Thread.sleep(forTimeInterval: delay); flag.set() }
+            trainer.interruption = { flag.at != 0 }
+            timer.start()
+            do {
+                _ = try trainer.accumulateGradients(b, gradScale: 1 / Float(max(1, b.supervisedCount)))
+            } catch TrainingError.interrupted {
+                out.append(Double(DispatchTime.now().uptimeNanoseconds - flag.at) / 1e6)
+            }
+            trainer.interruption = nil
+            while flag.at == 0 { usleep(1000) }   // a step faster than the delay: wait for the timer to finish
+        }
+        return out
     }
 }
 

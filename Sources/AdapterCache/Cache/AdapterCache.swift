@@ -42,6 +42,8 @@ public actor AdapterCache {
     private var inflight: [String: Task<LoRAAdapter, Error>] = [:]
     private var counters: AdapterCacheMetrics
     private var lastPersist = Date.distantPast
+    /// NAME → the version a bare `NAME` resolves to, overriding "newest" (set by a rollback).
+    private var currentVersions: [String: String] = [:]
 
     /// Opens (creating if needed) the cache directory, locks it, drops partial downloads and corrupt
     /// blobs, and re-indexes what remains. Hashes every blob once, so start-up time grows with the
@@ -72,9 +74,11 @@ public actor AdapterCache {
             dropped += 1
         }
         var known: [String: CacheRecord] = [:]
+        var current: [String: String] = [:]
         if let data = FileManager.default.contents(atPath: indexPath) {
             if let file = try? JSONDecoder().decode(CacheIndexFile.self, from: data) {
                 for r in file.entries { known[r.sha256] = r }
+                current = file.current ?? [:]
             } else {
                 logger.warning("adapter cache index is unreadable; re-indexing from the blobs", metadata: ["path": "\(indexPath)"])
             }
@@ -108,8 +112,9 @@ public actor AdapterCache {
         for r in recs.values.sorted(by: { $0.order < $1.order }) { lru.restore(r.sha256, bytes: r.size, order: r.order) }
         var m = AdapterCacheMetrics()
         m.droppedAtStartup = dropped
-        try Self.writeIndex(records: recs, lru: lru, to: indexPath)
+        try Self.writeIndex(records: recs, lru: lru, current: current, to: indexPath)
         records = recs
+        currentVersions = current
         diskLRU = lru
         counters = m
     }
@@ -264,12 +269,37 @@ public actor AdapterCache {
         }
     }
 
+    /// Makes `version` the one a bare `NAME` resolves to (a rollback), or with nil goes back to
+    /// "newest". The version must be cached. Persisted at once, so it survives a restart; requests
+    /// already holding a lease keep the adapter they resolved.
+    @discardableResult
+    public func setCurrentVersion(name: AdapterName, version: AdapterName?) throws(AdapterError) -> CachedAdapterStatus? {
+        guard let version else {
+            currentVersions[name.value] = nil
+            try persistIndexNow()
+            return resolveCached(AdapterReference(name: name)).map(status)
+        }
+        guard let sha = resolveCached(AdapterReference(name: name, version: version)) else {
+            throw .notCached("\(name)@\(version)")
+        }
+        currentVersions[name.value] = version.value
+        try persistIndexNow()
+        return status(sha)
+    }
+
+    /// The version set by `setCurrentVersion` for `name`, if any (nil: bare `NAME` means newest).
+    public func currentVersion(name: AdapterName) -> String? { currentVersions[name.value] }
+
     /// Writes the index (LRU order, pins, last use) now. Call at shutdown.
     public func flush() throws(AdapterError) { try persistIndexNow() }
 
     // MARK: - Resolution
 
     private func resolveCached(_ ref: AdapterReference) -> String? {
+        if ref.version == nil, let v = currentVersions[ref.name.value],
+           let r = records.values.first(where: { $0.name == ref.name.value && $0.version == v }) {
+            return r.sha256
+        }
         var best: CacheRecord?
         for r in records.values where r.name == ref.name.value {
             if let v = ref.version {
@@ -621,11 +651,11 @@ public actor AdapterCache {
     }
 
     private func persistIndexNow() throws(AdapterError) {
-        try Self.writeIndex(records: records, lru: diskLRU, to: indexPath)
+        try Self.writeIndex(records: records, lru: diskLRU, current: currentVersions, to: indexPath)
         lastPersist = Date()
     }
 
-    private static func writeIndex(records: [String: CacheRecord], lru: LRUTracker<String>, to indexPath: String) throws(AdapterError) {
+    private static func writeIndex(records: [String: CacheRecord], lru: LRUTracker<String>, current: [String: String], to indexPath: String) throws(AdapterError) {
         var entries: [CacheRecord] = []
         for r in records.values {
             var copy = r
@@ -636,7 +666,7 @@ public actor AdapterCache {
         let e = JSONEncoder()
         e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         let data: Data
-        do { data = try e.encode(CacheIndexFile(format: 1, entries: entries)) } catch { throw .io(path: indexPath, reason: "\(error)") }
+        do { data = try e.encode(CacheIndexFile(format: 1, entries: entries, current: current.isEmpty ? nil : current)) } catch { throw .io(path: indexPath, reason: "\(error)") }
         try AtomicFile.write(data, to: indexPath)
     }
 

@@ -26,4 +26,7 @@ struct CacheRecord: Codable, Sendable, Equatable {
 struct CacheIndexFile: Codable {
     var format: Int
     var entries: [CacheRecord]
+    /// NAME → VERSION a bare NAME resolves to instead of the newest (after a rollback); absent in
+    /// indexes written before rollbacks existed.
+    var current: [String: String]?
 }

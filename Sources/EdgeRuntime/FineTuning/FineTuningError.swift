@@ -7,12 +7,16 @@ public enum FineTuningError: HTTPStatusError, CustomStringConvertible, Equatable
     case io(path: String, reason: String)
     case corruptJob(path: String, reason: String)
     case modelUnavailable(reason: String)
+    /// `adapter rollback`: the adapter has no versions trained on this device.
+    case adapterNotTrainedHere(name: String)
+    /// `adapter rollback`: the current version is the oldest one kept.
+    case noPreviousVersion(name: String, current: Int)
 
     public var status: Int {
         switch self {
         case .invalidRequest: return 400
-        case .jobNotFound: return 404
-        case .notCancellable: return 409
+        case .jobNotFound, .adapterNotTrainedHere: return 404
+        case .notCancellable, .noPreviousVersion: return 409
         case .io, .corruptJob: return 500
         case .modelUnavailable: return 503
         }
@@ -35,6 +39,8 @@ public enum FineTuningError: HTTPStatusError, CustomStringConvertible, Equatable
         case .io: return "io_error"
         case .corruptJob: return "corrupt_job"
         case .modelUnavailable: return "model_not_loaded"
+        case .adapterNotTrainedHere: return "adapter_not_trained_here"
+        case .noPreviousVersion: return "no_previous_version"
         }
     }
 
@@ -53,6 +59,10 @@ public enum FineTuningError: HTTPStatusError, CustomStringConvertible, Equatable
         case let .io(path, reason): return "cannot write \(path): \(reason); check the state directory's permissions and free space"
         case let .corruptJob(path, reason): return "the job record \(path) is unreadable (\(reason)); remove its directory to discard the job"
         case let .modelUnavailable(reason): return "fine-tuning needs the base model: \(reason)"
+        case let .adapterNotTrainedHere(name):
+            return "adapter '\(name)' has no versions trained on this device, so there is nothing to roll back (rollback covers adapters promoted by `edgectl finetune`; pin a store version with `edgectl adapter pin NAME@VERSION`)"
+        case let .noPreviousVersion(name, current):
+            return "adapter '\(name)' is at version \(current), the oldest version trained on this device; there is no previous version to roll back to"
         }
     }
 

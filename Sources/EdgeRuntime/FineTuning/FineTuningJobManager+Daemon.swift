@@ -10,8 +10,9 @@ extension FineTuningJobManager {
     public static func register() {
         DefaultBackendFactory.fineTuning = { config, backend, logger in
             guard let engine = backend as? EngineBackend else { return nil }
-            var settings = Settings()
-            settings.policy = try policy(config.finetune)
+            let settings = try Self.settings(config.finetune)
+            let state = config.finetune.stateDir.isEmpty ? stateDirectory() : config.finetune.stateDir
+            try validateStateDirectory(state, configured: !config.finetune.stateDir.isEmpty)
             let startedAt = DispatchTime.now().uptimeNanoseconds
             let scheduler = engine.scheduler
             let cache = engine.adapters
@@ -24,11 +25,40 @@ extension FineTuningJobManager {
                 publish: { path, name, version in
                     _ = try await cache.importArtifact(path: path, local: true, name: try AdapterName(name), version: try AdapterName(version))
                 },
-                baseDigest: engine.model?.baseDigest)
-            let manager = try FineTuningJobManager(stateDirectory: stateDirectory(), modelDirectory: engine.directory,
+                baseDigest: engine.model?.baseDigest,
+                makeCurrent: { name, version in
+                    try await cache.setCurrentVersion(name: try AdapterName(name), version: try AdapterName(version))
+                })
+            let manager = try FineTuningJobManager(stateDirectory: state, modelDirectory: engine.directory,
                                                    environment: env, settings: settings, logger: logger)
             await manager.start()
             return manager
+        }
+    }
+
+    /// The daemon's `[finetune]` section as manager settings: idle policy, checkpoint interval, gate.
+    public static func settings(_ f: DaemonConfiguration.FineTune) throws -> Settings {
+        var s = Settings()
+        s.policy = try policy(f)
+        s.checkpointEvery = f.checkpointEvery
+        s.gate = EvalGate(relativeMargin: f.evalMargin, answerMetric: AnswerMetric(rawValue: f.evalAnswers), minimumAnswerRate: f.minAnswerRate)
+        return s
+    }
+
+    /// Fails start-up with a message naming the config key (or the environment) when the state
+    /// directory cannot hold jobs: not creatable, not a directory, or not writable by the daemon.
+    public static func validateStateDirectory(_ path: String, configured: Bool) throws {
+        let source = configured ? "[finetune] state_dir" : "the default state directory (set [finetune] state_dir or EDGE_STATE_DIR)"
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: path, isDirectory: &isDir) {
+            guard isDir.boolValue else { throw FineTuningError.io(path: path, reason: "\(source) names a file, not a directory") }
+        } else {
+            do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+                throw FineTuningError.io(path: path, reason: "\(source) cannot be created: \(error.localizedDescription)")
+            }
+        }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw FineTuningError.io(path: path, reason: "\(source) is not writable by uid \(getuid())")
         }
     }
 

@@ -272,7 +272,7 @@ public actor FineTuningJobManager: FineTuningBackend {
         let now = Int(Date().timeIntervalSince1970)
         switch outcome {
         case let .paused(step, total, baseline, tokens):
-            r.completedSteps = step; r.totalSteps = total; r.baselineLoss = baseline
+            r.completedSteps = step; r.totalSteps = total; r.baselineLoss = baseline ?? r.baselineLoss
             r.job.trainedTokens = (r.job.trainedTokens ?? 0) + tokens
             if r.job.status == "running" { r.job.status = "queued" }
         case let .cancelled(step, tokens):
@@ -364,7 +364,47 @@ public actor FineTuningJobManager: FineTuningBackend {
             guard rename(tmp, dest) == 0 else { throw FineTuningError.io(path: dest, reason: String(cString: strerror(errno))) }
             FineTuningJobFiles.syncDirectory(of: dest)
         }
+        // A new version is current even if an earlier rollback pinned an older one. Both steps are
+        // idempotent, so a promotion resumed after a crash repeats them safely.
+        try await environment.makeCurrent?(r.adapterName, String(version))
+        try FineTuningJobFiles.writeAtomically(Data("\(version)\n".utf8), to: currentPointer(name: r.adapterName))
         return version
+    }
+
+    // MARK: - Rollback
+
+    /// Makes the version before the current one of `name` current again — for inference (the adapter
+    /// cache's bare-NAME resolution) and as the next job's eval-gate baseline. The rolled-back-from
+    /// version stays on disk and in the cache (still reachable as NAME@VERSION). The switch is the
+    /// cache's single actor call plus one atomic rename of the pointer file; the cache goes first,
+    /// so a crash in between leaves the pointer on the newer version and a repeated rollback
+    /// converges.
+    public func rollback(adapter name: String) async throws -> AdapterRollback {
+        guard (try? AdapterName(name)) != nil else {
+            throw FineTuningError.invalidRequest(message: "'\(name)' is not a valid adapter name", param: "name")
+        }
+        let all = versions(name: name)
+        guard let current = currentVersion(name: name) else { throw FineTuningError.adapterNotTrainedHere(name: name) }
+        guard let previous = all.last(where: { $0 < current }) else {
+            throw FineTuningError.noPreviousVersion(name: name, current: current)
+        }
+        try await environment.makeCurrent?(name, String(previous))
+        try FineTuningJobFiles.writeAtomically(Data("\(previous)\n".utf8), to: currentPointer(name: name))
+        logger.notice("adapter \(name) rolled back from version \(current) to \(previous)")
+        return AdapterRollback(name: name, version: String(previous), rolledBackFrom: String(current), versions: all.map(String.init))
+    }
+
+    private func currentPointer(name: String) -> String { adaptersDirectory + "/" + name + "/current" }
+
+    /// The current version of `name`: the pointer file's (set by promotion and rollback) when it
+    /// names a kept version, else the newest. nil when nothing was promoted here.
+    func currentVersion(name: String) -> Int? {
+        let all = versions(name: name)
+        if let text = try? String(contentsOfFile: currentPointer(name: name), encoding: .utf8),
+           let v = Int(text.trimmingCharacters(in: .whitespacesAndNewlines)), all.contains(v) {
+            return v
+        }
+        return all.last
     }
 
     private func files(_ id: String) -> FineTuningJobFiles { FineTuningJobFiles(directory: jobsDirectory + "/" + id) }
@@ -385,10 +425,10 @@ public actor FineTuningJobManager: FineTuningBackend {
         return max(versions(name: name).last ?? 0, reserved) + 1
     }
 
-    /// PEFT directory of a version trained here (newest when `version` is nil).
+    /// PEFT directory of a version trained here (the current one when `version` is nil).
     func versionDirectory(name: String, version: String?) -> String? {
         let v: Int?
-        if let version { v = Int(version).flatMap { versions(name: name).contains($0) ? $0 : nil } } else { v = versions(name: name).last }
+        if let version { v = Int(version).flatMap { versions(name: name).contains($0) ? $0 : nil } } else { v = currentVersion(name: name) }
         return v.map { adaptersDirectory + "/\(name)/\($0)" }
     }
 

@@ -8,7 +8,7 @@ import Foundation
 struct FineTuningTrainingSegment: Sendable {
     enum Outcome: Sendable {
         /// Stopped between steps for inference (or shutdown); the checkpoint holds `step`.
-        case paused(step: Int, total: Int, baseline: Double, tokens: Int)
+        case paused(step: Int, total: Int, baseline: Double?, tokens: Int)
         case cancelled(step: Int, tokens: Int)
         /// Trained and evaluated; `promotedDirectory` is the PEFT dir of the new version when it passed.
         case finished(total: Int, baseline: Double, heldOut: Double, verdict: EvalGate.Verdict, tokens: Int)
@@ -56,47 +56,66 @@ struct FineTuningTrainingSegment: Sendable {
             try tuner.loadCheckpoint(from: files.checkpoint)
             events.append(jobID: id, message: "resumed from the checkpoint at step \(tuner.completedSteps)/\(tuner.totalSteps)")
         }
-        let baseline: Double
-        if let b = record.baselineLoss {
-            baseline = b
-        } else {
-            // The previous version of this adapter, or the base itself (a fresh LoRA has B = 0).
-            var h = hyper
-            h.maxSteps = nil
-            if let prev = previousVersionDirectory { try Self.adoptShape(of: prev, into: &h) }
-            let reference = try LoRAFineTuner(base: base, hyper: h, train: train, heldOut: held, padId: formatter.padId,
-                                              initialAdapter: try adapter(previousVersionDirectory))
-            baseline = try reference.evaluate()
-            events.append(jobID: id, message: String(format: "held-out loss of %@: %.5f", previousVersionDirectory == nil ? "the base model" : "the previous version", baseline),
-                          type: "metrics", data: ["step": Double(tuner.completedSteps), "valid_loss": baseline])
-        }
         var tokens = 0
         var stopReason: String?
-        try tuner.run(checkpointEvery: checkpointEvery, checkpointPath: files.checkpoint, shouldStop: {
+        // Polled between steps and before every layer / head chunk / generated token inside them.
+        let shouldStop: () -> Bool = {
             if control.isCancelled { stopReason = "cancelled"; return true }
             if control.isStopped { stopReason = "the daemon is stopping"; return true }
             if inferenceBusy() { stopReason = "inference requests"; return true }
             return false
-        }, onStep: { p in
-            tokens += p.tokens
-            events.append(jobID: id, message: String(format: "step %d/%d: training loss %.5f", p.step, p.totalSteps, p.loss), type: "metrics",
-                          data: ["step": Double(p.step), "total_steps": Double(p.totalSteps), "train_loss": p.loss,
-                                 "learning_rate": Double(p.learningRate), "seconds": p.seconds])
-        })
-        if let stopReason {
+        }
+        var baseline = record.baselineLoss
+        func pause() throws -> Outcome {
             if stopReason == "cancelled" { return .cancelled(step: tuner.completedSteps, tokens: tokens) }
             try tuner.saveCheckpoint(to: files.checkpoint)
-            events.append(jobID: id, message: "paused at step \(tuner.completedSteps)/\(tuner.totalSteps) for \(stopReason); resumes from the checkpoint when the device is idle")
+            events.append(jobID: id, message: "paused at step \(tuner.completedSteps)/\(tuner.totalSteps) for \(stopReason ?? "inference requests"); resumes from the checkpoint when the device is idle")
             return .paused(step: tuner.completedSteps, total: tuner.totalSteps, baseline: baseline, tokens: tokens)
         }
-        let after = try tuner.evaluate()
-        let verdict = gate.decide(newLoss: after, previousLoss: baseline)
-        events.append(jobID: id, message: String(format: "held-out loss after training: %.5f (baseline %.5f)", after, baseline), type: "metrics",
-                      data: ["step": Double(tuner.completedSteps), "valid_loss": after, "baseline_loss": baseline])
-        try? FileManager.default.removeItem(atPath: files.adapter)
-        try tuner.lora.savePEFT(to: files.adapter, baseModelName: modelDirectory, extraMetadata: [
-            "edge.heldout_loss_before": String(baseline), "edge.heldout_loss_after": String(after), "edge.job": id])
-        return .finished(total: tuner.totalSteps, baseline: baseline, heldOut: after, verdict: verdict, tokens: tokens)
+        do {
+            if baseline == nil {
+                // The previous version of this adapter, or the base itself (a fresh LoRA has B = 0).
+                var h = hyper
+                h.maxSteps = nil
+                if let prev = previousVersionDirectory { try Self.adoptShape(of: prev, into: &h) }
+                let reference = try LoRAFineTuner(base: base, hyper: h, train: train, heldOut: held, padId: formatter.padId,
+                                                  initialAdapter: try adapter(previousVersionDirectory))
+                reference.trainer.interruption = shouldStop
+                let b = try reference.evaluate()
+                baseline = b
+                events.append(jobID: id, message: String(format: "held-out loss of %@: %.5f", previousVersionDirectory == nil ? "the base model" : "the previous version", b),
+                              type: "metrics", data: ["step": Double(tuner.completedSteps), "valid_loss": b])
+            }
+            try tuner.run(checkpointEvery: checkpointEvery, checkpointPath: files.checkpoint, shouldStop: shouldStop, onStep: { p in
+                tokens += p.tokens
+                events.append(jobID: id, message: String(format: "step %d/%d: training loss %.5f", p.step, p.totalSteps, p.loss), type: "metrics",
+                              data: ["step": Double(p.step), "total_steps": Double(p.totalSteps), "train_loss": p.loss,
+                                     "learning_rate": Double(p.learningRate), "seconds": p.seconds])
+            })
+            if stopReason != nil { return try pause() }
+            tuner.trainer.interruption = shouldStop
+            defer { tuner.trainer.interruption = nil }
+            let after = try tuner.evaluate()
+            var answers: AnswerScore?
+            if let metric = gate.answerMetric {
+                let evaluator = try HeldOutAnswerEvaluator(modelDirectory: modelDirectory)
+                let scored = try evaluator.score(lora: tuner.lora, examples: held.examples, interruption: shouldStop).score
+                answers = scored
+                events.append(jobID: id, message: "held-out answers (greedy): \(scored.summary)", type: "metrics",
+                              data: ["step": Double(tuner.completedSteps), "answers": Double(scored.prompts), "exact_match": scored.rate(.exactMatch),
+                                     "json_fields": scored.rate(.jsonFields), "answer_rate": scored.rate(metric)])
+            }
+            let b = baseline!
+            let verdict = gate.decide(newLoss: after, previousLoss: b, answers: answers)
+            events.append(jobID: id, message: String(format: "held-out loss after training: %.5f (baseline %.5f)", after, b), type: "metrics",
+                          data: ["step": Double(tuner.completedSteps), "valid_loss": after, "baseline_loss": b])
+            try? FileManager.default.removeItem(atPath: files.adapter)
+            try tuner.lora.savePEFT(to: files.adapter, baseModelName: modelDirectory, extraMetadata: [
+                "edge.heldout_loss_before": String(b), "edge.heldout_loss_after": String(after), "edge.job": id])
+            return .finished(total: tuner.totalSteps, baseline: b, heldOut: after, verdict: verdict, tokens: tokens)
+        } catch TrainingError.interrupted {
+            return try pause()
+        }
     }
 
     /// Sets rank, alpha and targets from a PEFT directory's adapter_config.json, so its weights

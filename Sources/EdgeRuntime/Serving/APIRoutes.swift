@@ -41,6 +41,7 @@ struct APIRoutes {
         router.get("/v1/fine_tuning/jobs/:id/events") { req, ctx in try await ft.events(req, ctx) }
         router.post("/v1/fine_tuning/jobs/:id/cancel") { _, ctx in try await ft.cancel(ctx) }
         router.post("/v1/fine_tuning/run_pending") { _, ctx in try await ft.runPending(ctx) }
+        router.post("/v1/adapters/:name/rollback") { _, ctx in try await ft.rollback(ctx) }
         return router
     }
 

@@ -82,6 +82,17 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var onACPower = true
         /// 1-minute load average per core above which training waits.
         public var maxLoad = 0.5
+        /// Jobs (`<state_dir>/finetune/jobs`) and promoted adapters (`<state_dir>/finetune/adapters`);
+        /// "" = `$EDGE_STATE_DIR`, else /var/lib/edge-runtime as root, else $XDG_STATE_HOME/edge-runtime.
+        public var stateDir = ""
+        /// Optimiser steps between checkpoints (one is also written whenever training pauses).
+        public var checkpointEvery = 10
+        /// Relative held-out loss improvement a new version needs over the current one.
+        public var evalMargin = 0.02
+        /// "" (loss only), "json_fields" or "exact_match": also score greedy held-out answers.
+        public var evalAnswers = ""
+        /// Fraction of held-out answers that must pass `evalAnswers`.
+        public var minAnswerRate = 0.5
     }
 
     public struct Logging: Sendable, Equatable {
@@ -216,7 +227,29 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.auth.resolveDefaultGroups()
         }
         if let t = try reader.section(root, "finetune") {
-            try reader.checkKeys(t, section: "finetune", known: ["idle_after", "window", "on_ac_power", "max_load"])
+            try reader.checkKeys(t, section: "finetune", known: ["idle_after", "window", "on_ac_power", "max_load", "state_dir", "checkpoint_every",
+                                                                 "eval_margin", "eval_answers", "min_answer_rate"])
+            if let d = try reader.string(t, "finetune", "state_dir") {
+                guard d.isEmpty || d.hasPrefix("/") else {
+                    throw .configKey(path: path, key: "[finetune] state_dir", problem: "= \"\(d)\" must be an absolute path (or \"\" for the default)")
+                }
+                c.finetune.stateDir = d
+            }
+            c.finetune.checkpointEvery = try reader.int(t, "finetune", "checkpoint_every", min: 1, max: 1_000_000) ?? c.finetune.checkpointEvery
+            if let m = try reader.number(t, "finetune", "eval_margin") {
+                guard m >= 0, m < 1 else { throw .configKey(path: path, key: "[finetune] eval_margin", problem: "= \(m) must be at least 0 and below 1 (0.02 = 2% lower held-out loss)") }
+                c.finetune.evalMargin = m
+            }
+            if let a = try reader.string(t, "finetune", "eval_answers") {
+                guard ["", "json_fields", "exact_match"].contains(a) else {
+                    throw .configKey(path: path, key: "[finetune] eval_answers", problem: "= \"\(a)\" is not one of \"\", \"json_fields\", \"exact_match\"")
+                }
+                c.finetune.evalAnswers = a
+            }
+            if let r = try reader.number(t, "finetune", "min_answer_rate") {
+                guard r >= 0, r <= 1 else { throw .configKey(path: path, key: "[finetune] min_answer_rate", problem: "= \(r) must be between 0 and 1") }
+                c.finetune.minAnswerRate = r
+            }
             c.finetune.idleAfter = try reader.seconds(t, "finetune", "idle_after", allowZero: true) ?? c.finetune.idleAfter
             if let w = try reader.string(t, "finetune", "window") {
                 guard w.isEmpty || Self.parseWindow(w) != nil else {

@@ -24,11 +24,41 @@ public protocol FineTuningBackend: Sendable {
     /// Starts queued jobs now, whatever the idle timer says (inference still preempts them);
     /// returns the queued and running jobs.
     func runPending() async throws -> [FineTuningJob]
+
+    /// Makes the previous promoted version of adapter `adapter` current again (404 when none was
+    /// trained here, 409 when the current one is the oldest). The newer version stays on disk.
+    func rollback(adapter: String) async throws -> AdapterRollback
 }
 
 extension FineTuningBackend {
     public func runPending() async throws -> [FineTuningJob] {
         throw APIError.unavailable("this fine-tuning backend has no run-pending", code: "fine_tuning_unavailable")
+    }
+
+    public func rollback(adapter: String) async throws -> AdapterRollback {
+        throw APIError.unavailable("this fine-tuning backend keeps no adapter versions to roll back", code: "fine_tuning_unavailable")
+    }
+}
+
+/// Answer of `POST /v1/adapters/{name}/rollback`: `version` is current now, `rolled_back_from` was.
+public struct AdapterRollback: Sendable, Equatable, Codable {
+    public var object = "adapter.rollback"
+    public var name: String
+    public var version: String
+    public var rolledBackFrom: String
+    /// Every version trained on this device, ascending (all still on disk).
+    public var versions: [String]
+
+    public init(name: String, version: String, rolledBackFrom: String, versions: [String]) {
+        self.name = name
+        self.version = version
+        self.rolledBackFrom = rolledBackFrom
+        self.versions = versions
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case object, name, version, versions
+        case rolledBackFrom = "rolled_back_from"
     }
 }
 

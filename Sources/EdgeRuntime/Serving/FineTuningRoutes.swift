@@ -94,6 +94,15 @@ struct FineTuningRoutes {
         return APIRoutes.respond(try APIRoutes.encodable(job))
     }
 
+    /// `POST /v1/adapters/{name}/rollback` (management permission): the previous version trained
+    /// on this device becomes current.
+    func rollback(_ ctx: ServingRequestContext) async throws -> Response {
+        let b = try backend(ctx)
+        let result = try await b.rollback(adapter: ctx.parameters.get("name") ?? "")
+        ctx.logger.notice("adapter rolled back", metadata: ["adapter.name": "\(result.name)", "adapter.version": "\(result.version)", "from": "\(result.rolledBackFrom)"])
+        return APIRoutes.respond(try APIRoutes.encodable(result))
+    }
+
     /// `POST /v1/fine_tuning/run_pending`: start queued jobs now, ignoring the idle timer (what
     /// `edgectl finetune run-pending` and its systemd timer call). Answers with the pending jobs.
     func runPending(_ ctx: ServingRequestContext) async throws -> Response {

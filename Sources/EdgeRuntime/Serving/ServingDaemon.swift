@@ -181,7 +181,8 @@ extension ServingDaemon {
     /// error at start naming the path, instead of a failure at the first pull or checkpoint.
     static func unwritableDirectory(_ config: DaemonConfiguration) -> String? {
         guard !config.model.path.isEmpty else { return nil }
-        for (what, dir, fix) in [("state directory", FineTuningJobManager.stateDirectory(), "EDGE_STATE_DIR"),
+        let state = config.finetune.stateDir.isEmpty ? FineTuningJobManager.stateDirectory() : config.finetune.stateDir
+        for (what, dir, fix) in [("state directory", state, "[finetune] state_dir or EDGE_STATE_DIR"),
                                  ("adapter cache directory", config.adapters.cacheDir, "[adapters] cache_dir")] {
             do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
                 return "the \(what) \(dir) cannot be created (\(error.localizedDescription)): fix the mount or permissions, or set \(fix)"

@@ -79,9 +79,12 @@ public final class LoRAFineTuner: @unchecked Sendable {
         return (loss, norm)
     }
 
-    /// Runs steps until done. `shouldStop` is polled between optimiser steps (the unit of work a
-    /// preempting request waits for); returning true ends the run early without error so the caller
-    /// can checkpoint. `onStep` sees every step's progress.
+    /// Runs steps until done. `shouldStop` is polled between optimiser steps and, inside a step,
+    /// before every layer of the forward/backward (`LoRATrainer.interruption`), so a preempting
+    /// request waits for one layer's work, not a whole step. Returning true ends the run early
+    /// without error, with `completedSteps`, the weights and the optimiser as they were after the
+    /// last whole step (an interrupted step is redone on resume, giving exactly the uninterrupted
+    /// result), so the caller can checkpoint. `onStep` sees every step's progress.
     public func run(checkpointEvery: Int = 0, checkpointPath: String? = nil,
                     shouldStop: () -> Bool = { false }, onStep: (TrainingProgress) -> Void = { _ in }) throws(TrainingError) {
         let total = totalSteps
@@ -90,7 +93,17 @@ public final class LoRAFineTuner: @unchecked Sendable {
             let start = DispatchTime.now().uptimeNanoseconds
             let batches = try microBatches(ofStep: completedSteps)
             let lr = hyper.learningRate(at: completedSteps, of: total)
-            let (loss, norm) = try step(batches, learningRate: lr)
+            let result: Result<(loss: Double, gradNorm: Double), TrainingError> = withoutActuallyEscaping(shouldStop) { check in
+                trainer.interruption = check
+                defer { trainer.interruption = nil }
+                do throws(TrainingError) { return .success(try step(batches, learningRate: lr)) } catch { return .failure(error) }
+            }
+            let loss: Double, norm: Double
+            switch result {
+            case .success(let r): (loss, norm) = r
+            case .failure(.interrupted): return
+            case .failure(let e): throw e
+            }
             completedSteps += 1
             let secs = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
             onStep(TrainingProgress(step: completedSteps, totalSteps: total, loss: loss, learningRate: lr, gradNorm: norm,

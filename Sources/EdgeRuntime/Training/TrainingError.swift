@@ -14,6 +14,9 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, Sendable {
     case kernelFailed(operation: String, status: Int32, message: String)
     case nonFiniteLoss(step: Int)
     case cancelled
+    /// The trainer's `interruption` check asked it to stop mid-pass (inference arrived). Nothing the
+    /// optimiser owns changed; the step is redone from its start when training resumes.
+    case interrupted
     case io(path: String, reason: String)
     case checkpointInvalid(path: String, reason: String)
 
@@ -43,6 +46,8 @@ public enum TrainingError: Error, Equatable, CustomStringConvertible, Sendable {
             return "training diverged at step \(step) (loss is not finite); lower the learning rate"
         case .cancelled:
             return "training was cancelled"
+        case .interrupted:
+            return "training was interrupted mid-step to give the CPU to inference; the step is redone when training resumes"
         case let .io(path, reason):
             return "\(path): \(reason)"
         case let .checkpointInvalid(path, reason):

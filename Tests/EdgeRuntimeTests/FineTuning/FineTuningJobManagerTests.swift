@@ -78,7 +78,11 @@ final class FineTuningTestRig: @unchecked Sendable {
                 guard let cache else { return }
                 _ = try await cache.importArtifact(path: path, local: true, name: try AdapterName(name), version: try AdapterName(version))
             },
-            baseDigest: EngineBackend.baseDigest(directory: dir))
+            baseDigest: EngineBackend.baseDigest(directory: dir),
+            makeCurrent: { name, version in
+                guard let cache else { return }
+                try await cache.setCurrentVersion(name: try AdapterName(name), version: try AdapterName(version))
+            })
         return try FineTuningJobManager(stateDirectory: state, modelDirectory: dir, environment: env, settings: settings)
     }
 

@@ -60,6 +60,43 @@ final class FinetuneCheckpointTests: XCTestCase {
         }
     }
 
+    /// The preemption unit is a layer, not a step: `shouldStop` turning true in the middle of a
+    /// step's forward or backward abandons that step (weights, moments and step count untouched),
+    /// and a resume from the checkpoint written then ends bit-for-bit where the uninterrupted run does.
+    func testInterruptionInsideAStepIsPromptAndResumesExactly() throws {
+        let base = try TrainingTinyModel.base()
+        let train = TrainingDataset(file: "t", examples: examples(10, seed: 1))
+        let held = TrainingDataset(file: "h", examples: examples(3, seed: 2))
+        let straight = try LoRAFineTuner(base: base, hyper: hyper(), train: train, heldOut: held, padId: 0)
+        try straight.run()
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edge-ckpt-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let ckpt = dir.appendingPathComponent("checkpoint.safetensors").path
+        let layers = base.shape.layers
+        // Polls per step: 1 before the step, then per micro-batch `layers` forward + `layers`
+        // backward (+ recomputation) + head chunks. Stop at several points inside steps 2 and 4.
+        for stopAtPoll in [3, 2 + layers, 2 + 2 * layers + 1, 9 + 3 * layers] {
+            let t = try LoRAFineTuner(base: base, hyper: hyper(), train: train, heldOut: held, padId: 0)
+            var polls = 0, steps = 0, pollsAtLastStep = 0
+            try t.run(shouldStop: {
+                polls += 1
+                return polls >= stopAtPoll
+            }, onStep: { _ in steps += 1; pollsAtLastStep = polls })
+            XCTAssertEqual(t.completedSteps, steps)
+            XCTAssertEqual(polls, stopAtPoll, "run returns at the first true poll")
+            XCTAssertGreaterThan(polls - pollsAtLastStep, 1, "stopped inside a step, not between steps (stop at poll \(stopAtPoll))")
+            try t.saveCheckpoint(to: ckpt)
+            let resumed = try LoRAFineTuner(base: base, hyper: hyper(), train: train, heldOut: held, padId: 0)
+            try resumed.loadCheckpoint(from: ckpt)
+            XCTAssertEqual(resumed.completedSteps, steps)
+            try resumed.run()
+            XCTAssertEqual(resumed.lora.values.array, straight.lora.values.array, "stop at poll \(stopAtPoll)")
+            XCTAssertEqual(resumed.optimizer.m.array, straight.optimizer.m.array)
+        }
+    }
+
     func testPEFTDirectoryRoundTrips() throws {
         let base = try TrainingTinyModel.base()
         let lora = try LoRAParameters(shape: base.shape, rank: 2, alpha: 4, targets: [.q, .down])
