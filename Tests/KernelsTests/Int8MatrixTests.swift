@@ -33,7 +33,7 @@ final class Int8MatrixTests: XCTestCase {
         let w: [Float] = [0.5, -1.0, 0.25, 0, 0, 0, 0, 0]
         let m = quantise(w, rows: 2, cols: 4)
         XCTAssertEqual(m.ld, 64)
-        XCTAssertEqual(Array(m.q[0..<4]), [64, -127, 32, 0])   // round(0.5*127) = 64 (half away from zero is 63.5 -> 64)
+        XCTAssertEqual(Array(m.q[0..<4]), [64, -127, 32, 0])   // 0.5*127 = 63.5 rounds to even: 64
         XCTAssertTrue(m.q[4..<64].allSatisfy { $0 == 0 }, "padding past cols is zero")
         XCTAssertTrue(m.q[64..<128].allSatisfy { $0 == 0 }, "an all-zero row quantises to zeros")
         XCTAssertEqual(m.scale[0], 1.0 / 127, accuracy: 1e-9)
