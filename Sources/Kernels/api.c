@@ -86,6 +86,23 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
         c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
 }
 
+typedef struct {
+    const float *x;
+    int64_t n, ldx, cols, outs, per_task;
+    int q8;
+    int32_t group, chunk;
+    void *out;
+} prep_ctx;
+
+static void prep_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    prep_ctx *c = p;
+    for (int64_t i = t * c->per_task; i < EK_MIN(c->n, (t + 1) * c->per_task); i++) {
+        if (c->q8) ek_prep_q8(c->x + i * c->ldx, c->cols, c->group, (uint8_t *)c->out + i * c->outs);
+        else ek_prep_f32(c->x + i * c->ldx, c->cols, c->chunk, (float *)c->out + i * c->outs);
+    }
+}
+
 static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                         int32_t flags);
 
@@ -103,19 +120,23 @@ static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64
     const int q8 = fast && (flags & EK_ACT_INT8);
     const int64_t cols = w->cols;
     gemv_ctx c = {.vt = vt, .w = w, .n = n, .y = y, .ldy = ldy, .acc = flags & EK_ACCUMULATE, .q8 = q8};
+    prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = q8, .group = vt->q8_group, .chunk = fast ? vt->f32_chunk : 0};
     if (q8) {
         c.xps = ek_q8_row_bytes(cols, vt->q8_group);
         uint8_t *xq = ek_scratch(1, (size_t)(c.xps * n));
         if (!xq) return EK_ERR_NOMEM;
-        for (int64_t i = 0; i < n; i++) ek_prep_q8(x + i * ldx, cols, vt->q8_group, xq + i * c.xps);
         c.xp = xq;
     } else {
         c.xps = cols;
         float *xp = ek_scratch(1, (size_t)(cols * n) * sizeof(float));
         if (!xp) return EK_ERR_NOMEM;
-        for (int64_t i = 0; i < n; i++) ek_prep_f32(x + i * ldx, cols, fast ? vt->f32_chunk : 0, xp + i * cols);
         c.xp = xp;
     }
+    pc.out = (void *)c.xp;
+    pc.outs = c.xps;
+    // Preparing 128 prompt rows of 1536 values is ~10% of a prefill product: split it over the pool too.
+    pc.per_task = EK_MAX(1, 4096 / cols);
+    ek_parallel((n + pc.per_task - 1) / pc.per_task, prep_task, &pc);
     // Enough tasks that every core stays busy on a 576-row SmolLM2 matrix; a multiple of 4 rows
     // because the SIMD kernels work on 4 weight rows at a time.
     int64_t threads = ek_threads();
@@ -232,6 +253,88 @@ int32_t ek_nf4_matmul_t(const ek_nf4_matrix *w, const float *dy, int64_t n, int6
     atomic_init(&c.err, EK_OK);
     ek_parallel(c.ntasks, gemm_t_task, &c);
     return atomic_load(&c.err);
+}
+
+// ---- int8 matrices (quantised head) ----------------------------------------------------------------------
+int64_t ek_q8_row_stride(int64_t cols) { return cols <= 0 ? 0 : (cols + 63) / 64 * 64; }
+
+typedef struct {
+    const float *w;
+    int64_t rows, cols, ldw, ld, per_task;
+    int8_t *q;
+    float *scale;
+} q8quant_ctx;
+
+static void q8quant_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    q8quant_ctx *c = p;
+    for (int64_t r = t * c->per_task; r < EK_MIN(c->rows, (t + 1) * c->per_task); r++) {
+        const float *wr = c->w + r * c->ldw;
+        int8_t *qr = c->q + r * c->ld;
+        float amax = 0;
+        for (int64_t k = 0; k < c->cols; k++) amax = fmaxf(amax, fabsf(wr[k]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int64_t k = 0; k < c->cols; k++) qr[k] = (int8_t)lrintf(wr[k] * id);
+        memset(qr + c->cols, 0, (size_t)(c->ld - c->cols));
+        c->scale[r] = amax / 127.0f;
+    }
+}
+
+int32_t ek_q8_quantize_rows(const float *w, int64_t rows, int64_t cols, int64_t ldw, int64_t ld, int8_t *q,
+                            float *scale) {
+    if (rows <= 0 || cols <= 0) return EK_ERR_SHAPE;
+    if (!w || !q || !scale) return EK_ERR_NULL;
+    if (ldw < cols || ld < ek_q8_row_stride(cols) || ld % 64) return EK_ERR_STRIDE;
+    q8quant_ctx c = {.w = w, .rows = rows, .cols = cols, .ldw = ldw, .ld = ld, .q = q, .scale = scale,
+                     .per_task = 256};
+    ek_parallel((rows + c.per_task - 1) / c.per_task, q8quant_task, &c);
+    return EK_OK;
+}
+
+typedef struct {
+    const ek_vtable *vt;
+    const ek_q8_matrix *w;
+    const int8_t *xq;
+    const float *xd;
+    int64_t n, ldy, rows_per_task;
+    float *y;
+} q8mm_ctx;
+
+static void q8mm_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    q8mm_ctx *c = p;
+    int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
+    c->vt->q8w_rows(c->w, r0, r1, c->xq, c->xd, c->n, c->y, c->ldy);
+}
+
+int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy) {
+    if (!w || !w->q || !w->scale) return EK_ERR_NULL;
+    if (w->rows <= 0 || w->cols <= 0 || n < 0) return EK_ERR_SHAPE;
+    if (w->ld < ek_q8_row_stride(w->cols) || w->ld % 64) return EK_ERR_STRIDE;
+    if (n == 0) return EK_OK;
+    if (!x || !y) return EK_ERR_NULL;
+    if (ldx < w->cols || ldy < w->rows) return EK_ERR_STRIDE;
+    const int64_t ld = w->ld, nb = ld / 32;
+    int8_t *xq = ek_scratch(1, (size_t)(n * ld + n * nb * 4 + 64));
+    if (!xq) return EK_ERR_NOMEM;
+    float *xd = (float *)(xq + (n * ld + 63) / 64 * 64);
+    // Activations per 32: d = max|x| / 127, q = round(x / d) — the EK_ACT_INT8 rule.
+    for (int64_t i = 0; i < n; i++) {
+        const float *xr = x + i * ldx;
+        for (int64_t b = 0; b < nb; b++) {
+            float amax = 0;
+            for (int64_t k = 32 * b; k < EK_MIN(w->cols, 32 * b + 32); k++) amax = fmaxf(amax, fabsf(xr[k]));
+            const float id = amax > 0 ? 127.0f / amax : 0.0f;
+            for (int64_t k = 32 * b; k < 32 * b + 32; k++)
+                xq[i * ld + k] = k < w->cols ? (int8_t)lrintf(xr[k] * id) : 0;
+            xd[i * nb + b] = amax / 127.0f;
+        }
+    }
+    q8mm_ctx c = {.vt = ek_active(), .w = w, .xq = xq, .xd = xd, .n = n, .ldy = ldy, .y = y};
+    // Small row chunks: the head is the widest matrix (49152 rows) and the tasks balance the cores.
+    c.rows_per_task = EK_MAX(64, (w->rows / (ek_threads() * 16) + 3) / 4 * 4);
+    ek_parallel((w->rows + c.rows_per_task - 1) / c.rows_per_task, q8mm_task, &c);
+    return EK_OK;
 }
 
 // ---- LoRA ----------------------------------------------------------------------------------------------

@@ -21,7 +21,7 @@
 #endif
 #endif
 
-typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, vnni, neon, dotprod; } ek_cpu;
+typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, vnni, vbmi, neon, dotprod; } ek_cpu;
 
 static ek_cpu g_cpu;
 static const ek_vtable *g_active;
@@ -52,6 +52,7 @@ static void read_cpu(ek_cpu *c) {
         c->avx512bw = (b >> 30) & 1;
         c->avx512vl = (b >> 31) & 1;
         c->vnni = (cx >> 11) & 1;
+        c->vbmi = (cx >> 1) & 1;
     }
 #elif defined(EK_ARM64)
     c->neon = 1;
@@ -87,6 +88,7 @@ static const char *best_name(void) {
 }
 
 int ek_avx512_has_vnni(void) { return g_cpu.vnni; }
+int ek_avx512_has_vbmi(void) { return g_cpu.vbmi; }
 
 static void init_once(void) {
     ek_tables_init();

@@ -177,3 +177,24 @@ static void EKG(softmax_row)(float *x, int64_t dim) {
     float inv = 1.0f / sum;
     for (int64_t k = 0; k < dim; k++) x[k] *= inv;
 }
+
+// int8 weights x int8 activations, one float scale per 32 activations and per weight row. Integer
+// sums per 32 are exact, so every variant computes the same block sums.
+static void EKG(q8w_rows)(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                          int64_t n, float *y, int64_t ldy) {
+    const int64_t ld = w->ld, nb = ld / 32;
+    for (int64_t r = r0; r < r1; r++) {
+        const int8_t *wr = w->q + r * ld;
+        for (int64_t i = 0; i < n; i++) {
+            const int8_t *xr = xq + i * ld;
+            const float *dr = xd + i * nb;
+            float total = 0;
+            for (int64_t b = 0; b < nb; b++) {
+                int32_t isum = 0;
+                for (int k = 0; k < 32; k++) isum += (int32_t)wr[32 * b + k] * (int32_t)xr[32 * b + k];
+                total += (float)isum * dr[b];
+            }
+            y[i * ldy + r] = total * w->scale[r];
+        }
+    }
+}

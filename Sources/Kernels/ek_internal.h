@@ -55,6 +55,10 @@ typedef struct ek_vtable {
     // b has 32 readable floats per row (zero padded) at stride ldb.
     void (*mk32)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t lda, const float *b,
                  int64_t ldb, float *c, int64_t ldc);
+    // int8-weight rows (ek_q8_matrix): y[i, r] = scale[r] * sum_b xd[i, b] * sum_{k in block b} q[r, k] xq[i, k]
+    // for r in [r0, r1), i < n; xq rows of w->ld int8 (zero past cols), xd rows of w->ld/32 floats.
+    void (*q8w_rows)(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                     int64_t n, float *y, int64_t ldy);
     // Dense helpers for LoRA and attention.
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float s, const float *x, float *y, int64_t n);   // y += s*x

@@ -9,6 +9,9 @@
 #include <string.h>
 
 int ek_avx512_has_vnni(void);
+int ek_avx512_has_vbmi(void);
+void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                      int64_t n, float *y, int64_t ldy);
 void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
                      int64_t xqs, float *y, int64_t ldy, int acc, float *sa);
 
@@ -158,6 +161,128 @@ static void gemv_q8_vnni(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const u
         }
     }
 }
+
+// int8 weight rows (quantised head): dpbusd(|x| as u8, weight with x's sign), 64 values per step,
+// lanes 0-7 hold the first 32-block's sum and lanes 8-15 the second's; 4 rows per pass share x.
+static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
+                          int64_t n, float *y, int64_t ldy) {
+    const int64_t ld = w->ld, nc = ld / 64;
+    const __m512i zero = _mm512_setzero_si512();
+    for (int64_t i = 0; i < n; i++) {
+        const int8_t *xr = xq + i * ld;
+        const float *dr = xd + i * (ld / 32);
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+            const int8_t *w0 = w->q + r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
+            __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
+            for (int64_t c = 0; c < nc; c++) {
+                const __m512i xv = _mm512_loadu_si512(xr + 64 * c);
+                const __m512i ax = _mm512_abs_epi8(xv);
+                const __mmask64 neg = _mm512_movepi8_mask(xv);
+                const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(dr[2 * c]), _mm256_set1_ps(dr[2 * c + 1]), 1);
+#define EK_Q8W_STEP(f, wp)                                                                                   \
+    do {                                                                                                    \
+        __m512i wv = _mm512_loadu_si512(wp + 64 * c);                                                       \
+        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, ax, _mm512_mask_sub_epi8(wv, neg, zero, wv))), d, f); \
+    } while (0)
+                EK_Q8W_STEP(f0, w0); EK_Q8W_STEP(f1, w1); EK_Q8W_STEP(f2, w2); EK_Q8W_STEP(f3, w3);
+            }
+            y[i * ldy + r] = _mm512_reduce_add_ps(f0) * w->scale[r];
+            y[i * ldy + r + 1] = _mm512_reduce_add_ps(f1) * w->scale[r + 1];
+            y[i * ldy + r + 2] = _mm512_reduce_add_ps(f2) * w->scale[r + 2];
+            y[i * ldy + r + 3] = _mm512_reduce_add_ps(f3) * w->scale[r + 3];
+        }
+        for (; r < r1; r++) {
+            const int8_t *w0 = w->q + r * ld;
+            __m512 f0 = _mm512_setzero_ps();
+            for (int64_t c = 0; c < nc; c++) {
+                const __m512i xv = _mm512_loadu_si512(xr + 64 * c);
+                const __m512i ax = _mm512_abs_epi8(xv);
+                const __mmask64 neg = _mm512_movepi8_mask(xv);
+                const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(dr[2 * c]), _mm256_set1_ps(dr[2 * c + 1]), 1);
+                EK_Q8W_STEP(f0, w0);
+            }
+#undef EK_Q8W_STEP
+            y[i * ldy + r] = _mm512_reduce_add_ps(f0) * w->scale[r];
+        }
+    }
+}
+#pragma clang attribute pop
+// The same with AVX512_VBMI (Ice Lake, Zen 4): vpermb reads only index bits 5:0 and never zeroes, so
+// with the 16-entry table repeated four times a packed byte indexes its low nibble directly and the
+// shifted byte its high nibble — no masking (2 of the 12 vector ops per row and 128 weights).
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi"))), apply_to = function)
+static inline __attribute__((always_inline)) void gemv4_q8_vbmi(const ek_nf4_matrix *w, int64_t r, int nr,
+                                                               const uint8_t *xq, const int NX, int64_t xqs,
+                                                               float *y, int64_t ldy, int acc,
+                                                               const float *sa, int64_t sas) {
+    const int64_t cols = w->cols, bs = w->blocksize, ngroups = (cols + 127) / 128;
+    int8_t tb[16];
+    for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));
+    __m512i idx = _mm512_setzero_si512();
+    if (bs < 128) {
+        int32_t ii[16];
+        for (int l = 0; l < 16; l++) ii[l] = (int32_t)(8 * l / bs);
+        idx = _mm512_loadu_si512(ii);
+    }
+    const uint8_t *row[4];
+    for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
+    __m512 s[4][4];
+    for (int i = 0; i < NX; i++)
+        for (int j = 0; j < 4; j++) s[i][j] = _mm512_setzero_ps();
+    const int64_t tail_bytes = (cols % 128) / 2;
+    for (int64_t g = 0; g < ngroups; g++) {
+        const __mmask64 mask = (g == ngroups - 1 && tail_bytes) ? (((__mmask64)1 << tail_bytes) - 1) : ~(__mmask64)0;
+        const int64_t blk = g * 128 / bs;
+        __m512i wh[4], wl[4];
+        __m512 dw[4];
+        for (int j = 0; j < 4; j++) {
+            __m512i v = _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);
+            wh[j] = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), tbl);
+            wl[j] = _mm512_permutexvar_epi8(v, tbl);
+            dw[j] = bs < 128 ? _mm512_permutexvar_ps(idx, _mm512_loadu_ps(sa + j * sas + blk))
+                             : _mm512_set1_ps(sa[j * sas + blk]);
+        }
+        for (int i = 0; i < NX; i++) {
+            const uint8_t *xg = xq + i * xqs + g * 256;
+            __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);
+            __m512 dl = _mm512_loadu_ps(xg + 128);
+            __m512i bias = _mm512_loadu_si512(xg + 192);
+            for (int j = 0; j < 4; j++) {
+                __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);
+                s[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), dw[j], s[i][j]);
+            }
+        }
+    }
+    for (int i = 0; i < NX; i++)
+        for (int j = 0; j < nr; j++) {
+            float v = _mm512_reduce_add_ps(s[i][j]);
+            float *o = y + i * ldy + r + j;
+            *o = acc ? *o + v : v;
+        }
+}
+
+static void gemv_q8_vbmi(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
+                         int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {
+    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;
+    for (int64_t r = r0; r < r1; r += 4) {
+        int nr = (int)EK_MIN(4, r1 - r);
+        for (int j = 0; j < 4; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);
+        for (int64_t i = 0; i < n; i += 4) {
+            int64_t nx = EK_MIN(4, n - i);
+            const uint8_t *x = xq + i * xqs;
+            float *yy = y + i * ldy;
+            switch (nx) {
+            case 4: gemv4_q8_vbmi(w, r, nr, x, 4, xqs, yy, ldy, acc, sa, sas); break;
+            case 3: gemv4_q8_vbmi(w, r, nr, x, 3, xqs, yy, ldy, acc, sa, sas); break;
+            case 2: gemv4_q8_vbmi(w, r, nr, x, 2, xqs, yy, ldy, acc, sa, sas); break;
+            default: gemv4_q8_vbmi(w, r, nr, x, 1, xqs, yy, ldy, acc, sa, sas); break;
+            }
+        }
+    }
+}
+
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
 
@@ -225,6 +350,88 @@ static void mk32_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, 
     }
 }
 
+// ---- LoRA row: y[:out] += scale * B (A x) ---------------------------------------------------------------
+// The generic loop keeps one 16-wide partial sum per dot, which on AVX-512 is a single zmm FMA chain
+// (4-cycle latency per 16 products). Here A x takes 4 rank rows per pass with two accumulators each
+// (8 independent chains, x loaded once for 4 rows), and the B^T update keeps 64 outputs of y in
+// registers across all rank rows (one load and store of y instead of one per rank row).
+static inline __m512 ld_tail(const float *p, int64_t left) {
+    return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
+}
+
+static void lora_row_fast_avx512(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
+                                 float *u) {
+    const int64_t r = s->rank;
+    int64_t t = 0;
+    for (; t + 4 <= r; t += 4) {
+        const float *a0 = s->a + t * in, *a1 = a0 + in, *a2 = a1 + in, *a3 = a2 + in;
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
+        int64_t k = 0;
+        for (; k + 32 <= in; k += 32) {
+            __m512 xa = _mm512_loadu_ps(x + k), xb = _mm512_loadu_ps(x + k + 16);
+            c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k), xa, c0); d0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k + 16), xb, d0);
+            c1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + k), xa, c1); d1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + k + 16), xb, d1);
+            c2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + k), xa, c2); d2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + k + 16), xb, d2);
+            c3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + k), xa, c3); d3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + k + 16), xb, d3);
+        }
+        for (; k < in; k += 16) {
+            __m512 xa = ld_tail(x + k, in - k);
+            c0 = _mm512_fmadd_ps(ld_tail(a0 + k, in - k), xa, c0);
+            c1 = _mm512_fmadd_ps(ld_tail(a1 + k, in - k), xa, c1);
+            c2 = _mm512_fmadd_ps(ld_tail(a2 + k, in - k), xa, c2);
+            c3 = _mm512_fmadd_ps(ld_tail(a3 + k, in - k), xa, c3);
+        }
+        u[t] = _mm512_reduce_add_ps(_mm512_add_ps(c0, d0)) * s->scale;
+        u[t + 1] = _mm512_reduce_add_ps(_mm512_add_ps(c1, d1)) * s->scale;
+        u[t + 2] = _mm512_reduce_add_ps(_mm512_add_ps(c2, d2)) * s->scale;
+        u[t + 3] = _mm512_reduce_add_ps(_mm512_add_ps(c3, d3)) * s->scale;
+    }
+    for (; t < r; t++) {
+        const float *a0 = s->a + t * in;
+        __m512 c0 = _mm512_setzero_ps(), d0 = c0;
+        int64_t k = 0;
+        for (; k + 32 <= in; k += 32) {
+            c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k), _mm512_loadu_ps(x + k), c0);
+            d0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k + 16), _mm512_loadu_ps(x + k + 16), d0);
+        }
+        for (; k < in; k += 16) c0 = _mm512_fmadd_ps(ld_tail(a0 + k, in - k), ld_tail(x + k, in - k), c0);
+        u[t] = _mm512_reduce_add_ps(_mm512_add_ps(c0, d0)) * s->scale;
+    }
+    if (!s->bt) {
+        // B [out, rank]: one short dot per output (the adapter cache normally supplies B^T).
+        for (int64_t j = 0; j < out; j++) {
+            const float *bj = s->b + j * r;
+            __m512 acc = _mm512_setzero_ps();
+            for (int64_t q = 0; q < r; q += 16) acc = _mm512_fmadd_ps(ld_tail(bj + q, r - q), ld_tail(u + q, r - q), acc);
+            y[j] += _mm512_reduce_add_ps(acc);
+        }
+        return;
+    }
+    int64_t j = 0;
+    for (; j + 64 <= out; j += 64) {
+        __m512 y0 = _mm512_loadu_ps(y + j), y1 = _mm512_loadu_ps(y + j + 16), y2 = _mm512_loadu_ps(y + j + 32),
+               y3 = _mm512_loadu_ps(y + j + 48);
+        for (int64_t q = 0; q < r; q++) {
+            const float *b = s->bt + q * out + j;
+            __m512 uq = _mm512_set1_ps(u[q]);
+            y0 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b), y0);
+            y1 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b + 16), y1);
+            y2 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b + 32), y2);
+            y3 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b + 48), y3);
+        }
+        _mm512_storeu_ps(y + j, y0); _mm512_storeu_ps(y + j + 16, y1);
+        _mm512_storeu_ps(y + j + 32, y2); _mm512_storeu_ps(y + j + 48, y3);
+    }
+    for (; j < out; j += 16) {
+        const int64_t left = out - j;
+        const __mmask16 m = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
+        __m512 y0 = _mm512_maskz_loadu_ps(m, y + j);
+        for (int64_t q = 0; q < r; q++)
+            y0 = _mm512_fmadd_ps(_mm512_set1_ps(u[q]), _mm512_maskz_loadu_ps(m, s->bt + q * out + j), y0);
+        _mm512_mask_storeu_ps(y + j, m, y0);
+    }
+}
+
 #pragma clang attribute pop
 
 static ek_vtable avx512_table = {
@@ -238,7 +445,8 @@ static ek_vtable avx512_table = {
     .mk32 = mk32_fast_avx512,
     .dot = dot_avx512,
     .axpy = axpy_avx512,
-    .lora_row = lora_row_avx512,
+    .q8w_rows = q8w_rows_vnni,
+    .lora_row = lora_row_fast_avx512,
     .attn_head = attn_head_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,
     .silu_mul = silu_mul_avx512,
@@ -247,10 +455,12 @@ static ek_vtable avx512_table = {
 };
 
 const ek_vtable *ek_vtable_avx512(void) {
+    if (ek_avx512_has_vnni() && ek_avx512_has_vbmi()) avx512_table.gemv_q8 = gemv_q8_vbmi;
     // Without VNNI (Skylake-SP), the int8 path uses the AVX2 maddubs kernel and its layout.
     if (!ek_avx512_has_vnni()) {
         avx512_table.q8_group = 64;
         avx512_table.gemv_q8 = ek_gemv_q8_avx2;
+        avx512_table.q8w_rows = ek_q8w_rows_avx2;
     }
     return &avx512_table;
 }

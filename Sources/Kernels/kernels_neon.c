@@ -139,6 +139,7 @@ static const ek_vtable neon_table = {
     .mk32 = mk32_neon,
     .dot = dot_neon,
     .axpy = axpy_neon,
+    .q8w_rows = q8w_rows_neon,
     .lora_row = lora_row_neon,
     .attn_head = attn_head_neon,
     .rmsnorm_row = rmsnorm_row_neon,

@@ -110,6 +110,34 @@ final class NF4ProductTests: XCTestCase {
         }
     }
 
+    /// Row lengths that are not a multiple of the block size (blocks span rows, e.g. 3×96 at block 64)
+    /// through the public entry points a caller uses — matmul (GEMV and GEMM sides), gemv, gemm, with
+    /// and without int8 activations (which fall back to the f32 portable path here) — against the
+    /// double reference in every variant. Guards against a path that silently writes zeros.
+    func testBlocksSpanningRowsThroughEveryEntryPoint() {
+        let shapes: [(rows: Int, cols: Int, bs: Int, dq: Bool)] = [
+            (3, 96, 64, true), (3, 96, 64, false), (7, 80, 32, false), (5, 200, 128, true), (9, 33, 64, true), (2, 4100, 4096, false),
+        ]
+        for (si, s) in shapes.enumerated() {
+            let t = NF4TestMatrix(rows: s.rows, cols: s.cols, blocksize: s.bs, doubleQuant: s.dq, seed: UInt64(300 + si))
+            let dense = t.dense()
+            for n in [1, 3, 9, 20] {
+                var rng = SplitMix(seed: UInt64(400 + 10 * si + n))
+                let x = rng.floats(n * s.cols)
+                let ref = Self.reference(dense, rows: s.rows, cols: s.cols, x: x, n: n)
+                XCTAssertTrue(ref.y.contains { $0 != 0 })
+                _ = forEachVariant { v in
+                    for flags in [Int32(0), Int32(EK_ACT_INT8)] {
+                        let what = "\(v) \(s.rows)x\(s.cols) block \(s.bs) n=\(n) flags=\(flags)"
+                        assertClose(product(t, x, n: n, flags: flags, auto: true), ref.y, ref.magnitude, tol: Self.scalarVsDouble, "matmul " + what)
+                        assertClose(product(t, x, n: n, flags: flags), ref.y, ref.magnitude, tol: Self.scalarVsDouble, "gemv " + what)
+                        assertClose(product(t, x, n: n, flags: flags, gemm: true), ref.y, ref.magnitude, tol: Self.scalarVsDouble, "gemm " + what)
+                    }
+                }
+            }
+        }
+    }
+
     func testAccumulateAddsToOutput() {
         let t = NF4TestMatrix(rows: 65, cols: 576, doubleQuant: true, seed: 7)
         var rng = SplitMix(seed: 8)

@@ -125,6 +125,25 @@ int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t l
 int32_t ek_nf4_matmul_t(const ek_nf4_matrix *w, const float *dy, int64_t n, int64_t ldg,
                         float *dx, int64_t ldd, int32_t flags);
 
+// ---- int8 matrices with per-row scales (the quantised output head of the fastest mode) -------------
+// W[r, k] ~= scale[r] * q[r * ld + k]; bytes cols ..< ld of every row are zero (ld from
+// ek_q8_row_stride). Made once from an f32 matrix (the tied embedding) by ek_q8_quantize_rows:
+// 4x fewer bytes per token than the f32 head, integer dot products against int8 activations.
+typedef struct ek_q8_matrix {
+    const int8_t *q;      // rows x ld bytes
+    const float  *scale;  // per row
+    int64_t rows, cols, ld;
+} ek_q8_matrix;
+// Row stride in bytes for cols values: cols rounded up to a multiple of 64.
+int64_t ek_q8_row_stride(int64_t cols);
+// q[r*ld + k] = round(w[r, k] * 127 / max_k |w[r, k]|) (0 past cols), scale[r] = max |w[r, :]| / 127.
+// w row r at w + r*ldw. q must hold rows*ld bytes. Parallel over the pool.
+int32_t ek_q8_quantize_rows(const float *w, int64_t rows, int64_t cols, int64_t ldw, int64_t ld,
+                            int8_t *q, float *scale);
+// Y[n, rows] = X[n, cols] · W^T with X quantised per 32 values to int8 (as EK_ACT_INT8; relative
+// error of the same order, EK_INT8_REL_ERROR bounds it). Y row i at y + i*ldy.
+int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy);
+
 // ---- LoRA: gathered low-rank products (Punica BGMV / SGMV on CPU) --------------------------------
 // One adapter slot for one projection: delta(x) = scale * B (A x).
 typedef struct ek_lora_slot {
