@@ -6,6 +6,8 @@ import Foundation
 /// `edgectl finetune run`: trains a LoRA adapter locally (no daemon) from a JSONL file, evaluates it
 /// on held-out data, applies the eval gate and writes a PEFT adapter directory. Checkpoints let a
 /// killed run continue with `--resume`.
+extension AnswerMetric: ExpressibleByArgument {}
+
 struct FinetuneRun: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
@@ -45,6 +47,8 @@ struct FinetuneRun: AsyncParsableCommand {
     @Option(help: "Worker threads.") var threads: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
     @Flag(help: "Run training at idle priority (SCHED_IDLE).") var idlePriority = false
     @Option(help: "Also draw the loss per step and the held-out losses before and after into this SVG file.") var plot: String?
+    @Option(help: "Also score greedy answers to the held-out prompts: json_fields (a JSON object with the reference's fields) or exact_match; the gate then needs --min-answer-rate of them.") var evalAnswers: AnswerMetric?
+    @Option(help: "With --eval-answers: the fraction of held-out prompts that must pass.") var minAnswerRate: Double = 0.5
 
     func validate() throws { try PlotError.checkPath(plot) }
 
@@ -114,7 +118,16 @@ struct FinetuneRun: AsyncParsableCommand {
         })
         let after = try tuner.evaluate()
         lossPlot.heldOutLoss.append((Double(tuner.completedSteps), after))
-        let verdict = EvalGate(relativeMargin: margin).decide(newLoss: after, previousLoss: before)
+        var answers: AnswerScore?
+        if let evalAnswers {
+            let evaluator = try HeldOutAnswerEvaluator(modelDirectory: dir)
+            let (score, texts) = try evaluator.score(lora: tuner.lora, examples: held.examples)
+            for (ex, text) in zip(held.examples, texts) { print("held-out line \(ex.line): \(text)") }
+            print(String(format: "held-out answers (greedy): %@ — %@ rate %.2f", score.summary, evalAnswers.rawValue, score.rate(evalAnswers)))
+            answers = score
+        }
+        let verdict = EvalGate(relativeMargin: margin, answerMetric: evalAnswers, minimumAnswerRate: minAnswerRate)
+            .decide(newLoss: after, previousLoss: before, answers: answers)
         let target: String
         switch verdict {
         case .promote: target = out

@@ -138,6 +138,15 @@ struct FineTuningTrainingSegment: Sendable {
 
     /// Runs `body` on a new thread lowered to SCHED_IDLE (nice 19 as fallback), so inference
     /// threads always win the CPU, and resumes the caller with its result.
+    ///
+    /// The kernels' thread pool (Sources/Kernels/pool.c) is shared with inference and its workers
+    /// keep normal priority; it runs one job at a time and a caller that finds it busy runs its
+    /// tasks alone. So priority alone would let a training product hold the pool (and the second
+    /// core) while a request decodes. Instead training gives the pool back: `shouldStop` sees the
+    /// scheduler busy before every layer / head chunk / generated token (`LoRATrainer.interruption`),
+    /// abandons the step and pauses the job, so a request waits for at most one such unit
+    /// (≈ 5–15 ms at 500 tokens on a 135M model) plus the pause checkpoint's write, which happens on
+    /// this SCHED_IDLE thread while the request already runs.
     static func onTrainingThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
         await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
             let t = Thread {

@@ -97,7 +97,7 @@ struct FineTuningRoutes {
     /// `POST /v1/adapters/{name}/rollback` (management permission): the previous version trained
     /// on this device becomes current.
     func rollback(_ ctx: ServingRequestContext) async throws -> Response {
-        let b = try backend(ctx)
+        let b = try await backend(ctx)
         let result = try await b.rollback(adapter: ctx.parameters.get("name") ?? "")
         ctx.logger.notice("adapter rolled back", metadata: ["adapter.name": "\(result.name)", "adapter.version": "\(result.version)", "from": "\(result.rolledBackFrom)"])
         return APIRoutes.respond(try APIRoutes.encodable(result))
