@@ -74,7 +74,7 @@ struct CacheOptions: ParsableArguments {
         if let r = ramBudget { c.ramBudgetBytes = try parseBytes(r, option: "--ram-budget") }
         c.trustedKeys = trustedKey
         c.requireSignature = requireSignature
-        c.baseModelDigest = baseModelDigest
+        c.baseModelDigest = baseModelDigest.map(FileDigest.normalized)
         return c
     }
 

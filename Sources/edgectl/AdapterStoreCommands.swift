@@ -24,7 +24,7 @@ struct AdapterPack: AsyncParsableCommand {
             guard baseModelDigest == nil || baseModel == nil else { throw ValidationError("give --base-model-digest or --base-model, not both") }
             let (rawName, nameVersion) = splitReference(name ?? (URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent).lowercased())
             var options = AdapterArtifact.PackOptions(name: try AdapterName(rawName), version: try AdapterName(version ?? nameVersion ?? "1"))
-            options.baseModel = try baseModelDigest ?? baseModel.map(digestOfBaseModel(path:))
+            options.baseModel = try baseModelDigest.map(FileDigest.normalized) ?? baseModel.map(digestOfBaseModel(path:))
             options.signingKey = try signKey.map(SigningKeys.loadPrivate(path:))
             options.level = level
             let (artifact, manifest) = try AdapterArtifact.pack(directory: directory, options: options)
@@ -57,7 +57,7 @@ struct AdapterPublish: AsyncParsableCommand {
         try await reportingErrors {
             let parts = name.map(splitReference)
             let n = parts?.0, nv = parts?.1 ?? nil
-            var o = StorePublisher.Options(name: try n.map(AdapterName.init), version: try (version ?? nv).map(AdapterName.init), baseModel: baseModelDigest,
+            var o = StorePublisher.Options(name: try n.map(AdapterName.init), version: try (version ?? nv).map(AdapterName.init), baseModel: baseModelDigest.map(FileDigest.normalized),
                                            signingKey: try signKey.map(SigningKeys.loadPrivate(path:)))
             o.replace = replace
             let entry = try StorePublisher.publish(artifact: artifact, to: to, options: o)
@@ -102,7 +102,7 @@ struct AdapterVerify: AsyncParsableCommand {
             let artifact = try AdapterArtifact.open(path: file)
             let digests = try artifact.verifyContent()
             let m = artifact.manifest
-            if let want = baseModelDigest, let have = m?.baseModel, want != have {
+            if let want = baseModelDigest.map(FileDigest.normalized), let have = m?.baseModel, want != have {
                 throw AdapterError.baseModelMismatch(adapter: file, adapterBase: have, loadedBase: want)
             }
             let keys = try trustedKey.map(SigningKeys.publicKey)

@@ -37,6 +37,13 @@ public enum FileDigest {
     }
 
     /// True for 64 lower-case hex digits.
+    /// A digest as a person may paste it — `sha256:`-prefixed as `edgectl model info` prints it, or in
+    /// upper case — in the bare lower-case hex form the files and manifests hold.
+    public static func normalized(_ s: String) -> String {
+        let bare = s.hasPrefix("sha256:") ? String(s.dropFirst(7)) : s
+        return bare.lowercased()
+    }
+
     public static func isHexDigest(_ s: String) -> Bool {
         s.utf8.count == 64 && s.utf8.allSatisfy { ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x66) }
     }
