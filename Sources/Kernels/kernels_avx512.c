@@ -350,88 +350,6 @@ static void mk32_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, 
     }
 }
 
-// ---- LoRA row: y[:out] += scale * B (A x) ---------------------------------------------------------------
-// The generic loop keeps one 16-wide partial sum per dot, which on AVX-512 is a single zmm FMA chain
-// (4-cycle latency per 16 products). Here A x takes 4 rank rows per pass with two accumulators each
-// (8 independent chains, x loaded once for 4 rows), and the B^T update keeps 64 outputs of y in
-// registers across all rank rows (one load and store of y instead of one per rank row).
-static inline __m512 ld_tail(const float *p, int64_t left) {
-    return left >= 16 ? _mm512_loadu_ps(p) : _mm512_maskz_loadu_ps((__mmask16)((1u << left) - 1), p);
-}
-
-static void lora_row_fast_avx512(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
-                                 float *u) {
-    const int64_t r = s->rank;
-    int64_t t = 0;
-    for (; t + 4 <= r; t += 4) {
-        const float *a0 = s->a + t * in, *a1 = a0 + in, *a2 = a1 + in, *a3 = a2 + in;
-        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, d0 = c0, d1 = c0, d2 = c0, d3 = c0;
-        int64_t k = 0;
-        for (; k + 32 <= in; k += 32) {
-            __m512 xa = _mm512_loadu_ps(x + k), xb = _mm512_loadu_ps(x + k + 16);
-            c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k), xa, c0); d0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k + 16), xb, d0);
-            c1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + k), xa, c1); d1 = _mm512_fmadd_ps(_mm512_loadu_ps(a1 + k + 16), xb, d1);
-            c2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + k), xa, c2); d2 = _mm512_fmadd_ps(_mm512_loadu_ps(a2 + k + 16), xb, d2);
-            c3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + k), xa, c3); d3 = _mm512_fmadd_ps(_mm512_loadu_ps(a3 + k + 16), xb, d3);
-        }
-        for (; k < in; k += 16) {
-            __m512 xa = ld_tail(x + k, in - k);
-            c0 = _mm512_fmadd_ps(ld_tail(a0 + k, in - k), xa, c0);
-            c1 = _mm512_fmadd_ps(ld_tail(a1 + k, in - k), xa, c1);
-            c2 = _mm512_fmadd_ps(ld_tail(a2 + k, in - k), xa, c2);
-            c3 = _mm512_fmadd_ps(ld_tail(a3 + k, in - k), xa, c3);
-        }
-        u[t] = _mm512_reduce_add_ps(_mm512_add_ps(c0, d0)) * s->scale;
-        u[t + 1] = _mm512_reduce_add_ps(_mm512_add_ps(c1, d1)) * s->scale;
-        u[t + 2] = _mm512_reduce_add_ps(_mm512_add_ps(c2, d2)) * s->scale;
-        u[t + 3] = _mm512_reduce_add_ps(_mm512_add_ps(c3, d3)) * s->scale;
-    }
-    for (; t < r; t++) {
-        const float *a0 = s->a + t * in;
-        __m512 c0 = _mm512_setzero_ps(), d0 = c0;
-        int64_t k = 0;
-        for (; k + 32 <= in; k += 32) {
-            c0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k), _mm512_loadu_ps(x + k), c0);
-            d0 = _mm512_fmadd_ps(_mm512_loadu_ps(a0 + k + 16), _mm512_loadu_ps(x + k + 16), d0);
-        }
-        for (; k < in; k += 16) c0 = _mm512_fmadd_ps(ld_tail(a0 + k, in - k), ld_tail(x + k, in - k), c0);
-        u[t] = _mm512_reduce_add_ps(_mm512_add_ps(c0, d0)) * s->scale;
-    }
-    if (!s->bt) {
-        // B [out, rank]: one short dot per output (the adapter cache normally supplies B^T).
-        for (int64_t j = 0; j < out; j++) {
-            const float *bj = s->b + j * r;
-            __m512 acc = _mm512_setzero_ps();
-            for (int64_t q = 0; q < r; q += 16) acc = _mm512_fmadd_ps(ld_tail(bj + q, r - q), ld_tail(u + q, r - q), acc);
-            y[j] += _mm512_reduce_add_ps(acc);
-        }
-        return;
-    }
-    int64_t j = 0;
-    for (; j + 64 <= out; j += 64) {
-        __m512 y0 = _mm512_loadu_ps(y + j), y1 = _mm512_loadu_ps(y + j + 16), y2 = _mm512_loadu_ps(y + j + 32),
-               y3 = _mm512_loadu_ps(y + j + 48);
-        for (int64_t q = 0; q < r; q++) {
-            const float *b = s->bt + q * out + j;
-            __m512 uq = _mm512_set1_ps(u[q]);
-            y0 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b), y0);
-            y1 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b + 16), y1);
-            y2 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b + 32), y2);
-            y3 = _mm512_fmadd_ps(uq, _mm512_loadu_ps(b + 48), y3);
-        }
-        _mm512_storeu_ps(y + j, y0); _mm512_storeu_ps(y + j + 16, y1);
-        _mm512_storeu_ps(y + j + 32, y2); _mm512_storeu_ps(y + j + 48, y3);
-    }
-    for (; j < out; j += 16) {
-        const int64_t left = out - j;
-        const __mmask16 m = (__mmask16)(left >= 16 ? 0xffffu : (1u << left) - 1);
-        __m512 y0 = _mm512_maskz_loadu_ps(m, y + j);
-        for (int64_t q = 0; q < r; q++)
-            y0 = _mm512_fmadd_ps(_mm512_set1_ps(u[q]), _mm512_maskz_loadu_ps(m, s->bt + q * out + j), y0);
-        _mm512_mask_storeu_ps(y + j, m, y0);
-    }
-}
-
 #pragma clang attribute pop
 
 static ek_vtable avx512_table = {
@@ -446,7 +364,7 @@ static ek_vtable avx512_table = {
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .q8w_rows = q8w_rows_vnni,
-    .lora_row = lora_row_fast_avx512,
+    .lora_row = lora_row_avx512,
     .attn_head = attn_head_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,
     .silu_mul = silu_mul_avx512,
