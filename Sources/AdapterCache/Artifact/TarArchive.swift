@@ -32,7 +32,7 @@ enum TarArchive {
             if let p = paxSize { size = p }
             paxPath = nil; paxSize = nil; gnuLongName = nil
             let dataStart = offset + block
-            // Checked before rounding up: a pax `size` record can say Int.max (found by fuzzing).
+            // Checked before rounding up: a pax `size` record can say Int.max (Tests/Fuzz/regressions/artifact).
             guard size >= 0, size <= data.count - dataStart else {
                 throw .badArchive(path: label, reason: "member '\(name.prefix(200))' of \(size) bytes runs past the end of the archive — it is truncated")
             }
