@@ -173,13 +173,14 @@ final class CrashSafetyTests: XCTestCase {
                     if saved == nil { return ["checkpoint without edge.step"] }
                 }
                 let resumedBefore = eventLines(rig, id).filter { $0.contains("resumed from the checkpoint") }.count
+                // Counted before the restart: finishing an interrupted promotion starts at once.
+                let promotingBefore = eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count
                 try rig.start()
                 _ = try rig.request("POST", "/v1/fine_tuning/run_pending")
                 var problems: [String] = []
                 let finishedBefore = ["succeeded", "failed", "cancelled"].contains(jobs(rig)[id].map(status) ?? "?")
                 if saved != nil { tally.note("killed_after_a_checkpoint") }
                 if let saved, !finishedBefore {
-                    let promotingBefore = eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count
                     let resumed = waitUntil(60) { eventLines(rig, id).filter { $0.contains("resumed from the checkpoint") }.count > resumedBefore }
                         || eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count > promotingBefore
                     guard resumed else {
