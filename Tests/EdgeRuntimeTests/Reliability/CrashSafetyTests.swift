@@ -173,16 +173,21 @@ final class CrashSafetyTests: XCTestCase {
                     if saved == nil { return ["checkpoint without edge.step"] }
                 }
                 let resumedBefore = eventLines(rig, id).filter { $0.contains("resumed from the checkpoint") }.count
+                // Counted before the restart: finishing an interrupted promotion starts at once.
+                let promotingBefore = eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count
                 try rig.start()
                 _ = try rig.request("POST", "/v1/fine_tuning/run_pending")
                 var problems: [String] = []
                 let finishedBefore = ["succeeded", "failed", "cancelled"].contains(jobs(rig)[id].map(status) ?? "?")
                 if saved != nil { tally.note("killed_after_a_checkpoint") }
                 if let saved, !finishedBefore {
-                    let promotingBefore = eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count
                     let resumed = waitUntil(60) { eventLines(rig, id).filter { $0.contains("resumed from the checkpoint") }.count > resumedBefore }
                         || eventLines(rig, id).filter { $0.contains("restarted while promoting") }.count > promotingBefore
-                    guard resumed else { return ["no resume event after the restart (checkpoint at step \(saved))"] }
+                    guard resumed else {
+                        let tail = eventLines(rig, id).suffix(4).joined(separator: " | ")
+                        let log = rig.daemon?.stderr.split(separator: "\n").filter { $0.contains("fine-tun") }.suffix(4).joined(separator: " | ") ?? ""
+                        return ["no resume event after the restart (checkpoint at step \(saved)); status \(jobs(rig)[id].map(status) ?? "?"); events: \(tail); log: \(log)"]
+                    }
                     if eventLines(rig, id).filter({ $0.contains("restarted while promoting") }).count > promotingBefore {
                         // Killed after the last checkpoint, mid-promotion: the restart only finishes publishing.
                         tally.note("resumed_into_promotion")
