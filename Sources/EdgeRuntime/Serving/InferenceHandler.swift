@@ -145,9 +145,8 @@ extension InferenceHandler {
             task.cancel()
         }
         defer { if let token { notifier?.unregister(token) } }
-        let timer: Task<Void, Never>? = deadline.map { d in
-            Task {
-                do { try await Task.sleep(until: d, clock: .continuous) } catch { return }
+        let timer = deadline.map { d in
+            DeadlineTimer(at: d, loop: channel.eventLoop) {
                 if reason.set(.timedOut) { onCancel(.timedOut) }
                 task.cancel()
             }
@@ -366,14 +365,15 @@ extension InferenceHandler {
             }
             await withTaskGroup(of: Void.self) { work in
                 work.addTask { await produceFrames(p, stream: stream, into: continuation, reason: reason, logger: logger, arrival: arrival) }
-                if let deadline {
-                    work.addTask {
-                        // Ends the frames task when the deadline passes (it then reports a timeout).
-                        guard (try? await Task.sleep(until: deadline, clock: .continuous)) != nil else { return }
-                        _ = reason.set(.timedOut)
-                    }
+                // Ends the frames task when the deadline passes (it then reports a timeout).
+                let (expired, expire) = AsyncStream<Void>.makeStream()
+                let timer = deadline.map { d in DeadlineTimer(at: d) { _ = reason.set(.timedOut); expire.finish() } }
+                if timer != nil {
+                    work.addTask { for await _ in expired {} }
                 }
                 await work.next()
+                timer?.cancel()
+                expire.finish()
                 work.cancelAll()
             }
             continuation.finish()
