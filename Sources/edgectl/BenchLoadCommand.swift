@@ -10,12 +10,13 @@ struct BenchLoadCommand: ParsableCommand {
         commandName: "load",
         abstract: "Load-test the daemon: N concurrent clients mixing streamed/non-streamed completions and chat, adapters, cancels and slow readers.",
         discussion: """
-            Against a running daemon: edgectl bench load --socket PATH --connections 256 --duration 60s --adapters a,b
-            Unattended: edgectl bench load --model DIR starts edge-runtimed (next to edgectl) on a temporary socket with \
+            Unattended, edgectl bench load --model DIR starts edge-runtimed (next to edgectl) on a temporary socket with \
             two synthetic adapters in a temporary store, runs the load, and stops it.
             The daemon's RSS comes from /proc/PID/status, PID being the socket peer (SO_PEERCRED), so run on the same machine.
             Exit status 1 when any request failed with 5xx, a stream error, a connection error or a timeout, or when the daemon died.
-            """)
+
+            """ + helpExamples("edgectl bench load --socket PATH --connections 256 --duration 60s --adapters a,b",
+                               "edgectl bench load --model ~/models/m --connections 64 --duration 10m --json"))
 
     @OptionGroup var socketOptions: SocketOptions
 

@@ -19,7 +19,9 @@ import Glibc
 /// Build with `-c release`; debug numbers mean nothing.
 struct BenchServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "serve", abstract: "Measure the daemon: concurrent adapter streams vs base vs one stream, socket overhead, start-to-READY.")
+        commandName: "serve", abstract: "Measure the daemon: concurrent adapter streams vs base vs one stream, socket overhead, start-to-READY.",
+        discussion: helpExamples("edgectl bench serve --model ~/models/m",
+                                 "edgectl bench serve --model ~/models/m --streams 8 --rank 16 --tokens 64 --json"))
 
     @Option(name: .long, help: "Model directory (config.json + model.safetensors + tokenizer).") var model: String
     @Option(name: .long, help: "Concurrent streams (and distinct adapters).") var streams = 8

@@ -251,9 +251,14 @@ final class CrashSafetyTests: XCTestCase {
         var problems: [String] = []
         let fm = FileManager.default
         let dir = rig.state + "/finetune/adapters/colours"
-        let entries = (try? fm.contentsOfDirectory(atPath: dir)) ?? []
+        // Version directories, plus the `current` pointer file promotion and rollback keep.
+        let entries = ((try? fm.contentsOfDirectory(atPath: dir)) ?? []).filter { $0 != "current" }
         let versions = entries.compactMap(Int.init).sorted()
         if entries.count != versions.count { problems.append("stray entries in \(dir): \(entries)") }
+        if let pointer = try? String(contentsOfFile: dir + "/current", encoding: .utf8),
+           !(Int(pointer.trimmingCharacters(in: .whitespacesAndNewlines)).map(versions.contains) ?? false) {
+            problems.append("the current pointer \(pointer.debugDescription) names no version in \(dir): \(versions)")
+        }
         if versions != Array(1..<(versions.count + 1)) { problems.append("versions on disk \(versions)") }
         let all = jobs(rig)
         var owners: [Int: String] = [:]
