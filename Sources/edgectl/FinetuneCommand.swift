@@ -131,10 +131,15 @@ struct FinetuneBench: AsyncParsableCommand {
             let timer = Thread { Thread.sleep(forTimeInterval: delay); flag.set() }
             trainer.interruption = { flag.at != 0 }
             timer.start()
-            do {
-                _ = try trainer.accumulateGradients(b, gradScale: 1 / Float(max(1, b.supervisedCount)))
-            } catch TrainingError.interrupted {
-                out.append(Double(DispatchTime.now().uptimeNanoseconds - flag.at) / 1e6)
+            // A Result rather than `catch TrainingError.interrupted`: the release compiler (6.3) crashes
+            // in its ownership verifier on a pattern catch that rethrows the other cases.
+            let step = Result { () throws(TrainingError) in
+                try trainer.accumulateGradients(b, gradScale: 1 / Float(max(1, b.supervisedCount)))
+            }
+            switch step {
+            case .success: break
+            case .failure(.interrupted): out.append(Double(DispatchTime.now().uptimeNanoseconds - flag.at) / 1e6)
+            case .failure(let error): throw error
             }
             trainer.interruption = nil
             while flag.at == 0 { usleep(1000) }   // a step faster than the delay: wait for the timer to finish
