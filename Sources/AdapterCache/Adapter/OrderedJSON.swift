@@ -165,7 +165,12 @@ public indirect enum OrderedJSON: Equatable, Sendable {
                     if (0xD800..<0xDC00).contains(scalar), i + 1 < bytes.count, bytes[i] == UInt8(ascii: "\\"), bytes[i + 1] == UInt8(ascii: "u") {
                         i += 2
                         let low = try hex4()
-                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low &- 0xDC00)
+                        // A high surrogate must pair with a low one; anything else would compute a
+                        // code point out of range (the fuzzer's `\ud800\ud800`).
+                        guard (0xDC00..<0xE000).contains(low) else {
+                            throw ParseError(offset: i - 6, reason: "\\u escape: a high surrogate is not followed by a low one")
+                        }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                     }
                     out.append(contentsOf: Array(String(Character(Unicode.Scalar(scalar) ?? "\u{FFFD}")).utf8))
                 default: out.append(e)
