@@ -85,82 +85,87 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
     }
 }
 
+// One body for both int8 GEMV variants; they differ only in how a packed byte becomes two code bytes.
+#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO)                                                                                       \
+static inline __attribute__((always_inline)) void gemv4_q8_##X(const ek_nf4_matrix *w, int64_t r, int nr,              \
+                                                               const uint8_t *xq, const int NX, int64_t xqs,           \
+                                                               float *y, int64_t ldy, int acc,                         \
+                                                               const float *sa, int64_t sas) {                         \
+    const int64_t cols = w->cols, bs = w->blocksize, ngroups = (cols + 127) / 128;                                     \
+    int8_t tb[16];                                                                                                     \
+    for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);                                            \
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));                                  \
+    __m512i idx = _mm512_setzero_si512();                                                                              \
+    if (bs < 128) {                                                                                                    \
+        int32_t ii[16];                                                                                                \
+        for (int l = 0; l < 16; l++) ii[l] = (int32_t)(8 * l / bs);                                                    \
+        idx = _mm512_loadu_si512(ii);                                                                                  \
+    }                                                                                                                  \
+    const uint8_t *row[4];                                                                                             \
+    for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;                           \
+    __m512 s[4][4];                                                                                                    \
+    for (int i = 0; i < NX; i++)                                                                                       \
+        for (int j = 0; j < 4; j++) s[i][j] = _mm512_setzero_ps();                                                     \
+    const int64_t tail_bytes = (cols % 128) / 2;                                                                       \
+    for (int64_t g = 0; g < ngroups; g++) {                                                                            \
+        const __mmask64 mask = (g == ngroups - 1 && tail_bytes) ? (((__mmask64)1 << tail_bytes) - 1) : ~(__mmask64)0;  \
+        const int64_t blk = g * 128 / bs;                                                                              \
+        __m512i wh[4], wl[4];                                                                                          \
+        __m512 dw[4];                                                                                                  \
+        for (int j = 0; j < 4; j++) {                                                                                  \
+            __m512i v = _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);                                                \
+            wh[j] = UNPACK_HI(v, tbl);                                                                                 \
+            wl[j] = UNPACK_LO(v, tbl);                                                                                 \
+            dw[j] = bs < 128 ? _mm512_permutexvar_ps(idx, _mm512_loadu_ps(sa + j * sas + blk))                         \
+                             : _mm512_set1_ps(sa[j * sas + blk]);                                                      \
+        }                                                                                                              \
+        for (int i = 0; i < NX; i++) {                                                                                 \
+            const uint8_t *xg = xq + i * xqs + g * 256;                                                                \
+            __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);                                     \
+            __m512 dl = _mm512_loadu_ps(xg + 128);                                                                     \
+            __m512i bias = _mm512_loadu_si512(xg + 192);                                                               \
+            for (int j = 0; j < 4; j++) {                                                                              \
+                __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                      \
+                s[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), dw[j], s[i][j]);                   \
+            }                                                                                                          \
+        }                                                                                                              \
+    }                                                                                                                  \
+    for (int i = 0; i < NX; i++)                                                                                       \
+        for (int j = 0; j < nr; j++) {                                                                                 \
+            float v = _mm512_reduce_add_ps(s[i][j]);                                                                   \
+            float *o = y + i * ldy + r + j;                                                                            \
+            *o = acc ? *o + v : v;                                                                                     \
+        }                                                                                                              \
+}                                                                                                                      \
+                                                                                                                       \
+static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,                  \
+                         int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {                                     \
+    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;                                                        \
+    for (int64_t r = r0; r < r1; r += 4) {                                                                             \
+        int nr = (int)EK_MIN(4, r1 - r);                                                                               \
+        for (int j = 0; j < 4; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);                  \
+        for (int64_t i = 0; i < n; i += 4) {                                                                           \
+            int64_t nx = EK_MIN(4, n - i);                                                                             \
+            const uint8_t *x = xq + i * xqs;                                                                           \
+            float *yy = y + i * ldy;                                                                                   \
+            switch (nx) {                                                                                              \
+            case 4: gemv4_q8_##X(w, r, nr, x, 4, xqs, yy, ldy, acc, sa, sas); break;                                   \
+            case 3: gemv4_q8_##X(w, r, nr, x, 3, xqs, yy, ldy, acc, sa, sas); break;                                   \
+            case 2: gemv4_q8_##X(w, r, nr, x, 2, xqs, yy, ldy, acc, sa, sas); break;                                   \
+            default: gemv4_q8_##X(w, r, nr, x, 1, xqs, yy, ldy, acc, sa, sas); break;                                  \
+            }                                                                                                          \
+        }                                                                                                              \
+    }                                                                                                                  \
+}
+
 // ---- int8 GEMV with VNNI: weights as unsigned bytes (code + 128) via one byte shuffle per nibble ------
 // dpbusd(u8 weight, s8 activation) sums 4 products per int32 lane; the +128 is removed by the
 // precomputed per-lane bias (-128 * sum of the lane's activations), so no per-row correction is needed.
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))), apply_to = function)
-static inline __attribute__((always_inline)) void gemv4_q8_vnni(const ek_nf4_matrix *w, int64_t r, int nr,
-                                                               const uint8_t *xq, const int NX, int64_t xqs,
-                                                               float *y, int64_t ldy, int acc,
-                                                               const float *sa, int64_t sas) {
-    const int64_t cols = w->cols, bs = w->blocksize, ngroups = (cols + 127) / 128;
-    int8_t tb[16];
-    for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);
-    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));
-    const __m512i m15 = _mm512_set1_epi8(15);
-    __m512i idx = _mm512_setzero_si512();
-    if (bs < 128) {
-        int32_t ii[16];
-        for (int l = 0; l < 16; l++) ii[l] = (int32_t)(8 * l / bs);
-        idx = _mm512_loadu_si512(ii);
-    }
-    const uint8_t *row[4];
-    for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
-    __m512 s[4][4];
-    for (int i = 0; i < NX; i++)
-        for (int j = 0; j < 4; j++) s[i][j] = _mm512_setzero_ps();
-    const int64_t tail_bytes = (cols % 128) / 2;
-    for (int64_t g = 0; g < ngroups; g++) {
-        const __mmask64 mask = (g == ngroups - 1 && tail_bytes) ? (((__mmask64)1 << tail_bytes) - 1) : ~(__mmask64)0;
-        const int64_t blk = g * 128 / bs;
-        __m512i wh[4], wl[4];
-        __m512 dw[4];
-        for (int j = 0; j < 4; j++) {
-            __m512i v = _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);
-            wh[j] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), m15));
-            wl[j] = _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, m15));
-            dw[j] = bs < 128 ? _mm512_permutexvar_ps(idx, _mm512_loadu_ps(sa + j * sas + blk))
-                             : _mm512_set1_ps(sa[j * sas + blk]);
-        }
-        for (int i = 0; i < NX; i++) {
-            const uint8_t *xg = xq + i * xqs + g * 256;
-            __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);
-            __m512 dl = _mm512_loadu_ps(xg + 128);
-            __m512i bias = _mm512_loadu_si512(xg + 192);
-            for (int j = 0; j < 4; j++) {
-                __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);
-                s[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), dw[j], s[i][j]);
-            }
-        }
-    }
-    for (int i = 0; i < NX; i++)
-        for (int j = 0; j < nr; j++) {
-            float v = _mm512_reduce_add_ps(s[i][j]);
-            float *o = y + i * ldy + r + j;
-            *o = acc ? *o + v : v;
-        }
-}
-
-static void gemv_q8_vnni(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
-                         int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {
-    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;
-    for (int64_t r = r0; r < r1; r += 4) {
-        int nr = (int)EK_MIN(4, r1 - r);
-        for (int j = 0; j < 4; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);
-        for (int64_t i = 0; i < n; i += 4) {
-            int64_t nx = EK_MIN(4, n - i);
-            const uint8_t *x = xq + i * xqs;
-            float *yy = y + i * ldy;
-            switch (nx) {
-            case 4: gemv4_q8_vnni(w, r, nr, x, 4, xqs, yy, ldy, acc, sa, sas); break;
-            case 3: gemv4_q8_vnni(w, r, nr, x, 3, xqs, yy, ldy, acc, sa, sas); break;
-            case 2: gemv4_q8_vnni(w, r, nr, x, 2, xqs, yy, ldy, acc, sa, sas); break;
-            default: gemv4_q8_vnni(w, r, nr, x, 1, xqs, yy, ldy, acc, sa, sas); break;
-            }
-        }
-    }
-}
+#define EK_UNPACK_HI_SHUFFLE(v, tbl) _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(15)))
+#define EK_UNPACK_LO_SHUFFLE(v, tbl) _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, _mm512_set1_epi8(15)))
+EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE)
 
 // int8 weight rows (quantised head): dpbusd(|x| as u8, weight with x's sign), 64 values per step,
 // lanes 0-7 hold the first 32-block's sum and lanes 8-15 the second's; 4 rows per pass share x.
@@ -212,77 +217,9 @@ static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const i
 // with the 16-entry table repeated four times a packed byte indexes its low nibble directly and the
 // shifted byte its high nibble — no masking (2 of the 12 vector ops per row and 128 weights).
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx512vbmi"))), apply_to = function)
-static inline __attribute__((always_inline)) void gemv4_q8_vbmi(const ek_nf4_matrix *w, int64_t r, int nr,
-                                                               const uint8_t *xq, const int NX, int64_t xqs,
-                                                               float *y, int64_t ldy, int acc,
-                                                               const float *sa, int64_t sas) {
-    const int64_t cols = w->cols, bs = w->blocksize, ngroups = (cols + 127) / 128;
-    int8_t tb[16];
-    for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);
-    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));
-    __m512i idx = _mm512_setzero_si512();
-    if (bs < 128) {
-        int32_t ii[16];
-        for (int l = 0; l < 16; l++) ii[l] = (int32_t)(8 * l / bs);
-        idx = _mm512_loadu_si512(ii);
-    }
-    const uint8_t *row[4];
-    for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;
-    __m512 s[4][4];
-    for (int i = 0; i < NX; i++)
-        for (int j = 0; j < 4; j++) s[i][j] = _mm512_setzero_ps();
-    const int64_t tail_bytes = (cols % 128) / 2;
-    for (int64_t g = 0; g < ngroups; g++) {
-        const __mmask64 mask = (g == ngroups - 1 && tail_bytes) ? (((__mmask64)1 << tail_bytes) - 1) : ~(__mmask64)0;
-        const int64_t blk = g * 128 / bs;
-        __m512i wh[4], wl[4];
-        __m512 dw[4];
-        for (int j = 0; j < 4; j++) {
-            __m512i v = _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);
-            wh[j] = _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), tbl);
-            wl[j] = _mm512_permutexvar_epi8(v, tbl);
-            dw[j] = bs < 128 ? _mm512_permutexvar_ps(idx, _mm512_loadu_ps(sa + j * sas + blk))
-                             : _mm512_set1_ps(sa[j * sas + blk]);
-        }
-        for (int i = 0; i < NX; i++) {
-            const uint8_t *xg = xq + i * xqs + g * 256;
-            __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);
-            __m512 dl = _mm512_loadu_ps(xg + 128);
-            __m512i bias = _mm512_loadu_si512(xg + 192);
-            for (int j = 0; j < 4; j++) {
-                __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);
-                s[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), dw[j], s[i][j]);
-            }
-        }
-    }
-    for (int i = 0; i < NX; i++)
-        for (int j = 0; j < nr; j++) {
-            float v = _mm512_reduce_add_ps(s[i][j]);
-            float *o = y + i * ldy + r + j;
-            *o = acc ? *o + v : v;
-        }
-}
-
-static void gemv_q8_vbmi(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
-                         int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {
-    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;
-    for (int64_t r = r0; r < r1; r += 4) {
-        int nr = (int)EK_MIN(4, r1 - r);
-        for (int j = 0; j < 4; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);
-        for (int64_t i = 0; i < n; i += 4) {
-            int64_t nx = EK_MIN(4, n - i);
-            const uint8_t *x = xq + i * xqs;
-            float *yy = y + i * ldy;
-            switch (nx) {
-            case 4: gemv4_q8_vbmi(w, r, nr, x, 4, xqs, yy, ldy, acc, sa, sas); break;
-            case 3: gemv4_q8_vbmi(w, r, nr, x, 3, xqs, yy, ldy, acc, sa, sas); break;
-            case 2: gemv4_q8_vbmi(w, r, nr, x, 2, xqs, yy, ldy, acc, sa, sas); break;
-            default: gemv4_q8_vbmi(w, r, nr, x, 1, xqs, yy, ldy, acc, sa, sas); break;
-            }
-        }
-    }
-}
-
+#define EK_UNPACK_HI_VPERMB(v, tbl) _mm512_permutexvar_epi8(_mm512_srli_epi16(v, 4), tbl)
+#define EK_UNPACK_LO_VPERMB(v, tbl) _mm512_permutexvar_epi8(v, tbl)
+EK_DEFINE_GEMV_Q8(vbmi, EK_UNPACK_HI_VPERMB, EK_UNPACK_LO_VPERMB)
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
 
