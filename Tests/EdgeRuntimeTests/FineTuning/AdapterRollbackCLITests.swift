@@ -96,8 +96,10 @@ final class AdapterRollbackCLITests: XCTestCase {
             XCTAssertEqual(r.version, "1")
             await manager.shutdown()
         }
-        // A new cache instance (daemon restart) reads the choice from its index.
-        let reopened = try AdapterCache(configuration: cacheConfig)
+        // A new cache instance (daemon restart) reads the choice from its index. The first instance's
+        // lock goes when its last reference does, which a finishing job task may still hold for a moment
+        // (a real restart is a new process), so wait for it rather than race it.
+        let reopened = try await Self.openWhenUnlocked(cacheConfig)
         let current = await reopened.info(AdapterReference(name: name))
         XCTAssertEqual(current?.version, "1")
         let manager = try rig.makeManager(cache: reopened, margin: -1)
@@ -105,5 +107,14 @@ final class AdapterRollbackCLITests: XCTestCase {
             do { _ = try await manager.rollback(adapter: "colours"); return nil } catch { return error }
         }()
         XCTAssertEqual(err as? FineTuningError, .noPreviousVersion(name: "colours", current: 1), "the manager's pointer survived too")
+    }
+
+    private static func openWhenUnlocked(_ config: AdapterCacheConfiguration) async throws -> AdapterCache {
+        let deadline = Date().addingTimeInterval(10)
+        while true {
+            do { return try AdapterCache(configuration: config) } catch AdapterError.cacheLocked(_) where Date() < deadline {
+                try await Task.sleep(nanoseconds: 20_000_000)
+            }
+        }
     }
 }
