@@ -95,7 +95,7 @@ static inline float ek_absmax_at(const ek_nf4_matrix *w, int64_t b) {
 void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out);
 
 // ---- Thread pool (pool.c) ----
-typedef void (*ek_task_fn)(void *ctx, int64_t task, int32_t worker);
+typedef ek_task_callback ek_task_fn;
 // Runs fn(ctx, t, worker) for t in [0, ntasks) over the pool; returns when all are done.
 // Tasks are taken dynamically. worker < ek_threads(). Falls back to the calling thread alone when
 // the pool is busy with another caller (or ntasks == 1).

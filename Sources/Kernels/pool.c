@@ -167,6 +167,8 @@ int32_t ek_threads(void) {
     return p ? p->nthreads : 1;
 }
 
+void ek_parallel_for(int64_t ntasks, ek_task_callback fn, void *ctx) { ek_parallel(ntasks, fn, ctx); }
+
 void ek_parallel(int64_t ntasks, ek_task_fn fn, void *ctx) {
     if (ntasks <= 0) return;
     ek_pool *p = pool_get();

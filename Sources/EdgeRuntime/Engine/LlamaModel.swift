@@ -244,13 +244,10 @@ public final class LlamaModel: @unchecked Sendable {
                     // Evaluation steps (`.all`) keep the f32 head: full distributions stay at f32 accuracy.
                     var q8 = int8Head.matrix
                     try check(ek_q8_matmul(&q8, normed.pointer + row * hidden, 1, Int64(hidden), logits.pointer + row * vocab, Int64(vocab)), "q8_matmul(lm_head)")
-                } else if rows > 1 {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(vocab), Int32(hidden), 1,
-                                normed.pointer + row * hidden, Int32(hidden), head.pointer, Int32(hidden), 0,
-                                logits.pointer + row * vocab, Int32(vocab))
-                } else if rows == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(vocab), Int32(hidden), 1, head.pointer, Int32(hidden),
-                                normed.pointer + row * hidden, 1, 0, logits.pointer + row * vocab, 1)
+                } else if rows > 0 {
+                    // The f32 head [vocab, hidden], split over the pool (one row is a GEMV by slices).
+                    Blas.gemm(transB: true, m: rows, n: vocab, k: hidden, a: normed.pointer + row * hidden, lda: hidden,
+                              b: head.pointer, ldb: hidden, c: logits.pointer + row * vocab, ldc: vocab)
                 }
                 row += rows
             }

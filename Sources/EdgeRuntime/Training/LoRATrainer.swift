@@ -39,6 +39,7 @@ public final class LoRATrainer: @unchecked Sendable {
     private var ropeSin = TrainBuffer(count: 0)
     private var ropeRows = 0
     private var positions: [Int32] = []   // [N] position of each row
+    private var validLengths: [Int64] = []   // [batch] unpadded length of each sequence
 
     public init(base: TrainingBaseModel, lora: LoRAParameters) throws(TrainingError) {
         guard lora.entries.allSatisfy({ $0.layer < base.shape.layers }),
@@ -150,6 +151,7 @@ public final class LoRATrainer: @unchecked Sendable {
             et_rope_table(ropeCos.pointer, ropeSin.pointer, ropeRows, s.headDim, s.ropeTheta)
         }
         positions.removeAll(keepingCapacity: true)
+        validLengths = batch.validLengths.map { Int64($0) }
         for _ in 0..<batch.batchSize { positions.append(contentsOf: (0..<Int32(batch.seqLen)).map { $0 }) }
     }
 
@@ -216,11 +218,10 @@ public final class LoRATrainer: @unchecked Sendable {
             et_rope_apply(a.k.pointer, n, kvDim, s.kvHeads, s.headDim, pos.baseAddress!, ropeCos.pointer, ropeSin.pointer, 0)
         }
         let scale = 1 / Float(s.headDim).squareRoot()
-        for b in 0..<batch.batchSize {
-            let r0 = b * T
-            et_attention_forward(a.q.pointer + r0 * qDim, a.k.pointer + r0 * kvDim, a.v.pointer + r0 * kvDim,
-                                 a.attn.pointer + r0 * qDim, a.probs.pointer + b * s.heads * T * T,
-                                 T, batch.validLengths[b], s.heads, s.kvHeads, s.headDim, qDim, kvDim, qDim, scale, 0, s.heads)
+        validLengths.withUnsafeBufferPointer { valid in
+            et_attention_forward_batch(a.q.pointer, a.k.pointer, a.v.pointer, a.attn.pointer, a.probs.pointer,
+                                       batch.batchSize, T, valid.baseAddress!, s.heads, s.kvHeads, s.headDim,
+                                       qDim, kvDim, qDim, scale)
         }
         try project(l, .o, x: a.attn.pointer, rows: n, y: a.h.pointer, u: a.u[.o]!.pointer)
         let h = a.h.pointer
@@ -255,12 +256,13 @@ public final class LoRATrainer: @unchecked Sendable {
         try projectBackward(l, .o, x: a.attn.pointer, u: a.u[.o]!.pointer, rows: n, dy: dOut, dx: g.dattn.pointer, accumulate: false)
         g.dk.zero(); g.dv.zero()
         let scale = 1 / Float(s.headDim).squareRoot()
-        for b in 0..<batch.batchSize {
-            let r0 = b * T
-            et_attention_backward(a.q.pointer + r0 * qDim, a.k.pointer + r0 * kvDim, a.v.pointer + r0 * kvDim,
-                                  a.probs.pointer + b * s.heads * T * T, g.dattn.pointer + r0 * qDim,
-                                  g.dq.pointer + r0 * qDim, g.dk.pointer + r0 * kvDim, g.dv.pointer + r0 * kvDim, g.dp.pointer,
-                                  T, batch.validLengths[b], s.heads, s.kvHeads, s.headDim, qDim, kvDim, qDim, scale, 0, s.heads)
+        let status = validLengths.withUnsafeBufferPointer { valid in
+            et_attention_backward_batch(a.q.pointer, a.k.pointer, a.v.pointer, a.probs.pointer, g.dattn.pointer,
+                                        g.dq.pointer, g.dk.pointer, g.dv.pointer, batch.batchSize, T, valid.baseAddress!,
+                                        s.heads, s.kvHeads, s.headDim, qDim, kvDim, qDim, scale)
+        }
+        guard status == 0 else {
+            throw .kernelFailed(operation: "attention backward", status: status, message: "could not allocate \(T) floats of scratch per thread")
         }
         positions.withUnsafeBufferPointer { pos in
             et_rope_apply(g.dq.pointer, n, qDim, s.heads, s.headDim, pos.baseAddress!, ropeCos.pointer, ropeSin.pointer, 1)
@@ -364,7 +366,7 @@ final class LayerActivations {
 
 /// Gradient scratch for one layer's backward, reused across layers.
 final class LayerGradients {
-    let dx, dn, dm, dg, dup, dattn, dq, dk, dv, du, dp, scratchOut: TrainBuffer
+    let dx, dn, dm, dg, dup, dattn, dq, dk, dv, du, scratchOut: TrainBuffer
 
     init(shape s: TrainingModelShape, rank: Int, rows n: Int, maxT: Int) {
         dx = TrainBuffer(count: n * s.hidden)         // running gradient of the residual stream
@@ -377,7 +379,6 @@ final class LayerGradients {
         dk = TrainBuffer(count: n * s.kvHeads * s.headDim)
         dv = TrainBuffer(count: n * s.kvHeads * s.headDim)
         du = TrainBuffer(count: n * rank)
-        dp = TrainBuffer(count: maxT)
         scratchOut = TrainBuffer(count: n * s.hidden)
     }
 }

@@ -1,13 +1,11 @@
-import COpenBLAS
 import Kernels
 import Foundation
 
 /// Process-wide knobs of the trainer: thread count of the matrix products, and measurements.
 public enum TrainingRuntime {
-    /// Threads OpenBLAS may use for the trainer's products.
-    /// Threads for the trainer's products: the NF4 kernels' pool and OpenBLAS.
+    /// Threads for the trainer's products: the NF4 kernels' pool, which also runs the OpenBLAS
+    /// products (see `Blas`).
     public static func setThreads(_ n: Int) {
-        Blas.setThreads(n)
         ek_set_threads(Int32(n))
     }
 

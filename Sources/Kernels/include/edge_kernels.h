@@ -64,6 +64,13 @@ int32_t ek_set_variant(const char *name);
 // default. Threads are created once (here or on first use) and spin briefly, then sleep, between jobs.
 void ek_set_threads(int32_t n);
 int32_t ek_threads(void);
+// Runs fn(ctx, task, worker) for every task in [0, ntasks) on the pool and returns when all are done;
+// worker < ek_threads() names the thread (for per-worker scratch). Tasks are handed out dynamically.
+// For callers outside the kernels (e.g. splitting an OpenBLAS product) so that one set of threads
+// serves everything: a second pool spinning beside this one steals the cores it waits for.
+// Not reentrant: fn must not call back into a pooled kernel (it would run on the calling thread).
+typedef void (*ek_task_callback)(void *ctx, int64_t task, int32_t worker);
+void ek_parallel_for(int64_t ntasks, ek_task_callback fn, void *ctx);
 
 // ---- NF4 weights ------------------------------------------------------------------------------------
 // A bitsandbytes NF4 tensor as stored (NF4.md), typically pointing into the mapped model file.

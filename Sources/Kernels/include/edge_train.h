@@ -52,6 +52,19 @@ void et_attention_backward(const float *q, const float *k, const float *v, const
                            size_t q_stride, size_t kv_stride, size_t out_stride, float scale,
                            size_t h0, size_t h1);
 
+// Both of the above over `batch` sequences of T rows each (sequence b starts at row b·T of q, k, v,
+// out, dq, dk, dv and at b·n_heads·T·T of probs; valid_len[b] is its unpadded length), split into
+// (sequence, kv group) tasks over the kernels' thread pool. The backward zeroes nothing: dk and dv
+// are accumulated as above; its dp scratch is per worker.
+void et_attention_forward_batch(const float *q, const float *k, const float *v, float *out, float *probs,
+                                size_t batch, size_t T, const int64_t *valid_len, size_t n_heads, size_t n_kv,
+                                size_t hd, size_t q_stride, size_t kv_stride, size_t out_stride, float scale);
+// Returns 0, or -1 when per-worker scratch could not be allocated (nothing computed then).
+int32_t et_attention_backward_batch(const float *q, const float *k, const float *v, const float *probs,
+                                    const float *dout, float *dq, float *dk, float *dv,
+                                    size_t batch, size_t T, const int64_t *valid_len, size_t n_heads, size_t n_kv,
+                                    size_t hd, size_t q_stride, size_t kv_stride, size_t out_stride, float scale);
+
 // ---- SwiGLU: h = silu(g) ⊙ u -----------------------------------------------------------------
 void et_silu_mul_forward(const float *g, const float *u, float *h, size_t n);
 // dg = dh ⊙ u ⊙ σ(g)(1 + g(1 − σ(g))), du = dh ⊙ silu(g).

@@ -91,6 +91,75 @@ final class TrainKernelsTests: XCTestCase {
         XCTAssertEqual(dot(dv, dirV), numeric(v, dirV, eps: 1e-3) { dot(fwd(q, k, $0).0, probe) }, accuracy: 2e-3 * max(1, abs(dot(dv, dirV))))
     }
 
+    /// The pooled batch form runs the same per-head code in (sequence, kv group) tasks: results equal
+    /// per-sequence calls exactly, with dk/dv accumulated (not overwritten) and padding respected.
+    func testBatchedAttentionEqualsPerSequenceCalls() {
+        ek_set_threads(2)
+        defer { ek_set_threads(0) }
+        let B = 3, T = 7, heads = 6, kv = 2, hd = 8, valid: [Int64] = [7, 4, 1]
+        let qd = heads * hd, kd = kv * hd, scale = 1 / Float(hd).squareRoot()
+        let q = rand(B * T * qd), k = rand(B * T * kd), v = rand(B * T * kd), dout = rand(B * T * qd)
+        let startK = rand(B * T * kd), startV = rand(B * T * kd)
+        var out = [Float](repeating: 0, count: B * T * qd), probs = [Float](repeating: 0, count: B * heads * T * T)
+        var dq = out, dk = startK, dv = startV
+        et_attention_forward_batch(q, k, v, &out, &probs, B, T, valid, heads, kv, hd, qd, kd, qd, scale)
+        XCTAssertEqual(et_attention_backward_batch(q, k, v, probs, dout, &dq, &dk, &dv, B, T, valid, heads, kv, hd, qd, kd, qd, scale), 0)
+        var refOut = out.map { _ in Float.nan }, refProbs = probs.map { _ in Float.nan }
+        var refDq = dq.map { _ in Float.nan }, refDk = startK, refDv = startV, dp = [Float](repeating: 0, count: T)
+        for b in 0..<B {
+            let (rq, rk, ro, rp) = (b * T * qd, b * T * kd, b * T * qd, b * heads * T * T)
+            refOut.withUnsafeMutableBufferPointer { o in refProbs.withUnsafeMutableBufferPointer { p in
+                et_attention_forward(Array(q[rq...]), Array(k[rk...]), Array(v[rk...]), o.baseAddress! + ro, p.baseAddress! + rp,
+                                     T, Int(valid[b]), heads, kv, hd, qd, kd, qd, scale, 0, heads)
+            } }
+            refDq.withUnsafeMutableBufferPointer { dqp in refDk.withUnsafeMutableBufferPointer { dkp in refDv.withUnsafeMutableBufferPointer { dvp in
+                et_attention_backward(Array(q[rq...]), Array(k[rk...]), Array(v[rk...]), Array(refProbs[rp...]), Array(dout[ro...]),
+                                      dqp.baseAddress! + rq, dkp.baseAddress! + rk, dvp.baseAddress! + rk, &dp,
+                                      T, Int(valid[b]), heads, kv, hd, qd, kd, qd, scale, 0, heads)
+            } } }
+        }
+        XCTAssertEqual(out, refOut)
+        XCTAssertEqual(probs, refProbs)
+        XCTAssertEqual(dq, refDq)
+        XCTAssertEqual(dk, refDk)
+        XCTAssertEqual(dv, refDv)
+        XCTAssertNotEqual(dk, startK, "the backward must have accumulated something")
+    }
+
+    /// Blas.gemm cut into column or row slices over the pool equals a double-precision product, for
+    /// every transpose combination, both split directions, alpha/beta and padded leading dimensions.
+    func testSlicedGEMMMatchesReference() {
+        ek_set_threads(2)
+        defer { ek_set_threads(0) }
+        for (m, n, k) in [(600, 40, 100), (40, 600, 100), (257, 259, 33), (2, 8200, 130)] {
+            XCTAssertGreaterThanOrEqual(m * n * k, Blas.parallelThreshold, "each shape must take the sliced path")
+            for transA in [false, true] {
+                for transB in [false, true] {
+                    let lda = (transA ? m : k) + 3, ldb = (transB ? k : n) + 5, ldc = n + 2
+                    let a = rand((transA ? k : m) * lda), b = rand((transB ? n : k) * ldb), c0 = rand(m * ldc)
+                    var c = c0
+                    Blas.gemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: 0.5, a: a, lda: lda, b: b, ldb: ldb,
+                              beta: 2, c: &c, ldc: ldc)
+                    for i in stride(from: 0, to: m, by: max(1, m / 7)) {
+                        for j in stride(from: 0, to: n, by: max(1, n / 11)) {
+                            var acc = 0.0
+                            for t in 0..<k {
+                                let av = transA ? a[t * lda + i] : a[i * lda + t]
+                                let bv = transB ? b[j * ldb + t] : b[t * ldb + j]
+                                acc += Double(av) * Double(bv)
+                            }
+                            let ref = 0.5 * acc + 2 * Double(c0[i * ldc + j])
+                            XCTAssertEqual(Double(c[i * ldc + j]), ref, accuracy: 1e-4 * max(1, abs(ref)),
+                                           "m \(m) n \(n) k \(k) transA \(transA) transB \(transB) at \(i),\(j)")
+                        }
+                    }
+                    // Padding columns of C stay untouched.
+                    XCTAssertEqual(c[0 * ldc + n], c0[0 * ldc + n])
+                }
+            }
+        }
+    }
+
     func testSiLUMulBackward() {
         let n = 33
         let g = rand(n, 6), u = rand(n, 2), dh = rand(n)
