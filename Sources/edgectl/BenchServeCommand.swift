@@ -15,7 +15,10 @@ import Glibc
 /// - aggregate decode tokens/s of N concurrent streams each with its own adapter, of N concurrent
 ///   streams on the base, and of one stream alone (greedy, `ignore_eos`, `--tokens` each),
 /// - socket overhead: round trip of a 1-token completion minus the engine time the daemon reports
-///   for it (`x-engine-time-ms`), median of `--probes`.
+///   for it (`x-engine-time-ms`), median of `--probes`,
+/// - with `--while-training N`: the same 1-token round trip at N random moments while a fine-tuning
+///   job trains in the daemon, against the idle median — how long a request waits for the trainer
+///   to yield (the fine-tuning issue's target: within 250 ms of its normal latency).
 /// Build with `-c release`; debug numbers mean nothing.
 struct BenchServeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -31,6 +34,7 @@ struct BenchServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Cold starts timed for start-to-READY (the median is reported).") var starts = 3
     @Option(name: .long, help: "1-token completions timed for the socket overhead (the median is reported).") var probes = 30
     @Option(name: .long, help: "The edge-runtimed binary (default: the one next to edgectl, else $PATH).") var daemon: String?
+    @Option(name: .customLong("while-training"), help: "Also time this many 1-token completions at random moments while a fine-tuning job trains in the daemon (0: skip).") var whileTraining = 0
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     struct Throughput: Encodable {
@@ -57,7 +61,19 @@ struct BenchServeCommand: AsyncParsableCommand {
         var socketOverheadMs: Double?
         var startToReadyMs: Double
         var startToReadyRunsMs: [Double]
+        /// nil unless --while-training.
+        var whileTraining: TrainingProbes?
         var targets: [String: Bool]
+    }
+
+    struct TrainingProbes: Encodable {
+        var probes: Int
+        var idleMedianMs: Double
+        var medianMs: Double
+        var maxMs: Double
+        /// The worst probe's round trip above the idle median: the wait for the trainer to yield.
+        var worstExtraMs: Double
+        var trainingSteps: Int
     }
 
     enum Failure: Error, CustomStringConvertible {
@@ -81,6 +97,7 @@ struct BenchServeCommand: AsyncParsableCommand {
         guard rank >= 1, rank <= 256 else { throw ValidationError("--rank must be 1…256") }
         guard tokens >= 2 else { throw ValidationError("--tokens must be at least 2 (decode rate needs two tokens)") }
         guard starts >= 1, probes >= 1 else { throw ValidationError("--starts and --probes must be at least 1") }
+        guard whileTraining >= 0, whileTraining <= 1000 else { throw ValidationError("--while-training must be 0…1000") }
     }
 
     func run() async throws {
@@ -168,6 +185,9 @@ struct BenchServeCommand: AsyncParsableCommand {
             max_queue = \(max(64, streams * 2))
             [adapters]
             cache_dir = "\(cacheDir)"
+            [finetune]
+            idle_after = 0
+            max_load = 1000
             [logging]
             level = "warning"
             """.write(toFile: config, atomically: true, encoding: .utf8)
@@ -207,6 +227,9 @@ struct BenchServeCommand: AsyncParsableCommand {
             }
         }
 
+        let idleRoundTrip = median(roundTrips)
+        let training = whileTraining > 0 ? try probeWhileTraining(client, idleMedianMs: idleRoundTrip) : nil
+
         let startMs = median(readyMs)
         let overheadMs: Double? = overhead.isEmpty ? nil : median(overhead)
         let aOverB = adapters.decodeTokensPerSecond / max(1e-9, base.decodeTokensPerSecond)
@@ -215,9 +238,70 @@ struct BenchServeCommand: AsyncParsableCommand {
             model: modelDir, streams: streams, rank: rank, threads: threads, adapters: adapters, base: base, single: single,
             adaptersOverBase: aOverB, adaptersOverSingle: aOverS,
             roundTripMs: median(roundTrips), engineMs: engine.isEmpty ? nil : median(engine), socketOverheadMs: overheadMs,
-            startToReadyMs: startMs, startToReadyRunsMs: readyMs,
+            startToReadyMs: startMs, startToReadyRunsMs: readyMs, whileTraining: training,
             targets: ["adapters_ge_0.9x_base": aOverB >= 0.9, "adapters_ge_3x_single": aOverS >= 3,
-                      "socket_overhead_lt_2ms": (overheadMs ?? .infinity) < 2, "start_to_ready_lt_150ms": startMs < 150])
+                      "socket_overhead_lt_2ms": (overheadMs ?? .infinity) < 2, "start_to_ready_lt_150ms": startMs < 150]
+                .merging(training.map { ["training_yield_lt_250ms": $0.worstExtraMs < 250] } ?? [:]) { a, _ in a })
+    }
+
+    // MARK: - Requests while training
+
+    /// Queues a long fine-tuning job on a small synthetic chat dataset, starts it now (run_pending),
+    /// and times 1-token completions sent at random moments inside its steps: between probes the
+    /// daemon is left alone long enough for the trainer to be back in a step.
+    func probeWhileTraining(_ client: DaemonClient, idleMedianMs: Double) throws -> TrainingProbes {
+        var rows: [String] = []
+        for i in 0..<48 {
+            let row: JSONValue = ["messages": .array([
+                ["role": "user", "content": .string("Which shelf holds box \(i)?")],
+                ["role": "assistant", "content": .string("Box \(i) is on shelf \((i * 7) % 12 + 1).")],
+            ])]
+            rows.append(row.serialized)
+        }
+        let job = try client.request("POST", "/v1/fine_tuning/jobs", json: [
+            "model": "base", "suffix": "bench-while-training", "training_data": .string(rows.joined(separator: "\n")),
+            "hyperparameters": ["steps": 100_000, "batch_size": 4], "seed": 1,
+        ])
+        guard job.status == 200 || job.status == 201, let id = job.json?["id"]?.stringValue else {
+            throw Failure.request("queue a fine-tuning job: HTTP \(job.status): \(job.errorMessage)")
+        }
+        defer { _ = try? client.request("POST", "/v1/fine_tuning/jobs/\(id)/cancel") }
+        let started = try client.request("POST", "/v1/fine_tuning/run_pending")
+        guard started.status == 200 else { throw Failure.request("run_pending: HTTP \(started.status): \(started.errorMessage)") }
+
+        func steps() throws -> (status: String, steps: Int) {
+            let r = try client.request("GET", "/v1/fine_tuning/jobs/\(id)")
+            guard r.status == 200, let j = r.json else { throw Failure.request("job status: HTTP \(r.status): \(r.errorMessage)") }
+            let status = j["status"]?.stringValue ?? "?"
+            if ["failed", "cancelled", "succeeded"].contains(status) {
+                throw Failure.request("the fine-tuning job ended (\(status)) before the probes: \(String(decoding: r.body, as: UTF8.self).prefix(400))")
+            }
+            // Progress is in the job's metrics events ({"data": {"step": …}}).
+            let e = try client.request("GET", "/v1/fine_tuning/jobs/\(id)/events?limit=100")
+            let done = e.json?["data"]?.arrayValue?.compactMap { $0["data"]?["step"]?.doubleValue }.max() ?? 0
+            return (status, Int(done))
+        }
+        // Wait for the first optimiser steps (validation, tokenizing and the first step come first).
+        let deadline = Clock.now() + 300_000_000_000
+        while try steps().steps < 1 {
+            guard Clock.now() < deadline else { throw Failure.request("the fine-tuning job did not finish a step within 300 s") }
+            usleep(200_000)
+        }
+        var rng = SystemRandomNumberGenerator()
+        var times: [Double] = []
+        for _ in 0..<whileTraining {
+            // Back in a step: training resumes as soon as the engine is idle (idle_after = 0).
+            usleep(UInt32.random(in: 600_000...1_600_000, using: &rng))
+            let t = Clock.now()
+            let r = try client.request("POST", "/v1/completions", json: [
+                "model": "base", "prompt": "Hello", "max_tokens": 1, "temperature": 0, "ignore_eos": true,
+            ])
+            guard r.status == 200 else { throw Failure.request("1-token completion while training: HTTP \(r.status): \(r.errorMessage)") }
+            times.append(Clock.since(t) * 1000)
+        }
+        let trained = try steps().steps
+        return TrainingProbes(probes: times.count, idleMedianMs: idleMedianMs, medianMs: median(times), maxMs: times.max() ?? 0,
+                              worstExtraMs: (times.max() ?? 0) - idleMedianMs, trainingSteps: trained)
     }
 
     // MARK: - Daemon process
@@ -330,6 +414,10 @@ struct BenchServeCommand: AsyncParsableCommand {
         rows.append(["  engine time", r.engineMs.map { f($0, 2) + " ms" } ?? "not reported", "", ""])
         rows.append(["  socket overhead", r.socketOverheadMs.map { f($0, 2) + " ms" } ?? "n/a", "< 2 ms", mark(r.targets["socket_overhead_lt_2ms"])])
         rows.append(["start → READY=1", f(r.startToReadyMs) + " ms", "< 150 ms", mark(r.targets["start_to_ready_lt_150ms"])])
+        if let t = r.whileTraining {
+            rows.append(["1-token round trip while training (\(t.probes) probes, \(t.trainingSteps) steps)", "median " + f(t.medianMs, 1) + " ms, max " + f(t.maxMs, 1) + " ms", "", ""])
+            rows.append(["  worst wait for the trainer to yield", f(t.worstExtraMs, 1) + " ms", "< 250 ms", mark(r.targets["training_yield_lt_250ms"])])
+        }
         let widths = (0..<4).map { c in rows.map { $0[c].count }.max() ?? 0 }
         let lines = rows.map { row in
             row.enumerated().map { c, s in s + String(repeating: " ", count: widths[c] - s.count) }.joined(separator: "  ")
