@@ -74,6 +74,8 @@ struct BenchServeCommand: AsyncParsableCommand {
         /// The worst probe's round trip above the idle median: the wait for the trainer to yield.
         var worstExtraMs: Double
         var trainingSteps: Int
+        /// The daemon's VmHWM after serving all of the above and training (nil if /proc is not readable).
+        var daemonPeakRSSBytes: Int?
     }
 
     enum Failure: Error, CustomStringConvertible {
@@ -241,7 +243,8 @@ struct BenchServeCommand: AsyncParsableCommand {
             startToReadyMs: startMs, startToReadyRunsMs: readyMs, whileTraining: training,
             targets: ["adapters_ge_0.9x_base": aOverB >= 0.9, "adapters_ge_3x_single": aOverS >= 3,
                       "socket_overhead_lt_2ms": (overheadMs ?? .infinity) < 2, "start_to_ready_lt_150ms": startMs < 150]
-                .merging(training.map { ["training_yield_lt_250ms": $0.worstExtraMs < 250] } ?? [:]) { a, _ in a })
+                .merging(training.map { ["training_yield_lt_250ms": $0.worstExtraMs < 250] } ?? [:]) { a, _ in a }
+                .merging(training?.daemonPeakRSSBytes.map { ["daemon_peak_rss_le_1gb": $0 <= 1_000_000_000] } ?? [:]) { a, _ in a })
     }
 
     // MARK: - Requests while training
@@ -300,8 +303,13 @@ struct BenchServeCommand: AsyncParsableCommand {
             times.append(Clock.since(t) * 1000)
         }
         let trained = try steps().steps
+        let peak = (try? client.peerProcessID()).flatMap { pid -> Int? in
+            guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
+            let line = status.split(separator: "\n").first { $0.hasPrefix("VmHWM:") }
+            return line.flatMap { $0.split(separator: " ").compactMap { Int($0) }.first }.map { $0 * 1024 }
+        }
         return TrainingProbes(probes: times.count, idleMedianMs: idleMedianMs, medianMs: median(times), maxMs: times.max() ?? 0,
-                              worstExtraMs: (times.max() ?? 0) - idleMedianMs, trainingSteps: trained)
+                              worstExtraMs: (times.max() ?? 0) - idleMedianMs, trainingSteps: trained, daemonPeakRSSBytes: peak)
     }
 
     // MARK: - Daemon process
@@ -417,6 +425,9 @@ struct BenchServeCommand: AsyncParsableCommand {
         if let t = r.whileTraining {
             rows.append(["1-token round trip while training (\(t.probes) probes, \(t.trainingSteps) steps)", "median " + f(t.medianMs, 1) + " ms, max " + f(t.maxMs, 1) + " ms", "", ""])
             rows.append(["  worst wait for the trainer to yield", f(t.worstExtraMs, 1) + " ms", "< 250 ms", mark(r.targets["training_yield_lt_250ms"])])
+            if let peak = t.daemonPeakRSSBytes {
+                rows.append(["  daemon peak RSS (serving + training)", f(Double(peak) / 1_048_576, 0) + " MiB", "≤ 1 GB", mark(r.targets["daemon_peak_rss_le_1gb"])])
+            }
         }
         let widths = (0..<4).map { c in rows.map { $0[c].count }.max() ?? 0 }
         let lines = rows.map { row in

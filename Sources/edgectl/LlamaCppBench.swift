@@ -12,6 +12,12 @@ try:
     import llama_cpp
 except Exception as e:
     print(json.dumps({"error": "python package llama_cpp is not importable: %s" % e})); sys.exit(0)
+import numpy as np
+def last_argmax(llm):
+    # The last row's logits straight from the context: llama-cpp-python >= 0.3 keeps `scores` only
+    # with logits_all, which would make llama.cpp compute the head for every prompt row.
+    row = llama_cpp.llama_get_logits_ith(llm.ctx, -1)
+    return int(np.ctypeslib.as_array(row, shape=(llm.n_vocab(),)).argmax())
 gguf, threads, n_prompt, n_decode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 out = {}
 tmp = tempfile.mkdtemp(prefix="edge-bench-")
@@ -30,9 +36,9 @@ for name, ftype in (("Q4_0", llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_0), ("IQ4_NL", llam
     best_p, best_d, best_ttft = 0.0, 0.0, 1e9
     for _ in range(3):
         llm.reset()
-        t0 = time.perf_counter(); llm.eval(toks); tok = int(llm.scores[llm.n_tokens - 1].argmax()); t1 = time.perf_counter()
+        t0 = time.perf_counter(); llm.eval(toks); tok = last_argmax(llm); t1 = time.perf_counter()
         for _ in range(n_decode):
-            llm.eval([tok]); tok = int(llm.scores[llm.n_tokens - 1].argmax())
+            llm.eval([tok]); tok = last_argmax(llm)
         t2 = time.perf_counter()
         best_p = max(best_p, n_prompt / (t1 - t0)); best_d = max(best_d, n_decode / (t2 - t1)); best_ttft = min(best_ttft, (t1 - t0) * 1000)
     out[name] = {"prefill_tokens_per_s": best_p, "decode_tokens_per_s": best_d, "ttft_ms": best_ttft, "threads": threads, "file_bytes": os.path.getsize(path)}
