@@ -333,6 +333,9 @@ int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t l
     q8mm_ctx c = {.vt = ek_active(), .w = w, .xq = xq, .xd = xd, .n = n, .ldy = ldy, .y = y};
     // Small row chunks: the head is the widest matrix (49152 rows) and the tasks balance the cores.
     c.rows_per_task = EK_MAX(64, (w->rows / (ek_threads() * 16) + 3) / 4 * 4);
+    // Several rows (a decode batch) read each task's slice once per row: keep the slice within
+    // ~256 KiB so the re-reads come from L2, not DRAM.
+    if (n > 1) c.rows_per_task = EK_MAX(64, EK_MIN(c.rows_per_task, (256 * 1024 / ld) / 4 * 4));
     ek_parallel((w->rows + c.rows_per_task - 1) / c.rows_per_task, q8mm_task, &c);
     return EK_OK;
 }

@@ -12,8 +12,8 @@ final class SchedulerTests: XCTestCase {
         [504, 3458, 282, 4649, 314], [1, 9690, 198, 2683, 359, 253, 5356], [28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39],
     ]
 
-    private func makeScheduler(_ limits: SchedulerLimits = SchedulerLimits()) throws -> InferenceScheduler {
-        let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .f32)
+    private func makeScheduler(_ limits: SchedulerLimits = SchedulerLimits(), activations: LlamaModel.ActivationPrecision = .f32) throws -> InferenceScheduler {
+        let model = LlamaModel(weights: try EngineTestModel.weights(), activations: activations)
         return InferenceScheduler(model: model, limits: limits, endOfGeneration: [], makeDetokenizer: { IDText() })
     }
 
@@ -48,7 +48,16 @@ final class SchedulerTests: XCTestCase {
     }
 
     func testGreedyOutputIsIndependentOfBatchMates() async throws {
-        let scheduler = try makeScheduler(SchedulerLimits(maxRunning: 16, maxQueued: 32, prefillChunk: 8))
+        try await checkGreedyOutputIsIndependentOfBatchMates(activations: .f32)
+    }
+
+    /// The fastest mode sends the sampled rows of a whole step through the int8 head in one pass.
+    func testGreedyOutputIsIndependentOfBatchMatesInTheFastestMode() async throws {
+        try await checkGreedyOutputIsIndependentOfBatchMates(activations: .int8)
+    }
+
+    private func checkGreedyOutputIsIndependentOfBatchMates(activations: LlamaModel.ActivationPrecision) async throws {
+        let scheduler = try makeScheduler(SchedulerLimits(maxRunning: 16, maxQueued: 32, prefillChunk: 8), activations: activations)
         defer { scheduler.shutdown() }
         let adapterA = try EngineTestModel.adapterA()
         let others = [try syntheticAdapter(seed: 1, rank: 4), try syntheticAdapter(seed: 2, rank: 16)]
