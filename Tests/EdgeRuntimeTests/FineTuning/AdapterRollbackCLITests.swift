@@ -112,7 +112,10 @@ final class AdapterRollbackCLITests: XCTestCase {
     private static func openWhenUnlocked(_ config: AdapterCacheConfiguration) async throws -> AdapterCache {
         let deadline = Date().addingTimeInterval(10)
         while true {
-            do { return try AdapterCache(configuration: config) } catch AdapterError.cacheLocked(_) where Date() < deadline {
+            // (A `catch PATTERN where` clause on this typed-throws init crashes the Swift 6.3.1 SIL
+            // ownership verifier in debug builds; the guard says the same.)
+            do { return try AdapterCache(configuration: config) } catch {
+                guard case .cacheLocked = error, Date() < deadline else { throw error }
                 try await Task.sleep(nanoseconds: 20_000_000)
             }
         }
