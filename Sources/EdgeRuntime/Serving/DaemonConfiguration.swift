@@ -24,6 +24,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         /// request head, then silence) or idle between keep-alive requests before it is closed.
         /// A request being answered (a long generation) is never cut by it.
         public var idleTimeout = 30.0
+        /// Seconds one request's head and body may take to arrive in full, however steadily the
+        /// bytes trickle in (each byte resets the idle timer, not this); then 408 and close.
+        public var requestReadTimeout = 30.0
     }
 
     public struct Model: Sendable, Equatable {
@@ -156,7 +159,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         try reader.checkKeys(root, section: nil, known: ["server", "model", "scheduler", "adapters", "auth", "finetune", "logging"])
 
         if let t = try reader.section(root, "server") {
-            try reader.checkKeys(t, section: "server", known: ["socket", "socket_group", "socket_mode", "max_body_bytes", "max_upload_bytes", "request_timeout", "shutdown_grace", "idle_timeout"])
+            try reader.checkKeys(t, section: "server", known: ["socket", "socket_group", "socket_mode", "max_body_bytes", "max_upload_bytes", "request_timeout", "shutdown_grace", "idle_timeout", "request_read_timeout"])
             c.server.socket = try reader.string(t, "server", "socket") ?? c.server.socket
             c.server.socketGroup = try reader.string(t, "server", "socket_group") ?? c.server.socketGroup
             if let m = try reader.string(t, "server", "socket_mode") {
@@ -173,6 +176,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.server.requestTimeout = try reader.seconds(t, "server", "request_timeout") ?? c.server.requestTimeout
             c.server.shutdownGrace = try reader.seconds(t, "server", "shutdown_grace", allowZero: true) ?? c.server.shutdownGrace
             c.server.idleTimeout = try reader.seconds(t, "server", "idle_timeout") ?? c.server.idleTimeout
+            c.server.requestReadTimeout = try reader.seconds(t, "server", "request_read_timeout") ?? c.server.requestReadTimeout
         }
         if let t = try reader.section(root, "model") {
             try reader.checkKeys(t, section: "model", known: ["path", "threads", "context_length"])
