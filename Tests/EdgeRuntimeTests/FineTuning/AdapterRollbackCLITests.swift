@@ -112,12 +112,12 @@ final class AdapterRollbackCLITests: XCTestCase {
     private static func openWhenUnlocked(_ config: AdapterCacheConfiguration) async throws -> AdapterCache {
         let deadline = Date().addingTimeInterval(10)
         while true {
-            // (A `catch PATTERN where` clause on this typed-throws init crashes the Swift 6.3.1 SIL
-            // ownership verifier in debug builds; the guard says the same.)
-            do { return try AdapterCache(configuration: config) } catch {
-                guard case .cacheLocked = error, Date() < deadline else { throw error }
-                try await Task.sleep(nanoseconds: 20_000_000)
+            // A Result, not `catch AdapterError.cacheLocked where …`: that pattern crashes the 6.3 compiler.
+            let attempt = Result { try AdapterCache(configuration: config) }
+            guard case .failure(let error) = attempt, case .cacheLocked = error as? AdapterError, Date() < deadline else {
+                return try attempt.get()
             }
+            try await Task.sleep(nanoseconds: 20_000_000)
         }
     }
 }
