@@ -47,7 +47,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .adapterConfig: Self.adapterConfig(data)
         case .artifact: Self.artifact(data)
         case .storeIndex: Self.storeIndex(data)
-        case .configToml: _ = try? DaemonConfiguration.parse(String(decoding: data, as: UTF8.self), path: "fuzz/config.toml")
+        case .configToml: _ = try? DaemonConfiguration.parse([UInt8](data), path: "fuzz/config.toml")
         case .httpRequest: HTTPRequestFuzzing.run(data)
         case .trainingJSONL: Self.trainingJSONL(data)
         case .chatTemplate: Self.chatTemplate(data)

@@ -130,10 +130,10 @@ struct AdapterInfo: AsyncParsableCommand {
 
 struct AdapterEvict: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "evict", abstract: "Remove an adapter (all cached versions; NAME@VERSION only with --cache-dir) from the cache.",
-        discussion: adapterModeHelp(examples: ["edgectl adapter evict support-bot", "edgectl adapter evict support-bot --json", "edgectl adapter evict support-bot@2 --cache-dir ~/adapters"]))
+        commandName: "evict", abstract: "Remove an adapter from the cache: NAME every cached version, NAME@VERSION that one.",
+        discussion: adapterModeHelp(examples: ["edgectl adapter evict support-bot", "edgectl adapter evict support-bot@2 --json", "edgectl adapter evict support-bot@2 --cache-dir ~/adapters"]))
 
-    @Argument(help: "NAME (or NAME@VERSION with --cache-dir/--local).") var reference: String
+    @Argument(help: "NAME (every cached version) or NAME@VERSION (that one).") var reference: String
     @OptionGroup var socket: SocketOptions
     @OptionGroup var cache: CacheOptions
     @Flag(name: .long, help: "Also remove adapters trained on this device (they cannot be fetched again); only with --cache-dir/--local.") var force = false
@@ -143,7 +143,6 @@ struct AdapterEvict: AsyncParsableCommand {
         try cache.validateMode(socket: socket)
         guard !cache.isLocal else { return }
         if force { throw ValidationError("--force applies only with --cache-dir DIR or --local; the daemon never evicts adapters trained on the device") }
-        if reference.contains("@") { throw ValidationError("the daemon evicts every cached version of a name: give NAME, not '\(reference)' (or use --cache-dir for one version)") }
     }
 
     func run() async throws {
@@ -151,8 +150,8 @@ struct AdapterEvict: AsyncParsableCommand {
             let ref = try parsedReference(reference)
             let daemon = AdapterDaemonClient(socket: socket)
             // The daemon answers only "deleted"; listing first says what went (same order as the local mode).
-            let before = try daemon.list().filter { $0.name == ref.name.value }
-            try daemon.evict(name: ref.name.value)
+            let before = try daemon.list().filter { $0.name == ref.name.value && (ref.version == nil || $0.version == ref.version?.value) }
+            try daemon.evict(ref.description)
             if json { printJSON(before) } else { for r in before { print("evicted \(r.name)@\(r.version) (\(humanBytes(Int64(r.diskBytes))))") } }
             return
         }
@@ -190,24 +189,19 @@ struct AdapterPin: AsyncParsableCommand {
 
 struct AdapterUnpin: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "unpin", abstract: "Let an adapter be evicted again (through the daemon: NAME's newest cached version).",
-        discussion: adapterModeHelp(examples: ["edgectl adapter unpin support-bot", "edgectl adapter unpin support-bot --json", "edgectl adapter unpin support-bot@3 --cache-dir ~/adapters"]))
+        commandName: "unpin", abstract: "Let an adapter be evicted again: NAME its newest cached version, NAME@VERSION that one.",
+        discussion: adapterModeHelp(examples: ["edgectl adapter unpin support-bot", "edgectl adapter unpin support-bot@3 --json", "edgectl adapter unpin support-bot@3 --cache-dir ~/adapters"]))
 
-    @Argument(help: "NAME (or NAME@VERSION with --cache-dir/--local).") var reference: String
+    @Argument(help: "NAME (its newest cached version) or NAME@VERSION.") var reference: String
     @OptionGroup var socket: SocketOptions
     @OptionGroup var cache: CacheOptions
     @Flag(name: .long, help: "Print JSON.") var json = false
 
-    func validate() throws {
-        try cache.validateMode(socket: socket)
-        if !cache.isLocal && reference.contains("@") {
-            throw ValidationError("the daemon unpins by name: give NAME, not '\(reference)' (or use --cache-dir for one version)")
-        }
-    }
+    func validate() throws { try cache.validateMode(socket: socket) }
 
     func run() async throws {
         if !cache.isLocal {
-            let s = try AdapterDaemonClient(socket: socket).unpin(name: try parsedReference(reference).name.value)
+            let s = try AdapterDaemonClient(socket: socket).unpin(try parsedReference(reference).description)
             if json { printJSON(s) } else { print("unpinned \(s.name)@\(s.version)") }
             return
         }

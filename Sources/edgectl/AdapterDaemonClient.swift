@@ -58,9 +58,9 @@ struct AdapterDaemonClient {
         return done
     }
 
-    /// `DELETE /v1/adapters/NAME`: every cached version of `name` goes.
-    func evict(name: String) throws {
-        _ = try send("DELETE", "/v1/adapters/\(name)")
+    /// `DELETE /v1/adapters/NAME[@VERSION]`: NAME removes every cached version, NAME@VERSION that one.
+    func evict(_ reference: String) throws {
+        _ = try send("DELETE", "/v1/adapters/\(reference)")
     }
 
     /// `POST /v1/adapters/NAME[@VERSION]/pin`; the daemon pulls the adapter first if needed.
@@ -68,9 +68,9 @@ struct AdapterDaemonClient {
         try decode(EdgeRuntime.AdapterInfo.self, try send("POST", "/v1/adapters/\(reference)/pin").body, what: "the pinned adapter")
     }
 
-    /// `POST /v1/adapters/NAME/unpin`.
-    func unpin(name: String) throws -> EdgeRuntime.AdapterInfo {
-        try decode(EdgeRuntime.AdapterInfo.self, try send("POST", "/v1/adapters/\(name)/unpin").body, what: "the unpinned adapter")
+    /// `POST /v1/adapters/NAME[@VERSION]/unpin`; NAME unpins its newest cached version.
+    func unpin(_ reference: String) throws -> EdgeRuntime.AdapterInfo {
+        try decode(EdgeRuntime.AdapterInfo.self, try send("POST", "/v1/adapters/\(reference)/unpin").body, what: "the unpinned adapter")
     }
 
     private func send(_ method: String, _ path: String) throws -> DaemonClient.Response {

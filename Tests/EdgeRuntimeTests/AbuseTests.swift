@@ -18,6 +18,8 @@ final class AbuseTests: XCTestCase {
     static let maxBodyBytes = 262_144
     static let maxUploadBytes = 524_288
     static let idleTimeout = 1.0
+    /// Longer than the idle timeout, so a drip that keeps the idle timer alive meets this instead.
+    static let requestReadTimeout = 3.0
 
     override class func setUp() {
         super.setUp()
@@ -34,6 +36,7 @@ final class AbuseTests: XCTestCase {
                 max_body_bytes = \(maxBodyBytes)
                 max_upload_bytes = \(maxUploadBytes)
                 idle_timeout = \(idleTimeout)
+                request_read_timeout = \(requestReadTimeout)
                 [adapters]
                 store_url = "file://\(store)"
                 cache_dir = "\(directory)/cache"
@@ -208,6 +211,51 @@ final class AbuseTests: XCTestCase {
             XCTAssertTrue(c.waitForPeerClose(seconds: limit), "\(what): still open \(Date().timeIntervalSince(started)) s later (idle_timeout \(Self.idleTimeout) s)")
         }
         assertServesNormally(after: "slowloris connections")
+    }
+
+    func testADrippedRequestGets408AfterTheReadDeadline() throws {
+        // Each body byte is a body part for the HTTP layer and resets idle_timeout, so only the
+        // whole-request deadline can end this. (A dripped head yields no parts and meets the idle
+        // timeout: testSlowlorisConnectionsAreClosedAfterTheIdleTimeout.)
+        let interval = Self.idleTimeout / 4
+        let body = Array("{\"prompt\": \"Hello\", \"max_tokens\": 2}".utf8)
+        let drip = try client.connect()
+        try drip.sendRaw(Array("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8))
+        let started = Date()
+        var sent = 0
+        // Drip for up to 3× the deadline; the daemon must cut the connection before the body ends.
+        while Date().timeIntervalSince(started) < Self.requestReadTimeout * 3, sent < body.count - 1 {
+            guard (try? drip.sendRaw([body[sent]])) != nil else { break }
+            sent += 1
+            Thread.sleep(forTimeInterval: interval)
+        }
+        let cutAfter = Date().timeIntervalSince(started)
+        XCTAssertLessThan(sent, body.count - 1, "the whole body was dripped without the connection being cut")
+        XCTAssertGreaterThan(cutAfter, Self.requestReadTimeout * 0.9, "answered before the deadline (after \(sent) bytes)")
+        XCTAssertLessThan(cutAfter, Self.requestReadTimeout + 2, "cut long after the deadline")
+        let response = try drip.readResponse()
+        let message = assertError(response, 408, code: "request_timeout", mentions: "request_read_timeout", "a dripped body")
+        XCTAssertEqual(response.headers["connection"], "close", message)
+        XCTAssertTrue(drip.waitForPeerClose(seconds: 2), "the dripped connection stayed open after the 408")
+
+        // A request that arrives whole, slowly but inside the deadline, is served; keep-alive
+        // requests after it get their own deadline.
+        // A body that arrives in pieces, slowly but inside the deadline, is served (the head comes
+        // whole: a stalled head meets idle_timeout first); the next keep-alive request on the same
+        // connection gets its own deadline.
+        let steady = try client.connect()
+        let head = Array("POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+        try steady.sendRaw(head)
+        let piece = body.count / 4 + 1
+        for start in stride(from: 0, to: body.count, by: piece) {
+            Thread.sleep(forTimeInterval: Self.requestReadTimeout / 6)
+            try steady.sendRaw(Array(body[start..<min(start + piece, body.count)]))
+        }
+        XCTAssertEqual(try steady.readResponse().status, 200, "a body sent in four pieces within the deadline")
+        Thread.sleep(forTimeInterval: Self.idleTimeout / 2)
+        try steady.sendRaw(head + body)
+        XCTAssertEqual(try steady.readResponse().status, 200, "the next keep-alive request")
+        assertServesNormally(after: "dripped requests")
     }
 
     func testAStreamReadSlowlyIsNotCutByTheIdleTimeout() throws {

@@ -107,7 +107,7 @@ final class DaemonAdapterCtlTests: XCTestCase {
         XCTAssertTrue(table.out.hasPrefix("NAME"), table.out)
         XCTAssertEqual(table.out.split(separator: "\n").filter { $0.hasPrefix("tiny-helper") }.count, 2, table.out)
 
-        // The daemon unpins by name (the newest cached version), so pin that one.
+        // NAME unpins the newest cached version, so pin that one (NAME@VERSION is below).
         let pinned = try await Self.edgectl(["adapter", "pin", "tiny-helper@2", "--json", "--socket", socket])
         XCTAssertEqual(pinned.status, 0, pinned.err)
         XCTAssertEqual(try Self.json(pinned.out)["pinned"], true)
@@ -124,6 +124,32 @@ final class DaemonAdapterCtlTests: XCTestCase {
         XCTAssertEqual(unpinned.status, 0, unpinned.err)
         XCTAssertEqual(try Self.json(unpinned.out)["pinned"], false)
         XCTAssertEqual(try Self.json(unpinned.out)["version"], "2")
+
+        // NAME@VERSION addresses one version through the daemon: unpin and evict only that one.
+        for version in ["1", "2"] {
+            let p = try await Self.edgectl(["adapter", "pin", "tiny-helper@\(version)", "--json", "--socket", socket])
+            XCTAssertEqual(p.status, 0, p.err)
+        }
+        let unpinOne = try await Self.edgectl(["adapter", "unpin", "tiny-helper@1", "--json", "--socket", socket])
+        XCTAssertEqual(unpinOne.status, 0, unpinOne.err + daemon.stderr)
+        XCTAssertEqual(try Self.json(unpinOne.out)["version"], "1")
+        XCTAssertEqual(try Self.json(unpinOne.out)["pinned"], false)
+        let stillPinned = try await Self.edgectl(["adapter", "info", "tiny-helper@2", "--json", "--socket", socket])
+        XCTAssertEqual(try Self.json(stillPinned.out)["pinned"], true, "unpinning @1 left @2 pinned")
+        let evictOne = try await Self.edgectl(["adapter", "evict", "tiny-helper@1", "--json", "--socket", socket])
+        XCTAssertEqual(evictOne.status, 0, evictOne.err + daemon.stderr)
+        XCTAssertEqual(try XCTUnwrap(Self.json(evictOne.out).arrayValue).compactMap { $0["version"]?.stringValue }, ["1"], evictOne.out)
+        let left = try await Self.edgectl(["adapter", "list", "--json", "--socket", socket])
+        let kept = try XCTUnwrap(Self.json(left.out).arrayValue)
+        XCTAssertEqual(kept.compactMap { $0["version"]?.stringValue }, ["2"], "evicting @1 kept @2")
+        XCTAssertEqual(kept.first?["pinned"], true, "and @2's pin")
+        let unpinTwo = try await Self.edgectl(["adapter", "unpin", "tiny-helper@2", "--socket", socket])
+        XCTAssertEqual(unpinTwo.status, 0, unpinTwo.err)
+        XCTAssertEqual(unpinTwo.out, "unpinned tiny-helper@2\n")
+        let gone = try await Self.edgectl(["adapter", "evict", "tiny-helper@1", "--socket", socket])
+        XCTAssertEqual(gone.status, 1, "evicting a version no longer cached: \(gone.err)")
+        let pulledAgain = try await Self.edgectl(["adapter", "pull", "tiny-helper@1", "--json", "--socket", socket])
+        XCTAssertEqual(pulledAgain.status, 0, pulledAgain.err)
 
         let evicted = try await Self.edgectl(["adapter", "evict", "tiny-helper", "--json", "--socket", socket])
         XCTAssertEqual(evicted.status, 0, evicted.err + daemon.stderr)
@@ -150,6 +176,20 @@ final class DaemonAdapterCtlTests: XCTestCase {
         XCTAssertEqual(try Self.json(local.out)["version"], "1")
         let localList = try await Self.edgectl(["adapter", "list", "--json", "--cache-dir", dir + "/offline"])
         XCTAssertEqual(try XCTUnwrap(Self.json(localList.out).arrayValue).count, 1, localList.out)
+        // NAME@VERSION offline too: pin, unpin and evict that version.
+        let localTwo = try await Self.edgectl(["adapter", "pull", "tiny-helper@2", "--cache-dir", dir + "/offline", "--store", "file://\(store)"])
+        XCTAssertEqual(localTwo.status, 0, localTwo.err)
+        let localPin = try await Self.edgectl(["adapter", "pin", "tiny-helper@1", "--cache-dir", dir + "/offline"])
+        XCTAssertEqual(localPin.status, 0, localPin.err)
+        let localUnpin = try await Self.edgectl(["adapter", "unpin", "tiny-helper@1", "--json", "--cache-dir", dir + "/offline"])
+        XCTAssertEqual(localUnpin.status, 0, localUnpin.err)
+        XCTAssertEqual(try Self.json(localUnpin.out)["version"], "1")
+        XCTAssertEqual(try Self.json(localUnpin.out)["pinned"], false)
+        let localEvict = try await Self.edgectl(["adapter", "evict", "tiny-helper@1", "--json", "--cache-dir", dir + "/offline"])
+        XCTAssertEqual(localEvict.status, 0, localEvict.err)
+        XCTAssertEqual(try XCTUnwrap(Self.json(localEvict.out).arrayValue).compactMap { $0["version"]?.stringValue }, ["1"], localEvict.out)
+        let localLeft = try await Self.edgectl(["adapter", "list", "--json", "--cache-dir", dir + "/offline"])
+        XCTAssertEqual(try XCTUnwrap(Self.json(localLeft.out).arrayValue).compactMap { $0["version"]?.stringValue }, ["2"], localLeft.out)
 
         daemon.signal(SIGTERM)
         XCTAssertEqual(daemon.waitForExit(timeout: 15), 0, daemon.stderr)

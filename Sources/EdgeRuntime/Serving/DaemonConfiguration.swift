@@ -24,6 +24,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         /// request head, then silence) or idle between keep-alive requests before it is closed.
         /// A request being answered (a long generation) is never cut by it.
         public var idleTimeout = 30.0
+        /// Seconds one request's head and body may take to arrive in full, however steadily the
+        /// bytes trickle in (each byte resets the idle timer, not this); then 408 and close.
+        public var requestReadTimeout = 30.0
     }
 
     public struct Model: Sendable, Equatable {
@@ -121,23 +124,29 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.auth.resolveDefaultGroups()
             return c
         }
-        let text: String
+        let bytes: [UInt8]
         do {
-            text = try String(contentsOfFile: path, encoding: .utf8)
+            bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
         } catch {
             throw .configUnreadable(path: path, reason: "\(error.localizedDescription)")
         }
-        var c = try parse(text, path: path)
+        var c = try parse(bytes, path: path)
         c.sourcePath = path
         return c
     }
 
     /// Parses TOML text; `path` is only for messages.
     public static func parse(_ text: String, path: String) throws(DaemonError) -> DaemonConfiguration {
+        try parse(Array(text.utf8), path: path)
+    }
+
+    /// Parses a file's bytes: invalid UTF-8 is a syntax error with its line and column.
+    public static func parse(_ bytes: [UInt8], path: String) throws(DaemonError) -> DaemonConfiguration {
+        // toml++ (inside TOMLKit) aborts on some malformed input instead of reporting it
+        // (RELIABILITY.md), so it only ever gets text that passed the full TOML 1.0 syntax check.
+        try TOMLSyntaxCheck.validate(bytes, path: path)
+        let text = String(decoding: bytes, as: UTF8.self)
         let root: TOMLTable
-        if let bad = Self.malformedTableHeader(text) {
-            throw .configSyntax(path: path, line: bad.line, column: bad.column, reason: "a [table] header must name a key (letters, digits, '_', '-' or a quoted string)")
-        }
         do {
             root = try TOMLTable(string: text)
         } catch let e as TOMLParseError {
@@ -150,7 +159,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
         try reader.checkKeys(root, section: nil, known: ["server", "model", "scheduler", "adapters", "auth", "finetune", "logging"])
 
         if let t = try reader.section(root, "server") {
-            try reader.checkKeys(t, section: "server", known: ["socket", "socket_group", "socket_mode", "max_body_bytes", "max_upload_bytes", "request_timeout", "shutdown_grace", "idle_timeout"])
+            try reader.checkKeys(t, section: "server", known: ["socket", "socket_group", "socket_mode", "max_body_bytes", "max_upload_bytes", "request_timeout", "shutdown_grace", "idle_timeout", "request_read_timeout"])
             c.server.socket = try reader.string(t, "server", "socket") ?? c.server.socket
             c.server.socketGroup = try reader.string(t, "server", "socket_group") ?? c.server.socketGroup
             if let m = try reader.string(t, "server", "socket_mode") {
@@ -167,6 +176,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.server.requestTimeout = try reader.seconds(t, "server", "request_timeout") ?? c.server.requestTimeout
             c.server.shutdownGrace = try reader.seconds(t, "server", "shutdown_grace", allowZero: true) ?? c.server.shutdownGrace
             c.server.idleTimeout = try reader.seconds(t, "server", "idle_timeout") ?? c.server.idleTimeout
+            c.server.requestReadTimeout = try reader.seconds(t, "server", "request_read_timeout") ?? c.server.requestReadTimeout
         }
         if let t = try reader.section(root, "model") {
             try reader.checkKeys(t, section: "model", known: ["path", "threads", "context_length"])
@@ -274,61 +284,6 @@ public struct DaemonConfiguration: Sendable, Equatable {
             }
         }
         return c
-    }
-
-    /// toml++ (inside TOMLKit) asserts — aborting the process — instead of reporting an error when a
-    /// `[` or `[[` table header is followed by something that cannot start a key (found by fuzzing,
-    /// Tests/Fuzz/regressions/config-toml). This finds such a header first: a line that starts with
-    /// `[` while no array or inline table is open, outside strings and comments. Returns its 1-based
-    /// line and column.
-    static func malformedTableHeader(_ text: String) -> (line: Int, column: Int)? {
-        let chars = Array(text.unicodeScalars)
-        var i = 0, line = 1, lineStart = 0, depth = 0
-        func isKeyStart(_ c: Unicode.Scalar) -> Bool {
-            c == "\"" || c == "'" || c == "_" || c == "-" || c == "]" || (c.isASCII && (c.properties.isAlphabetic || ("0"..."9").contains(c)))
-        }
-        while i < chars.count {
-            let c = chars[i]
-            if i == lineStart && depth == 0 {
-                var j = i
-                while j < chars.count, chars[j] == " " || chars[j] == "\t" { j += 1 }
-                if j < chars.count, chars[j] == "[" {
-                    var k = j + 1
-                    if k < chars.count, chars[k] == "[" { k += 1 }
-                    while k < chars.count, chars[k] == " " || chars[k] == "\t" { k += 1 }
-                    if k < chars.count, !isKeyStart(chars[k]) { return (line, k - lineStart + 1) }
-                }
-            }
-            switch c {
-            case "\n":
-                line += 1; lineStart = i + 1; i += 1
-            case "#":
-                while i < chars.count, chars[i] != "\n" { i += 1 }
-            case "\"", "'":
-                let triple = i + 2 < chars.count && chars[i + 1] == c && chars[i + 2] == c
-                i += triple ? 3 : 1
-                while i < chars.count {
-                    if c == "\"" && chars[i] == "\\" { i += 2; continue }
-                    if chars[i] == "\n" {
-                        guard triple else { break }  // an unterminated single-line string: toml++ reports it
-                        line += 1; lineStart = i + 1
-                    }
-                    if chars[i] == c && (!triple || (i + 2 < chars.count && chars[i + 1] == c && chars[i + 2] == c)) {
-                        i += triple ? 3 : 1
-                        break
-                    }
-                    i += 1
-                }
-            case "[", "{":
-                // A header's own brackets open and close on its line, so depth is 0 again at its end.
-                depth += 1; i += 1
-            case "]", "}":
-                depth = max(depth - 1, 0); i += 1
-            default:
-                i += 1
-            }
-        }
-        return nil
     }
 
     /// Minutes since midnight of a "HH:MM-HH:MM" window.

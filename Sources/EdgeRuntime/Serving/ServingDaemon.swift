@@ -78,6 +78,7 @@ public enum ServingDaemon {
             socket: socket, state: state, logger: logger,
             drainTimeout: .milliseconds(Int64(initial.server.shutdownGrace * 1000)),
             idleTimeout: .milliseconds(Int64(initial.server.idleTimeout * 1000)),
+            requestReadTimeout: .milliseconds(Int64(initial.server.requestReadTimeout * 1000)),
             onListening: {
                 let status = await backend.status()
                 let line = SystemdNotifier.statusLine(model: backend.model, hint: backend.noModelHint, status: status, draining: false)

@@ -25,15 +25,19 @@ public final class SocketHTTPServer: Service, Sendable {
     /// Closes connections that do not complete a request in time (slowloris) or sit idle
     /// between requests; see `[server] idle_timeout`.
     let idleTimeout: Duration
+    /// How long one request's head and body may take to arrive in full (a client dripping bytes
+    /// resets the idle timer, not this); see `[server] request_read_timeout`.
+    let requestReadTimeout: Duration
 
     /// `onListening` runs once the server accepts connections (inside the ServiceGroup, so SIGTERM
     /// is already handled gracefully): the daemon sends READY=1 there.
-    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, idleTimeout: Duration = .seconds(30), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onListening: @escaping @Sendable () async -> Void = {}, onShutdownStart: @escaping @Sendable () -> Void = {}) {
+    public init(socket: ListeningSocket, state: ServingState, logger: Logger, drainTimeout: Duration, idleTimeout: Duration = .seconds(30), requestReadTimeout: Duration = .seconds(30), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, onListening: @escaping @Sendable () async -> Void = {}, onShutdownStart: @escaping @Sendable () -> Void = {}) {
         self.socket = socket
         self.state = state
         self.logger = logger
         self.drainTimeout = drainTimeout
         self.idleTimeout = idleTimeout
+        self.requestReadTimeout = requestReadTimeout
         self.group = group
         self.onShutdownStart = onShutdownStart
         self.onListening = onListening
@@ -45,7 +49,7 @@ public final class SocketHTTPServer: Service, Sendable {
         let logger = self.logger
         let http = HTTP1Channel(responder: { request, writer, channel in
             try await Self.handle(request: request, writer: writer, channel: channel, responder: responder, state: state, logger: logger)
-        }, configuration: Self.channelConfiguration(idleTimeout: idleTimeout))
+        }, configuration: Self.channelConfiguration(idleTimeout: idleTimeout, requestReadTimeout: requestReadTimeout))
 
         let quiesce = ServerQuiescingHelper(group: group)
         let fd = socket.take()
@@ -101,15 +105,19 @@ public final class SocketHTTPServer: Service, Sendable {
     }
 
     /// Pipeline extras and limits: the close notifier, JSON answers to unparsable requests, header
-    /// bounds (a header flood gets 431), and the idle timeout that also bounds how long a request
-    /// head may take to arrive.
-    static func channelConfiguration(idleTimeout: Duration) -> HTTP1Channel.Configuration {
+    /// bounds (a header flood gets 431), the idle timeout that also bounds how long a silent
+    /// request may stall, and the whole-request read deadline (a dripped request gets 408).
+    static func channelConfiguration(idleTimeout: Duration, requestReadTimeout: Duration) -> HTTP1Channel.Configuration {
         let limits = HTTPHeaderLimits()
-        let nanos = idleTimeout.components.seconds * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000
+        let readTimeout = TimeAmount.nanoseconds(max(1_000_000, nanoseconds(requestReadTimeout)))
         return HTTP1Channel.Configuration(
-            additionalChannelHandlers: [HTTPParseErrorResponder(limits: limits), ConnectionCloseNotifier()],
-            idleTimeout: .nanoseconds(max(1_000_000, nanos)),
+            additionalChannelHandlers: [HTTPParseErrorResponder(limits: limits), RequestReadDeadline(timeout: readTimeout), ConnectionCloseNotifier()],
+            idleTimeout: .nanoseconds(max(1_000_000, nanoseconds(idleTimeout))),
             httpDecoderConfiguration: .init(maxHeaderFieldSize: limits.maxFieldSize, maxHeaderListSize: limits.maxListSize, maxHeaderFieldCount: limits.maxFieldCount))
+    }
+
+    private static func nanoseconds(_ d: Duration) -> Int64 {
+        d.components.seconds * 1_000_000_000 + d.components.attoseconds / 1_000_000_000
     }
 
     /// One request: credentials, context, routing, error → JSON, metrics, one log line.
