@@ -82,7 +82,8 @@ public protocol GenerationBackend: Sendable {
 
     /// Removes an adapter from the RAM and disk caches (trained-on-device adapters are kept on disk
     /// and only leave RAM). NAME evicts every cached version, NAME@VERSION that one. Throws 404 for
-    /// an unknown adapter, 409 if it is pinned or in use.
+    /// an unknown adapter, 409 while a request uses it. A pin guards against automatic (LRU)
+    /// eviction only: an explicit evict is the operator's decision and drops the pin with the files.
     func evictAdapter(_ reference: AdapterReference) async throws
 
     /// Pins an adapter: never evicted from disk (pulled first if needed). Throws 404 when unknown.
