@@ -39,7 +39,7 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         let text = TextResources(directory: directory, weights: weights, logger: logger)
         self.text = text
         scheduler = InferenceScheduler(model: LlamaModel(weights: weights, activations: activations), limits: limits,
-                                       endOfGeneration: [],
+                                       endOfGeneration: [], logger: logger,
                                        makeDetokenizer: {
                                            // Called by `submit`, which `generate` reaches only once the tokenizer loaded.
                                            if let loaded = try? text.wait() { return StreamingDetokenizer(tokenizer: loaded.local.tokenizer) }

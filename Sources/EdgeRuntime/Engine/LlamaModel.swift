@@ -44,13 +44,23 @@ public final class LlamaModel: @unchecked Sendable {
         public var tokens: [Int32]
         public var adapters: AdapterMix
         public var logits: LogitsSelection
+        /// Run every token through the decode (GEMV) kernels, as if each had been fed alone: the
+        /// scheduler recomputes a preempted sequence's generated tokens this way, so their keys and
+        /// values are bit-identical to the ones computed while decoding (the GEMV kernels reduce
+        /// each row on its own, whatever the row count).
+        public var decodeKernels: Bool
 
-        public init(cache: SequenceCache, tokens: [Int32], adapters: AdapterMix = .none, logits: LogitsSelection = .last) {
+        public init(cache: SequenceCache, tokens: [Int32], adapters: AdapterMix = .none, logits: LogitsSelection = .last,
+                    decodeKernels: Bool = false) {
             self.cache = cache
             self.tokens = tokens
             self.adapters = adapters
             self.logits = logits
+            self.decodeKernels = decodeKernels
         }
+
+        /// Whether the step's rows go through the decode (GEMV) group.
+        var usesDecodeKernels: Bool { decodeKernels || tokens.count == 1 }
     }
 
     public init(weights: LlamaWeights, activations: ActivationPrecision = .f32) {
@@ -87,13 +97,13 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
 
-        // Decode (single-token) steps first: they form the GEMV group.
-        let order = steps.indices.filter { steps[$0].tokens.count == 1 } + steps.indices.filter { steps[$0].tokens.count > 1 }
+        // Decode steps (single tokens, and replays asking for the decode kernels) first: they form the GEMV group.
+        let order = steps.indices.filter { steps[$0].usesDecodeKernels } + steps.indices.filter { !steps[$0].usesDecodeKernels }
         let ordered = order.map { steps[$0] }
         var rowStart = [Int](repeating: 0, count: ordered.count + 1)
         for (i, s) in ordered.enumerated() { rowStart[i + 1] = rowStart[i] + s.tokens.count }
         let n = rowStart[ordered.count]
-        let decodeRows = ordered.prefix { $0.tokens.count == 1 }.count
+        let decodeRows = ordered.prefix { $0.usesDecodeKernels }.reduce(0) { $0 + $1.tokens.count }
 
         let hidden = hp.hiddenSize, qDim = hp.qDim, kvDim = hp.kvDim, inter = hp.intermediateSize, headDim = hp.headDim
         let x = FloatBuffer(count: n * hidden, zeroed: false)
