@@ -169,20 +169,27 @@ final class KVGrowthTests: XCTestCase {
         let hp = try EngineTestModel.weights().hyperparameters
         let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .f32)
         let prompt = Self.prompts[2]
-        // The same prompt into a cache grown mid-way and into one large from the start.
-        let small = model.makeCache(capacity: 8)
-        _ = try model.forward([.init(cache: small, tokens: Array(prompt.prefix(8)), logits: .none)])
-        small.grow(to: 20)
-        XCTAssertEqual(small.capacity, 20)
-        XCTAssertEqual(small.byteCount, SequenceCache.byteCount(hyperparameters: hp, capacity: 20))
-        let a = try model.forward([.init(cache: small, tokens: Array(prompt.dropFirst(8)))])[0]
+        // The same prompt into a cache large from the start, and into caches grown mid-way:
+        // within their reserved range (in place) and past it (copied).
         let large = model.makeCache(capacity: 20)
         _ = try model.forward([.init(cache: large, tokens: Array(prompt.prefix(8)), logits: .none)])
-        let b = try model.forward([.init(cache: large, tokens: Array(prompt.dropFirst(8)))])[0]
-        XCTAssertEqual(a, b, "growing the cache changed what it holds")
-        small.grow(to: 4)
-        XCTAssertEqual(small.capacity, 20, "growing never shrinks")
-        small.grow(to: hp.contextLength * 2)
-        XCTAssertEqual(small.capacity, hp.contextLength, "growth stops at the context length")
+        let expected = try model.forward([.init(cache: large, tokens: Array(prompt.dropFirst(8)))])[0]
+        for reserve in [8, 64] {
+            let small = model.makeCache(capacity: 8, reserve: reserve)
+            XCTAssertEqual(small.byteCount, SequenceCache.byteCount(hyperparameters: hp, capacity: 8), "charged for its capacity, not its reservation")
+            _ = try model.forward([.init(cache: small, tokens: Array(prompt.prefix(8)), logits: .none)])
+            XCTAssertThrowsError(try model.forward([.init(cache: small, tokens: [prompt[8]])]), "a full cache refuses a token until it grows")
+            XCTAssertEqual(small.growsInPlace(to: 20), reserve >= 20)
+            small.grow(to: 20)
+            XCTAssertEqual(small.capacity, 20)
+            XCTAssertEqual(small.reservedCapacity, max(reserve, 20))
+            XCTAssertEqual(small.byteCount, SequenceCache.byteCount(hyperparameters: hp, capacity: 20))
+            let got = try model.forward([.init(cache: small, tokens: Array(prompt.dropFirst(8)))])[0]
+            XCTAssertEqual(got, expected, "growing the cache (reserve \(reserve)) changed what it holds")
+            small.grow(to: 4)
+            XCTAssertEqual(small.capacity, 20, "growing never shrinks")
+            small.grow(to: hp.contextLength * 2)
+            XCTAssertEqual(small.capacity, hp.contextLength, "growth stops at the context length")
+        }
     }
 }

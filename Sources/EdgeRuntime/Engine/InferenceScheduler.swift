@@ -325,7 +325,7 @@ public final class InferenceScheduler: @unchecked Sendable {
                     s.admitted = ContinuousClock.now
                     s.queueTime = s.admitted - s.enqueued
                 }
-                let cache = model.makeCache(capacity: s.admitCapacity)
+                let cache = model.makeCache(capacity: s.admitCapacity, reserve: s.maxPositions)
                 reusePrefix(s, into: cache)
                 s.cache = cache
                 running.append(s)
@@ -561,9 +561,9 @@ public final class InferenceScheduler: @unchecked Sendable {
 
     // MARK: - Growth and preemption
 
-    /// Grows `s`'s cache when its next decode token does not fit. Growth is block-wise up to four
-    /// steps, then by a quarter (amortising the copy), and falls back to the smallest step when the
-    /// budget is short. When even that does not fit: kept prefixes are evicted, then sequences
+    /// Grows `s`'s cache when its next decode token does not fit: by one step within its reserved
+    /// range (free), by a quarter when it must be copied (falling back to one step when the budget
+    /// is short). When even that does not fit: kept prefixes are evicted, then sequences
     /// admitted after `s` are preempted, newest first; if none is left, `s` itself is preempted
     /// when older sequences hold KV (it resumes once they end), and otherwise — alone with the
     /// whole budget — it ends with finish reason `length`.
@@ -574,8 +574,9 @@ public final class InferenceScheduler: @unchecked Sendable {
         let step = limits.kvGrowthPositions
         let needed = cache.length + 1
         let minimal = min(s.maxPositions, hp.contextLength, (needed + step - 1) / step * step)
+        // In place (the usual case) growth is free: one step. A copy is amortised by a quarter.
         let geometric = (cache.capacity + cache.capacity / 4 + step - 1) / step * step
-        let preferred = min(s.maxPositions, hp.contextLength, max(minimal, geometric))
+        let preferred = cache.growsInPlace(to: minimal) ? minimal : min(s.maxPositions, hp.contextLength, max(minimal, geometric))
         func extra(_ capacity: Int) -> Int { SequenceCache.byteCount(hyperparameters: hp, capacity: capacity) - cache.byteCount }
         func free() -> Int {
             lock.lock()

@@ -70,9 +70,10 @@ public final class LlamaModel: @unchecked Sendable {
         self.inverseFrequencies = weights.hyperparameters.ropeInverseFrequencies()
     }
 
-    /// A fresh cache for a sequence that will hold at most `capacity` positions.
-    public func makeCache(capacity: Int? = nil) -> SequenceCache {
-        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength)
+    /// A fresh cache for a sequence that will hold at most `capacity` positions, laid out to grow
+    /// in place up to `reserve` (see `SequenceCache`).
+    public func makeCache(capacity: Int? = nil, reserve: Int? = nil) -> SequenceCache {
+        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength, reserve: reserve)
     }
 
     /// Runs one batch. Returns, per step in the given order, its logits: empty for `.none`,

@@ -9,8 +9,8 @@ public struct SchedulerLimits: Sendable, Equatable {
     /// when admitted, growing as it decodes (never past `min(context, prompt + maxTokens)`). When a
     /// sequence must grow and the budget is spent, the most recently admitted one is preempted.
     public var kvBudgetBytes: Int
-    /// Positions a sequence's KV cache starts with beyond its prompt (rounded) and grows by; past
-    /// four steps a cache grows by a quarter of its size instead, to amortise the copy.
+    /// Positions a sequence's KV cache is rounded up to when admitted and grows by while decoding
+    /// (the granularity of what it is charged; growing within its reserved range copies nothing).
     public var kvGrowthPositions: Int
     /// Prompt tokens one sequence feeds per step. A fixed size (never shortened by batch-mates),
     /// so a sequence's numbers do not depend on what else runs.

@@ -1,33 +1,49 @@
 /// One sequence's KV cache: f32 keys and values for every layer, positions 0 ..< capacity.
 ///
-/// Layout (one allocation): layer-major, then keys before values, then position, then kv head:
-/// `[layer][k|v][position][kvHeads × headDim]`, so each layer's keys are the contiguous
-/// `[position, kvDim]` rows `ek_attention` reads. Owned by exactly one sequence; the engine thread
-/// is its only writer. Freed in deinit.
+/// Layout (one address range): layer-major, then keys before values, then position, then kv head:
+/// `[layer][k|v][position < reservedCapacity][kvHeads × headDim]`, so each layer's keys are the
+/// contiguous `[position, kvDim]` rows `ek_attention` reads. Owned by exactly one sequence; the
+/// engine thread is its only writer. Freed in deinit.
 ///
 /// The capacity can grow (`grow(to:)`): the scheduler starts a sequence at its prompt plus a few
-/// hundred positions and grows it as it decodes, so memory follows what a sequence holds rather
-/// than its worst case. Growing copies the positions held into a new allocation (the attention
-/// kernel wants each layer's keys contiguous), so callers grow in steps, not position by position.
+/// hundred positions and grows it as it decodes, so the bytes it is charged (`byteCount`, the
+/// capacity's) follow what it holds rather than its worst case. The address range is reserved for
+/// `reservedCapacity` positions up front and committed by the kernel page by page as positions
+/// are written (`KVStorage`), so growing within it costs nothing and the resident memory stays
+/// within `byteCount`; past it (or when lazy reservation is refused) growing copies the positions
+/// held into a new range.
 public final class SequenceCache: @unchecked Sendable {
+    /// Positions this cache may hold now; what it is charged for.
     public private(set) var capacity: Int
+    /// Positions laid out in the address range (the row stride of each layer's keys and values).
+    public private(set) var reservedCapacity: Int
     /// The most positions this cache may ever hold (the model's context length).
     public let maxCapacity: Int
     public let layerCount: Int
     public let kvDim: Int
     /// Positions already holding keys/values (the next token's position).
     public internal(set) var length: Int = 0
-    private var storage: FloatBuffer
+    private var storage: KVStorage
 
-    public init(hyperparameters hp: LlamaHyperparameters, capacity: Int) {
+    /// A cache for `capacity` positions whose address range is laid out for `reserve` (at least
+    /// `capacity`; both clamped to the context length), so it can grow to `reserve` in place.
+    public init(hyperparameters hp: LlamaHyperparameters, capacity: Int, reserve: Int? = nil) {
         maxCapacity = max(1, hp.contextLength)
         self.capacity = max(1, min(capacity, maxCapacity))
+        reservedCapacity = max(self.capacity, min(reserve ?? self.capacity, maxCapacity))
         layerCount = hp.layerCount
         kvDim = hp.kvDim
-        storage = FloatBuffer(count: layerCount * 2 * self.capacity * kvDim, zeroed: false)
+        storage = KVStorage(count: layerCount * 2 * reservedCapacity * kvDim, lazy: true)
+        // The mapping was refused: an ordinary allocation is committed whole, so lay it out for
+        // the capacity only and grow by copying.
+        if !storage.isLazy && reservedCapacity > self.capacity {
+            reservedCapacity = self.capacity
+            storage = KVStorage(count: layerCount * 2 * reservedCapacity * kvDim, lazy: false)
+        }
     }
 
-    public var byteCount: Int { storage.count * MemoryLayout<Float>.size }
+    /// Bytes charged for this cache: its capacity's (resident memory stays within it).
+    public var byteCount: Int { capacity * layerCount * 2 * kvDim * MemoryLayout<Float>.size }
 
     /// Bytes of one position (keys and values of every layer).
     public static func bytesPerPosition(hyperparameters hp: LlamaHyperparameters) -> Int {
@@ -39,27 +55,38 @@ public final class SequenceCache: @unchecked Sendable {
     }
 
     @inline(__always) func keys(layer: Int) -> UnsafeMutablePointer<Float> {
-        storage.pointer + layer * 2 * capacity * kvDim
+        storage.pointer + layer * 2 * reservedCapacity * kvDim
     }
 
     @inline(__always) func values(layer: Int) -> UnsafeMutablePointer<Float> {
-        storage.pointer + (layer * 2 + 1) * capacity * kvDim
+        storage.pointer + (layer * 2 + 1) * reservedCapacity * kvDim
+    }
+
+    /// Whether growing to `newCapacity` stays within the reserved range (no copy).
+    public func growsInPlace(to newCapacity: Int) -> Bool {
+        min(newCapacity, maxCapacity) <= reservedCapacity
     }
 
     /// Raises the capacity to `newCapacity` (clamped to `maxCapacity`), keeping the positions held.
-    /// No-op when the cache is already that large. Costs one allocation and a copy of `length`
-    /// positions; pointers from `keys`/`values` taken before are invalid afterwards.
+    /// No-op when the cache is already that large. Within the reserved range only the capacity
+    /// changes; past it this costs a new range and a copy of `length` positions (pointers from
+    /// `keys`/`values` taken before are then invalid).
     public func grow(to newCapacity: Int) {
         let target = min(newCapacity, maxCapacity)
         guard target > capacity else { return }
+        guard target > reservedCapacity else {
+            capacity = target
+            return
+        }
         let old = storage
-        let oldCapacity = capacity
-        storage = FloatBuffer(count: layerCount * 2 * target * kvDim, zeroed: false)
+        let oldStride = reservedCapacity
+        storage = KVStorage(count: layerCount * 2 * target * kvDim, lazy: true)
+        reservedCapacity = target
         capacity = target
         let n = length * kvDim
         for layer in 0..<layerCount {
-            keys(layer: layer).update(from: old.pointer + layer * 2 * oldCapacity * kvDim, count: n)
-            values(layer: layer).update(from: old.pointer + (layer * 2 + 1) * oldCapacity * kvDim, count: n)
+            keys(layer: layer).update(from: old.pointer + layer * 2 * oldStride * kvDim, count: n)
+            values(layer: layer).update(from: old.pointer + (layer * 2 + 1) * oldStride * kvDim, count: n)
         }
     }
 
