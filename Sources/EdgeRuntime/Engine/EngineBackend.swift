@@ -195,7 +195,8 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
                 CacheTierStatus(tier: "ram", hits: m.ramHits, misses: m.ramMisses, bytes: Int(m.ramBytes), budgetBytes: Int(adapters.configuration.ramBudgetBytes), evictions: m.ramEvictions),
                 CacheTierStatus(tier: "disk", hits: m.diskHits, misses: m.diskMisses, bytes: Int(m.diskBytes), budgetBytes: Int(adapters.configuration.diskBudgetBytes), evictions: m.diskEvictions),
             ],
-            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal, prefixCache: s.prefixCache)
+            promptTokensTotal: s.promptTokensTotal, generatedTokensTotal: s.generatedTokensTotal, prefixCache: s.prefixCache,
+            kvPreemptionsTotal: s.preemptions)
     }
 
     static func info(_ s: CachedAdapterStatus) -> AdapterInfo {
