@@ -19,10 +19,10 @@ final class KVGrowthTests: XCTestCase {
         get throws { SequenceCache.bytesPerPosition(hyperparameters: try EngineTestModel.weights().hyperparameters) }
     }
 
-    private func makeScheduler(budgetPositions: Int, growth: Int = 16, maxQueued: Int = 16, prefixCache: Bool = false) throws -> InferenceScheduler {
+    private func makeScheduler(budgetPositions: Int, growth: Int = 16, maxQueued: Int = 16, prefixCache: Bool = false, chunk: Int = 4) throws -> InferenceScheduler {
         let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .int8)
         let limits = SchedulerLimits(maxRunning: 8, maxQueued: maxQueued, kvBudgetBytes: budgetPositions * (try bytesPerPosition),
-                                     prefillChunk: 4, prefixCacheBytes: prefixCache ? 16 << 20 : 0, kvGrowthPositions: growth)
+                                     prefillChunk: chunk, prefixCacheBytes: prefixCache ? 16 << 20 : 0, kvGrowthPositions: growth)
         return InferenceScheduler(model: model, limits: limits, endOfGeneration: [], makeDetokenizer: { IDText() })
     }
 
@@ -107,16 +107,17 @@ final class KVGrowthTests: XCTestCase {
             (GenerationRequest(id: "greedy-adapter", prompt: Self.prompts[2], sampling: .greedy, maxTokens: 30, ignoreEOS: true,
                                logprobs: true), AdapterMix([(adapter, 0.5)])),
         ]
-        // Solo references without a budget.
-        let free = try makeScheduler(budgetPositions: 0)
-        defer { free.shutdown() }
-        var solo: [Run] = []
-        for (r, mix) in requests { solo.append(try await Self.collect(try free.submit(r, adapters: mix))) }
-        XCTAssertEqual(solo.map(\.ids.count), [40, 40, 30])
+        // 64 positions: the three start at 16 each, but only one can reach its 42–47 positions.
+        // Recomputation runs in chunks of 4 or 16 decode rows.
+        for (prefix, chunk) in [(false, 4), (true, 16)] {
+            // Solo references without a budget (the same prompt chunking).
+            let free = try makeScheduler(budgetPositions: 0, chunk: chunk)
+            defer { free.shutdown() }
+            var solo: [Run] = []
+            for (r, mix) in requests { solo.append(try await Self.collect(try free.submit(r, adapters: mix))) }
+            XCTAssertEqual(solo.map(\.ids.count), [40, 40, 30])
 
-        // 64 positions: the three start at 16 each, but only one can reach its 45–52 positions.
-        for prefix in [false, true] {
-            let tight = try makeScheduler(budgetPositions: 64, growth: 16, prefixCache: prefix)
+            let tight = try makeScheduler(budgetPositions: 64, growth: 16, prefixCache: prefix, chunk: chunk)
             defer { tight.shutdown() }
             let streams = try requests.map { try tight.submit($0.0, adapters: $0.1) }
             let runs = try await withThrowingTaskGroup(of: (Int, Run).self) { group in
@@ -143,9 +144,9 @@ final class KVGrowthTests: XCTestCase {
     func testALoneSequenceThatCannotGrowEndsWithLength() async throws {
         let reference = try makeScheduler(budgetPositions: 0)
         defer { reference.shutdown() }
-        let request = GenerationRequest(id: "lone", prompt: Self.prompts[0], sampling: .greedy, maxTokens: 100, ignoreEOS: true)
+        let request = GenerationRequest(id: "lone", prompt: Self.prompts[0], sampling: .greedy, maxTokens: 50, ignoreEOS: true)
         let full = try await Self.collect(try reference.submit(request))
-        XCTAssertEqual(full.ids.count, 100)
+        XCTAssertEqual(full.ids.count, 50)
 
         let s = try makeScheduler(budgetPositions: 40, growth: 16)
         defer { s.shutdown() }
