@@ -158,7 +158,7 @@ public final class InferenceScheduler: @unchecked Sendable {
             throw .contextOverflow(needed: request.prompt.count + 1, capacity: hp.contextLength, contextLength: hp.contextLength)
         }
         let maxPositions = min(hp.contextLength, request.prompt.count + max(1, request.maxTokens))
-        let firstBytes = SequenceCache.byteCount(hyperparameters: hp, capacity: request.prompt.count + 1)
+        let firstBytes = model.kvBytes(positions: request.prompt.count + 1)
         if limits.kvBudgetBytes > 0, firstBytes > limits.kvBudgetBytes {
             throw .invalidRequest("the prompt needs \(firstBytes) bytes of KV cache (\(request.prompt.count + 1) positions), more than the whole budget of \(limits.kvBudgetBytes) bytes: shorten the prompt or raise kv_budget_bytes")
         }
@@ -166,7 +166,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         let admitCapacity = startCapacity(needed: request.prompt.count + 1, maxPositions: maxPositions)
         let seq = Sequence(request: request, adapters: adapters, release: release, continuation: continuation,
                            maxPositions: maxPositions, admitCapacity: admitCapacity,
-                           admitBytes: SequenceCache.byteCount(hyperparameters: hp, capacity: admitCapacity), detokenizer: makeDetokenizer())
+                           admitBytes: model.kvBytes(positions: admitCapacity), detokenizer: makeDetokenizer())
         lock.lock()
         defer { lock.unlock() }
         guard !stopping else { throw .shutDown }
@@ -244,7 +244,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         let step = limits.kvGrowthPositions
         var capacity = min(maxPositions, (needed + step - 1) / step * step)
         if limits.kvBudgetBytes > 0 {
-            let fits = limits.kvBudgetBytes / SequenceCache.bytesPerPosition(hyperparameters: model.hyperparameters)
+            let fits = limits.kvBudgetBytes / model.kvBytes(positions: 1)
             capacity = min(capacity, max(needed, fits))
         }
         return max(1, min(capacity, model.hyperparameters.contextLength))
@@ -514,8 +514,7 @@ public final class InferenceScheduler: @unchecked Sendable {
             }
             lock.unlock()
         }
-        guard usable > 0, let source else { return }
-        cache.copyPrefix(from: source, count: usable)
+        guard usable > 0, let source, cache.copyPrefix(from: source, count: usable) == usable else { return }
         s.promptDone = usable
         if first { s.cachedPrompt = usable }
     }
@@ -577,7 +576,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         // In place (the usual case) growth is free: one step. A copy is amortised by a quarter.
         let geometric = (cache.capacity + cache.capacity / 4 + step - 1) / step * step
         let preferred = cache.growsInPlace(to: minimal) ? minimal : min(s.maxPositions, hp.contextLength, max(minimal, geometric))
-        func extra(_ capacity: Int) -> Int { SequenceCache.byteCount(hyperparameters: hp, capacity: capacity) - cache.byteCount }
+        func extra(_ capacity: Int) -> Int { model.kvBytes(positions: capacity) - cache.byteCount }
         func free() -> Int {
             lock.lock()
             defer { lock.unlock() }
@@ -603,7 +602,7 @@ public final class InferenceScheduler: @unchecked Sendable {
             return
         }
         let othersHoldKV = running.contains { $0 !== s && !$0.done && $0.cache != nil }
-        if othersHoldKV && SequenceCache.byteCount(hyperparameters: hp, capacity: minimal) <= limits.kvBudgetBytes {
+        if othersHoldKV && model.kvBytes(positions: minimal) <= limits.kvBudgetBytes {
             preempt(s, for: s)
             return
         }
@@ -637,7 +636,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         kvHeld -= v.kvBytes
         v.kvBytes = 0
         v.admitCapacity = capacity
-        v.admitBytes = SequenceCache.byteCount(hyperparameters: model.hyperparameters, capacity: capacity)
+        v.admitBytes = model.kvBytes(positions: capacity)
         runningCount = max(0, runningCount - 1)
         preemptions += 1
         queue.insert(v, at: 0)

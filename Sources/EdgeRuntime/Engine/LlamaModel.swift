@@ -19,6 +19,8 @@ public final class LlamaModel: @unchecked Sendable {
     public let hyperparameters: LlamaHyperparameters
     /// Activation precision of the NF4 products and the output head (see `ActivationPrecision`).
     public var activations: ActivationPrecision
+    /// How the caches made by `makeCache` store keys and values (f16 halves their bytes).
+    public let kvPrecision: SequenceCache.Precision
     private let inverseFrequencies: [Float]
 
     public enum ActivationPrecision: String, Sendable, CaseIterable {
@@ -63,17 +65,24 @@ public final class LlamaModel: @unchecked Sendable {
         var usesDecodeKernels: Bool { decodeKernels || tokens.count == 1 }
     }
 
-    public init(weights: LlamaWeights, activations: ActivationPrecision = .f32) {
+    public init(weights: LlamaWeights, activations: ActivationPrecision = .f32, kvPrecision: SequenceCache.Precision = .f32) {
         self.weights = weights
         self.hyperparameters = weights.hyperparameters
         self.activations = activations
+        self.kvPrecision = kvPrecision
         self.inverseFrequencies = weights.hyperparameters.ropeInverseFrequencies()
     }
 
     /// A fresh cache for a sequence that will hold at most `capacity` positions, laid out to grow
     /// in place up to `reserve` (see `SequenceCache`).
     public func makeCache(capacity: Int? = nil, reserve: Int? = nil) -> SequenceCache {
-        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength, reserve: reserve)
+        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength, reserve: reserve,
+                      precision: kvPrecision)
+    }
+
+    /// Bytes of `positions` positions of a cache from `makeCache`.
+    public func kvBytes(positions: Int) -> Int {
+        SequenceCache.byteCount(hyperparameters: hyperparameters, capacity: positions, precision: kvPrecision)
     }
 
     /// Runs one batch. Returns, per step in the given order, its logits: empty for `.none`,
@@ -96,6 +105,11 @@ public final class LlamaModel: @unchecked Sendable {
             for j in steps.indices where j > i && steps[i].cache === steps[j].cache {
                 throw .invalidRequest("two steps of one batch share a KV cache")
             }
+        }
+        // One attention call reads every cache of the batch: they must share a storage precision.
+        let kvPrecision = steps[0].cache.precision
+        guard steps.allSatisfy({ $0.cache.precision == kvPrecision }) else {
+            throw .invalidRequest("the steps of one batch mix f32 and f16 KV caches")
         }
 
         // Decode steps (single tokens, and replays asking for the decode kernels) first: they form the GEMV group.
@@ -198,14 +212,14 @@ public final class LlamaModel: @unchecked Sendable {
             for (i, s) in ordered.enumerated() {
                 let start = s.cache.length, count = s.tokens.count
                 let keys = s.cache.keys(layer: layer), values = s.cache.values(layer: layer)
-                (keys + start * kvDim).update(from: k.pointer + rowStart[i] * kvDim, count: count * kvDim)
-                (values + start * kvDim).update(from: v.pointer + rowStart[i] * kvDim, count: count * kvDim)
+                s.cache.store(k.pointer + rowStart[i] * kvDim, count: count, at: start, into: keys)
+                s.cache.store(v.pointer + rowStart[i] * kvDim, count: count, at: start, into: values)
                 for j in 0..<count {
                     attnRows[rowStart[i] + j] = ek_attn_row(k: UnsafeRawPointer(keys), v: UnsafeRawPointer(values), len: Int64(start + j + 1))
                 }
             }
             try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
-                                   Int64(kvDim), Int32(EK_DTYPE_F32), scale, att.pointer, Int64(qDim)), "attention")
+                                   Int64(kvDim), kvPrecision.kernelDType, scale, att.pointer, Int64(qDim)), "attention")
             try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
             cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
