@@ -19,9 +19,11 @@ final class KVGrowthTests: XCTestCase {
         get throws { SequenceCache.bytesPerPosition(hyperparameters: try EngineTestModel.weights().hyperparameters) }
     }
 
-    private func makeScheduler(budgetPositions: Int, growth: Int = 16, maxQueued: Int = 16, prefixCache: Bool = false, chunk: Int = 4) throws -> InferenceScheduler {
-        let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .int8)
-        let limits = SchedulerLimits(maxRunning: 8, maxQueued: maxQueued, kvBudgetBytes: budgetPositions * (try bytesPerPosition),
+    private func makeScheduler(budgetPositions: Int, growth: Int = 16, maxQueued: Int = 16, prefixCache: Bool = false, chunk: Int = 4,
+                               kv: SequenceCache.Precision = .f32) throws -> InferenceScheduler {
+        let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .int8, kvPrecision: kv)
+        let perPosition = SequenceCache.bytesPerPosition(hyperparameters: model.hyperparameters, precision: kv)
+        let limits = SchedulerLimits(maxRunning: 8, maxQueued: maxQueued, kvBudgetBytes: budgetPositions * perPosition,
                                      prefillChunk: chunk, prefixCacheBytes: prefixCache ? 16 << 20 : 0, kvGrowthPositions: growth)
         return InferenceScheduler(model: model, limits: limits, endOfGeneration: [], makeDetokenizer: { IDText() })
     }
@@ -108,16 +110,16 @@ final class KVGrowthTests: XCTestCase {
                                logprobs: true), AdapterMix([(adapter, 0.5)])),
         ]
         // 64 positions: the three start at 16 each, but only one can reach its 42–47 positions.
-        // Recomputation runs in chunks of 4 or 16 decode rows.
-        for (prefix, chunk) in [(false, 4), (true, 16)] {
-            // Solo references without a budget (the same prompt chunking).
-            let free = try makeScheduler(budgetPositions: 0, chunk: chunk)
+        // Recomputation runs in chunks of 4 or 16 decode rows; f32 and f16 KV.
+        for (prefix, chunk, kv) in [(false, 4, SequenceCache.Precision.f32), (true, 16, .f16)] {
+            // Solo references without a budget (the same prompt chunking and KV precision).
+            let free = try makeScheduler(budgetPositions: 0, chunk: chunk, kv: kv)
             defer { free.shutdown() }
             var solo: [Run] = []
             for (r, mix) in requests { solo.append(try await Self.collect(try free.submit(r, adapters: mix))) }
             XCTAssertEqual(solo.map(\.ids.count), [40, 40, 30])
 
-            let tight = try makeScheduler(budgetPositions: 64, growth: 16, prefixCache: prefix, chunk: chunk)
+            let tight = try makeScheduler(budgetPositions: 64, growth: 16, prefixCache: prefix, chunk: chunk, kv: kv)
             defer { tight.shutdown() }
             let streams = try requests.map { try tight.submit($0.0, adapters: $0.1) }
             let runs = try await withThrowingTaskGroup(of: (Int, Run).self) { group in
@@ -168,29 +170,37 @@ final class KVGrowthTests: XCTestCase {
 
     func testCacheGrowthKeepsThePositionsHeld() throws {
         let hp = try EngineTestModel.weights().hyperparameters
-        let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .f32)
         let prompt = Self.prompts[2]
-        // The same prompt into a cache large from the start, and into caches grown mid-way:
-        // within their reserved range (in place) and past it (copied).
-        let large = model.makeCache(capacity: 20)
-        _ = try model.forward([.init(cache: large, tokens: Array(prompt.prefix(8)), logits: .none)])
-        let expected = try model.forward([.init(cache: large, tokens: Array(prompt.dropFirst(8)))])[0]
-        for reserve in [8, 64] {
-            let small = model.makeCache(capacity: 8, reserve: reserve)
-            XCTAssertEqual(small.byteCount, SequenceCache.byteCount(hyperparameters: hp, capacity: 8), "charged for its capacity, not its reservation")
-            _ = try model.forward([.init(cache: small, tokens: Array(prompt.prefix(8)), logits: .none)])
-            XCTAssertThrowsError(try model.forward([.init(cache: small, tokens: [prompt[8]])]), "a full cache refuses a token until it grows")
-            XCTAssertEqual(small.growsInPlace(to: 20), reserve >= 20)
-            small.grow(to: 20)
-            XCTAssertEqual(small.capacity, 20)
-            XCTAssertEqual(small.reservedCapacity, max(reserve, 20))
-            XCTAssertEqual(small.byteCount, SequenceCache.byteCount(hyperparameters: hp, capacity: 20))
-            let got = try model.forward([.init(cache: small, tokens: Array(prompt.dropFirst(8)))])[0]
-            XCTAssertEqual(got, expected, "growing the cache (reserve \(reserve)) changed what it holds")
-            small.grow(to: 4)
-            XCTAssertEqual(small.capacity, 20, "growing never shrinks")
-            small.grow(to: hp.contextLength * 2)
-            XCTAssertEqual(small.capacity, hp.contextLength, "growth stops at the context length")
+        for kv in SequenceCache.Precision.allCases {
+            let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .f32, kvPrecision: kv)
+            // The same prompt into a cache large from the start, and into caches grown mid-way:
+            // within their reserved range (in place) and past it (copied).
+            let large = model.makeCache(capacity: 20)
+            XCTAssertEqual(large.precision, kv)
+            _ = try model.forward([.init(cache: large, tokens: Array(prompt.prefix(8)), logits: .none)])
+            let expected = try model.forward([.init(cache: large, tokens: Array(prompt.dropFirst(8)))])[0]
+            for reserve in [8, 64] {
+                let small = model.makeCache(capacity: 8, reserve: reserve)
+                XCTAssertEqual(small.byteCount, SequenceCache.byteCount(hyperparameters: hp, capacity: 8, precision: kv), "charged for its capacity, not its reservation")
+                _ = try model.forward([.init(cache: small, tokens: Array(prompt.prefix(8)), logits: .none)])
+                XCTAssertThrowsError(try model.forward([.init(cache: small, tokens: [prompt[8]])]), "a full cache refuses a token until it grows")
+                XCTAssertEqual(small.growsInPlace(to: 20), reserve >= 20)
+                small.grow(to: 20)
+                XCTAssertEqual(small.capacity, 20)
+                XCTAssertEqual(small.reservedCapacity, max(reserve, 20))
+                XCTAssertEqual(small.byteCount, model.kvBytes(positions: 20))
+                let got = try model.forward([.init(cache: small, tokens: Array(prompt.dropFirst(8)))])[0]
+                XCTAssertEqual(got, expected, "growing the \(kv) cache (reserve \(reserve)) changed what it holds")
+                small.grow(to: 4)
+                XCTAssertEqual(small.capacity, 20, "growing never shrinks")
+                small.grow(to: hp.contextLength * 2)
+                XCTAssertEqual(small.capacity, hp.contextLength, "growth stops at the context length")
+            }
         }
+        XCTAssertEqual(SequenceCache.bytesPerPosition(hyperparameters: hp, precision: .f16) * 2, SequenceCache.bytesPerPosition(hyperparameters: hp))
+        // One attention call serves a batch: caches of both precisions cannot share it.
+        let f32 = LlamaModel(weights: try EngineTestModel.weights(), kvPrecision: .f32)
+        let f16 = LlamaModel(weights: try EngineTestModel.weights(), kvPrecision: .f16)
+        XCTAssertThrowsError(try f32.forward([.init(cache: f32.makeCache(capacity: 4), tokens: [1]), .init(cache: f16.makeCache(capacity: 4), tokens: [1])]))
     }
 }

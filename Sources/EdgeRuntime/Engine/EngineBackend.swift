@@ -30,15 +30,17 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
     /// `tokenizer` is loaded on a background thread when nil (the daemon's start-up does not wait
     /// for it: READY=1 means the weights are mapped and validated). Everything that needs text
     /// waits for it; a tokenizer that fails to load fails those requests with its error.
+    /// KV caches are f16 by default: half the bytes of f32 per position (so twice the tokens in
+    /// `kv_budget_bytes`), within the logits fixture's tolerances in both activation modes.
     public init(directory: String, weights: LlamaWeights, adapters: AdapterCache, limits: SchedulerLimits,
-                activations: LlamaModel.ActivationPrecision = .int8, logger: Logger) {
+                activations: LlamaModel.ActivationPrecision = .int8, kvPrecision: SequenceCache.Precision = .f16, logger: Logger) {
         self.directory = directory
         self.weights = weights
         self.adapters = adapters
         self.logger = logger
         let text = TextResources(directory: directory, weights: weights, logger: logger)
         self.text = text
-        scheduler = InferenceScheduler(model: LlamaModel(weights: weights, activations: activations), limits: limits,
+        scheduler = InferenceScheduler(model: LlamaModel(weights: weights, activations: activations, kvPrecision: kvPrecision), limits: limits,
                                        endOfGeneration: [], logger: logger,
                                        makeDetokenizer: {
                                            // Called by `submit`, which `generate` reaches only once the tokenizer loaded.
