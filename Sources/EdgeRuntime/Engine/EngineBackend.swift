@@ -30,10 +30,13 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
     /// `tokenizer` is loaded on a background thread when nil (the daemon's start-up does not wait
     /// for it: READY=1 means the weights are mapped and validated). Everything that needs text
     /// waits for it; a tokenizer that fails to load fails those requests with its error.
-    /// KV caches are f16 by default: half the bytes of f32 per position (so twice the tokens in
-    /// `kv_budget_bytes`), within the logits fixture's tolerances in both activation modes.
+    /// `kvPrecision` .f16 halves the KV bytes per position (twice the tokens in `kv_budget_bytes`)
+    /// within the logits fixture's tolerances in both activation modes, but its attention converts
+    /// every element: measured slower than f32 at short contexts (compute-bound), faster only at
+    /// long ones (bandwidth-bound), so the daemon keeps f32 while growth on demand leaves the
+    /// budget mostly unused.
     public init(directory: String, weights: LlamaWeights, adapters: AdapterCache, limits: SchedulerLimits,
-                activations: LlamaModel.ActivationPrecision = .int8, kvPrecision: SequenceCache.Precision = .f16, logger: Logger) {
+                activations: LlamaModel.ActivationPrecision = .int8, kvPrecision: SequenceCache.Precision = .f32, logger: Logger) {
         self.directory = directory
         self.weights = weights
         self.adapters = adapters
