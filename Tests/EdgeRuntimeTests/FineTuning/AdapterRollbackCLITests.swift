@@ -112,8 +112,7 @@ final class AdapterRollbackCLITests: XCTestCase {
     private static func openWhenUnlocked(_ config: AdapterCacheConfiguration) async throws -> AdapterCache {
         let deadline = Date().addingTimeInterval(10)
         while true {
-            do { return try AdapterCache(configuration: config) } catch {
-                guard case AdapterError.cacheLocked = error, Date() < deadline else { throw error }
+            do { return try AdapterCache(configuration: config) } catch AdapterError.cacheLocked(_) where Date() < deadline {
                 try await Task.sleep(nanoseconds: 20_000_000)
             }
         }
