@@ -20,6 +20,9 @@ struct EngineOptions: ParsableArguments {
     @Option(name: .long, help: "Activation precision of decode products: f32 (reference) or int8 (fastest).")
     var activations: String?
 
+    @Option(name: .long, help: "KV cache precision: f32 (default) or f16 (half the bytes).")
+    var kv: String?
+
     /// Parses `PATH[:WEIGHT]`: the part after the last ':' is a weight only if it parses as a number.
     static func parseAdapter(_ spec: String) -> (path: String, weight: Float) {
         if let colon = spec.lastIndex(of: ":"), let w = Float(spec[spec.index(after: colon)...]) {
@@ -44,7 +47,12 @@ struct EngineOptions: ParsableArguments {
         }
         if let ctx, ctx <= 0 { throw ValidationError("--ctx must be positive") }
         let local = try LocalModel(directory: model, contextLength: ctx ?? 0)
-        let llama = LlamaModel(weights: local.weights, activations: try precision(default: defaultPrecision))
+        var kvPrecision = SequenceCache.Precision.f32
+        if let kv {
+            guard let p = SequenceCache.Precision(rawValue: kv) else { throw ValidationError("--kv must be f32 or f16, not '\(kv)'") }
+            kvPrecision = p
+        }
+        let llama = LlamaModel(weights: local.weights, activations: try precision(default: defaultPrecision), kvPrecision: kvPrecision)
         var entries: [(binding: LoRABinding, weight: Float)] = []
         for spec in adapter {
             let (path, weight) = Self.parseAdapter(spec)

@@ -6,11 +6,11 @@ import XCTest
 final class LogitsFixtureTests: XCTestCase {
     /// f32 activations: every prompt position (top-10 KL and top-1; full KL at the last one) and
     /// 32 free-running greedy tokens, which must equal the reference's.
-    private func checkReference(adapter: Bool) throws {
+    private func checkReference(adapter: Bool, kv: SequenceCache.Precision = .f32) throws {
         let weights = try EngineTestModel.weights()
         let fixture = try LogitsFixture(file: adapter ? "adapter_a.safetensors" : "nf4.safetensors")
         let mix = adapter ? AdapterMix([(try EngineTestModel.adapterA(), 1)]) : .none
-        let model = LlamaModel(weights: weights, activations: .f32)
+        let model = LlamaModel(weights: weights, activations: .f32, kvPrecision: kv)
         let vocab = weights.hyperparameters.vocabularySize
         var stats = LogitsAgreement()
         var greedyMismatches: [String] = []
@@ -34,7 +34,7 @@ final class LogitsFixtureTests: XCTestCase {
                 greedyMismatches.append("\(prompt.name): ours \(greedy) vs reference \(prompt.greedyIDs)")
             }
         }
-        let label = "f32\(adapter ? " + adapter a" : "")"
+        let label = "f32\(adapter ? " + adapter a" : "")\(kv == .f16 ? ", f16 KV" : "")"
         print("logits fixture [\(label)]: top-1 \(stats.top1Matches)/\(stats.positions) = \(stats.top1Rate), mean KL \(stats.meanKL), worst KL \(stats.worstKL)")
         XCTAssertGreaterThanOrEqual(stats.top1Rate, 0.995, "top-1 agreement [\(label)]")
         XCTAssertLessThanOrEqual(stats.meanKL, 1e-4, "mean KL(ref ‖ ours) [\(label)]")
@@ -45,11 +45,11 @@ final class LogitsFixtureTests: XCTestCase {
     /// prompt position as in the f32 test, then the reference's greedy tokens fed one at a time
     /// (teacher forcing, so one early flip cannot derail the rest), each decode step's distribution
     /// compared with the reference's top-10 at that step. Both kinds of position count.
-    private func checkFastest(adapter: Bool) throws {
+    private func checkFastest(adapter: Bool, kv: SequenceCache.Precision = .f32) throws {
         let weights = try EngineTestModel.weights()
         let fixture = try LogitsFixture(file: adapter ? "adapter_a.safetensors" : "nf4.safetensors")
         let mix = adapter ? AdapterMix([(try EngineTestModel.adapterA(), 1)]) : .none
-        let model = LlamaModel(weights: weights, activations: .int8)
+        let model = LlamaModel(weights: weights, activations: .int8, kvPrecision: kv)
         let vocab = weights.hyperparameters.vocabularySize
         var stats = LogitsAgreement()
         var decodeStats = LogitsAgreement()
@@ -76,7 +76,7 @@ final class LogitsFixtureTests: XCTestCase {
                 }
             }
         }
-        let label = "int8\(adapter ? " + adapter a" : "")"
+        let label = "int8\(adapter ? " + adapter a" : "")\(kv == .f16 ? ", f16 KV" : "")"
         print("logits fixture [\(label)]: top-1 \(stats.top1Matches)/\(stats.positions) = \(stats.top1Rate), mean KL \(stats.meanKL), worst KL \(stats.worstKL); decode steps alone: top-1 \(decodeStats.top1Rate), mean KL \(decodeStats.meanKL)")
         XCTAssertGreaterThanOrEqual(stats.top1Rate, 0.98, "top-1 agreement [\(label)]")
         XCTAssertLessThanOrEqual(stats.meanKL, 0.01, "mean KL(ref ‖ ours) [\(label)]")
@@ -96,5 +96,16 @@ final class LogitsFixtureTests: XCTestCase {
 
     func testAdapterAFastestModeMatchesPEFT() throws {
         try checkFastest(adapter: true)
+    }
+
+    /// f16 keys and values (half the KV bytes) keep both modes within their tolerances.
+    func testBaseWithF16KVMatchesTransformers() throws {
+        try checkReference(adapter: false, kv: .f16)
+        try checkFastest(adapter: false, kv: .f16)
+    }
+
+    func testAdapterAWithF16KVMatchesPEFT() throws {
+        try checkReference(adapter: true, kv: .f16)
+        try checkFastest(adapter: true, kv: .f16)
     }
 }

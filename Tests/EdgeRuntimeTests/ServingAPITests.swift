@@ -383,6 +383,7 @@ final class ServingAPITests: XCTestCase {
             "edge_adapter_cache_hits_total{tier=\"ram\"} 3",
             "edge_adapter_cache_adapter_hits_total{tier=\"ram\",adapter=\"alpha\"} 3",
             "edge_kv_budget_bytes 1048576",
+            "edge_kv_preemptions_total 3",
             "edge_prefix_cache_hits_total 4",
             "edge_prefix_cache_misses_total 2",
             "edge_prefix_cache_hit_tokens_total 96",

@@ -151,7 +151,7 @@ final class ScriptedBackend: GenerationBackend, Sendable {
             running: active, queued: 0, kvBytesUsed: active * 4096, kvBytesBudget: 1 << 20, adaptersInRAM: ["alpha"],
             cacheTiers: [CacheTierStatus(tier: "ram", hits: 3, misses: 1, bytes: 1000, budgetBytes: 1 << 20, evictions: 0, hitsByAdapter: ["alpha": 3]),
                          CacheTierStatus(tier: "disk", hits: 1, misses: 1, bytes: 500, budgetBytes: 1 << 22)],
-            prefixCache: PrefixCacheStatus(hits: 4, misses: 2, hitTokens: 96, bytes: 8192, entries: 1))
+            prefixCache: PrefixCacheStatus(hits: 4, misses: 2, hitTokens: 96, bytes: 8192, entries: 1), kvPreemptionsTotal: 3)
     }
 
     static let alpha = AdapterInfo(name: "alpha", version: "2", sha256: "ab", diskBytes: 500, ramBytes: 1000, tier: "ram", pinned: false, source: "pulled", baseModel: "00", rank: 8, createdAt: 1_700_000_100)

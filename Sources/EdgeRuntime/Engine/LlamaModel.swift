@@ -19,6 +19,8 @@ public final class LlamaModel: @unchecked Sendable {
     public let hyperparameters: LlamaHyperparameters
     /// Activation precision of the NF4 products and the output head (see `ActivationPrecision`).
     public var activations: ActivationPrecision
+    /// How the caches made by `makeCache` store keys and values (f16 halves their bytes).
+    public let kvPrecision: SequenceCache.Precision
     private let inverseFrequencies: [Float]
 
     public enum ActivationPrecision: String, Sendable, CaseIterable {
@@ -44,25 +46,43 @@ public final class LlamaModel: @unchecked Sendable {
         public var tokens: [Int32]
         public var adapters: AdapterMix
         public var logits: LogitsSelection
+        /// Run every token through the decode (GEMV) kernels, as if each had been fed alone: the
+        /// scheduler recomputes a preempted sequence's generated tokens this way, so their keys and
+        /// values are bit-identical to the ones computed while decoding (the GEMV kernels reduce
+        /// each row on its own, whatever the row count).
+        public var decodeKernels: Bool
 
-        public init(cache: SequenceCache, tokens: [Int32], adapters: AdapterMix = .none, logits: LogitsSelection = .last) {
+        public init(cache: SequenceCache, tokens: [Int32], adapters: AdapterMix = .none, logits: LogitsSelection = .last,
+                    decodeKernels: Bool = false) {
             self.cache = cache
             self.tokens = tokens
             self.adapters = adapters
             self.logits = logits
+            self.decodeKernels = decodeKernels
         }
+
+        /// Whether the step's rows go through the decode (GEMV) group.
+        var usesDecodeKernels: Bool { decodeKernels || tokens.count == 1 }
     }
 
-    public init(weights: LlamaWeights, activations: ActivationPrecision = .f32) {
+    public init(weights: LlamaWeights, activations: ActivationPrecision = .f32, kvPrecision: SequenceCache.Precision = .f32) {
         self.weights = weights
         self.hyperparameters = weights.hyperparameters
         self.activations = activations
+        self.kvPrecision = kvPrecision
         self.inverseFrequencies = weights.hyperparameters.ropeInverseFrequencies()
     }
 
-    /// A fresh cache for a sequence that will hold at most `capacity` positions.
-    public func makeCache(capacity: Int? = nil) -> SequenceCache {
-        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength)
+    /// A fresh cache for a sequence that will hold at most `capacity` positions, laid out to grow
+    /// in place up to `reserve` (see `SequenceCache`).
+    public func makeCache(capacity: Int? = nil, reserve: Int? = nil) -> SequenceCache {
+        SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength, reserve: reserve,
+                      precision: kvPrecision)
+    }
+
+    /// Bytes of `positions` positions of a cache from `makeCache`.
+    public func kvBytes(positions: Int) -> Int {
+        SequenceCache.byteCount(hyperparameters: hyperparameters, capacity: positions, precision: kvPrecision)
     }
 
     /// Runs one batch. Returns, per step in the given order, its logits: empty for `.none`,
@@ -86,14 +106,19 @@ public final class LlamaModel: @unchecked Sendable {
                 throw .invalidRequest("two steps of one batch share a KV cache")
             }
         }
+        // One attention call reads every cache of the batch: they must share a storage precision.
+        let kvPrecision = steps[0].cache.precision
+        guard steps.allSatisfy({ $0.cache.precision == kvPrecision }) else {
+            throw .invalidRequest("the steps of one batch mix f32 and f16 KV caches")
+        }
 
-        // Decode (single-token) steps first: they form the GEMV group.
-        let order = steps.indices.filter { steps[$0].tokens.count == 1 } + steps.indices.filter { steps[$0].tokens.count > 1 }
+        // Decode steps (single tokens, and replays asking for the decode kernels) first: they form the GEMV group.
+        let order = steps.indices.filter { steps[$0].usesDecodeKernels } + steps.indices.filter { !steps[$0].usesDecodeKernels }
         let ordered = order.map { steps[$0] }
         var rowStart = [Int](repeating: 0, count: ordered.count + 1)
         for (i, s) in ordered.enumerated() { rowStart[i + 1] = rowStart[i] + s.tokens.count }
         let n = rowStart[ordered.count]
-        let decodeRows = ordered.prefix { $0.tokens.count == 1 }.count
+        let decodeRows = ordered.prefix { $0.usesDecodeKernels }.reduce(0) { $0 + $1.tokens.count }
 
         let hidden = hp.hiddenSize, qDim = hp.qDim, kvDim = hp.kvDim, inter = hp.intermediateSize, headDim = hp.headDim
         let x = FloatBuffer(count: n * hidden, zeroed: false)
@@ -187,14 +212,14 @@ public final class LlamaModel: @unchecked Sendable {
             for (i, s) in ordered.enumerated() {
                 let start = s.cache.length, count = s.tokens.count
                 let keys = s.cache.keys(layer: layer), values = s.cache.values(layer: layer)
-                (keys + start * kvDim).update(from: k.pointer + rowStart[i] * kvDim, count: count * kvDim)
-                (values + start * kvDim).update(from: v.pointer + rowStart[i] * kvDim, count: count * kvDim)
+                s.cache.store(k.pointer + rowStart[i] * kvDim, count: count, at: start, into: keys)
+                s.cache.store(v.pointer + rowStart[i] * kvDim, count: count, at: start, into: values)
                 for j in 0..<count {
                     attnRows[rowStart[i] + j] = ek_attn_row(k: UnsafeRawPointer(keys), v: UnsafeRawPointer(values), len: Int64(start + j + 1))
                 }
             }
             try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
-                                   Int64(kvDim), Int32(EK_DTYPE_F32), scale, att.pointer, Int64(qDim)), "attention")
+                                   Int64(kvDim), kvPrecision.kernelDType, scale, att.pointer, Int64(qDim)), "attention")
             try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
             cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")

@@ -16,11 +16,14 @@ public struct BackendStatus: Sendable, Equatable, Codable {
     public var generatedTokensTotal: Int
     /// The scheduler's prompt-prefix cache.
     public var prefixCache: PrefixCacheStatus
+    /// Sequences preempted to let an older one grow its KV cache (freed, requeued, recomputed).
+    public var kvPreemptionsTotal: Int
 
     public init(
         running: Int = 0, queued: Int = 0, kvBytesUsed: Int = 0, kvBytesBudget: Int = 0,
         adaptersInRAM: [String] = [], cacheTiers: [CacheTierStatus] = [],
-        promptTokensTotal: Int = 0, generatedTokensTotal: Int = 0, prefixCache: PrefixCacheStatus = PrefixCacheStatus()
+        promptTokensTotal: Int = 0, generatedTokensTotal: Int = 0, prefixCache: PrefixCacheStatus = PrefixCacheStatus(),
+        kvPreemptionsTotal: Int = 0
     ) {
         self.running = running
         self.queued = queued
@@ -31,6 +34,7 @@ public struct BackendStatus: Sendable, Equatable, Codable {
         self.promptTokensTotal = promptTokensTotal
         self.generatedTokensTotal = generatedTokensTotal
         self.prefixCache = prefixCache
+        self.kvPreemptionsTotal = kvPreemptionsTotal
     }
 }
 
