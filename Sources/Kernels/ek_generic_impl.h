@@ -170,11 +170,58 @@ static float EKG(dot_f16)(const uint16_t *a, const float *x, int64_t n) {
     return acc[0];
 }
 
+// Four dots of consecutive rows a + q*lda (q < 4) with one x: four independent FMA chains that share
+// each x load (one chain alone is latency-bound: in/16 dependent FMAs per rank row). Each row sums in
+// exactly dot's order, so the result equals four calls of dot / dot_f16. LOADW and CONVT read A (f32 or half).
+#define EK_DOT4_BODY(LOADW, CONVT)                                                                      \
+    EKG(v16) v0 = EKG(v16_zero)(), v1 = v0, v2 = v0, v3 = v0;                                          \
+    int64_t k = 0;                                                                                      \
+    for (; k + 16 <= n; k += 16) {                                                                      \
+        EKG(v16) xv = EKG(v16_load)(x + k);                                                             \
+        v0 = EKG(v16_fma)(LOADW(a + k), xv, v0);                                                        \
+        v1 = EKG(v16_fma)(LOADW(a + lda + k), xv, v1);                                                  \
+        v2 = EKG(v16_fma)(LOADW(a + 2 * lda + k), xv, v2);                                              \
+        v3 = EKG(v16_fma)(LOADW(a + 3 * lda + k), xv, v3);                                              \
+    }                                                                                                   \
+    float acc[4][16];                                                                                   \
+    EKG(v16_store)(acc[0], v0); EKG(v16_store)(acc[1], v1);                                             \
+    EKG(v16_store)(acc[2], v2); EKG(v16_store)(acc[3], v3);                                             \
+    for (int q = 0; q < 4; q++) {                                                                       \
+        for (int64_t kk = k, l = 0; kk < n; kk++, l++) acc[q][l] += CONVT(a[q * lda + kk]) * x[kk];     \
+        for (int st = 8; st > 0; st >>= 1)                                                              \
+            for (int l = 0; l < st; l++) acc[q][l] += acc[q][l + st];                                   \
+        out[q] = acc[q][0];                                                                             \
+    }
+
+#define EK_AS_FLOAT(v) (v)
+static void EKG(dot4_f16)(const uint16_t *a, int64_t lda, const float *x, int64_t n, float out[4]) {
+    EK_DOT4_BODY(EKG(v16_half), ek_f16_bits_to_f32)
+}
+static void EKG(dot4)(const float *a, int64_t lda, const float *x, int64_t n, float out[4]) {
+    EK_DOT4_BODY(EKG(v16_load), EK_AS_FLOAT)
+}
+#undef EK_AS_FLOAT
+#undef EK_DOT4_BODY
+
+// u[t] = scale * (A x)[t] for t < r, A rows of length in (f32 or half), four rows at a time.
+static void EKG(lora_down)(const ek_lora_slot *s, const float *x, int64_t in, float *u) {
+    const int64_t r = s->rank;
+    const int half = s->dtype == EK_DTYPE_F16;
+    int64_t t = 0;
+    for (; t + 4 <= r; t += 4) {
+        float d[4];
+        if (half) EKG(dot4_f16)(s->a16 + t * in, in, x, in, d);
+        else EKG(dot4)(s->a + t * in, in, x, in, d);
+        for (int q = 0; q < 4; q++) u[t + q] = d[q] * s->scale;
+    }
+    for (; t < r; t++) u[t] = (half ? EKG(dot_f16)(s->a16 + t * in, x, in) : EKG(dot)(s->a + t * in, x, in)) * s->scale;
+}
+
 // y[:out] += scale * B (A x) with A, B stored as halves (slot dtype EK_DTYPE_F16); u: rank floats.
 static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                               float *u) {
     const int64_t r = s->rank;
-    for (int64_t t = 0; t < r; t++) u[t] = EKG(dot_f16)(s->a16 + t * in, x, in) * s->scale;
+    EKG(lora_down)(s, x, in, u);
     if (s->bt16) {
         // 64 outputs at a time: their sums stay in registers over the rank loop (4 independent FMA
         // chains), so y is read and written once and Bᵀ streams in as rank parallel rows.
@@ -216,7 +263,7 @@ static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, flo
                           float *u) {
     if (s->dtype == EK_DTYPE_F16) { EKG(lora_row_f16)(s, x, in, y, out, u); return; }
     const int64_t r = s->rank;
-    for (int64_t t = 0; t < r; t++) u[t] = EKG(dot)(s->a + t * in, x, in) * s->scale;
+    EKG(lora_down)(s, x, in, u);
     if (s->bt) {
         for (int64_t t = 0; t < r; t++) EKG(axpy)(u[t], s->bt + t * out, y, out);
         return;
