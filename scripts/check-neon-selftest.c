@@ -75,6 +75,37 @@ static void run_lora_attention(void) {
     compare("attention gqa f32", out[1], out[0], 2 * 64, 1e-5f);
 }
 
+// Half-precision LoRA storage: ranks 16 and 7, Bᵀ (64/16-wide blocks plus a tail) and B layouts.
+static void run_lora_f16(void) {
+    enum { IN = 99, OUT = 147, N = 3 };
+    static const int ranks[2] = {16, 7};
+    for (int ri = 0; ri < 2; ri++) {
+        int R = ranks[ri];
+        float *a = malloc(R * IN * 4), *b = malloc(OUT * R * 4), *x = malloc(N * IN * 4), y[2][2][N * OUT];
+        uint16_t *a16 = malloc(R * IN * 2), *b16 = malloc(OUT * R * 2), *bt16 = malloc(OUT * R * 2);
+        for (int i = 0; i < R * IN; i++) a[i] = frand();
+        for (int i = 0; i < OUT * R; i++) b[i] = frand();
+        for (int i = 0; i < N * IN; i++) x[i] = frand();
+        ek_f32_to_f16(a, a16, R * IN);
+        ek_f32_to_f16(b, b16, OUT * R);
+        ek_lora_transpose_b_f16(b, OUT, R, bt16);
+        int32_t rows[N] = {0, -1, 0};
+        for (int layout = 0; layout < 2; layout++) {
+            ek_lora_slot slot = {.rank = R, .scale = 0.5f, .dtype = EK_DTYPE_F16, .a16 = a16,
+                                 .b16 = layout ? NULL : b16, .bt16 = layout ? bt16 : NULL};
+            for (int v = 0; v < 2; v++) {
+                ek_set_variant(v ? "neon" : "scalar");
+                memset(y[layout][v], 0, sizeof y[layout][v]);
+                ek_lora_bgmv(&slot, 1, rows, x, N, IN, IN, y[layout][v], OUT, OUT);
+            }
+            char name[64];
+            snprintf(name, sizeof name, "lora bgmv f16 r%d %s", R, layout ? "bt16" : "b16");
+            compare(name, y[layout][1], y[layout][0], N * OUT, 1e-5f);
+        }
+        free(a); free(b); free(x); free(a16); free(b16); free(bt16);
+    }
+}
+
 int main(void) {
     if (!ek_variant_supported("neon")) { printf("neon not supported on this CPU\n"); return 1; }
     printf("%s\n", ek_dispatch_description());
@@ -84,6 +115,7 @@ int main(void) {
     run_case(129, 576, 9, 64, 0);
     run_case(17, 65, 3, 64, 0);
     run_lora_attention();
+    run_lora_f16();
     printf("%s\n", failures ? "neon self-test FAILED" : "neon self-test passed");
     return failures ? 1 : 0;
 }

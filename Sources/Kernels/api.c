@@ -383,9 +383,27 @@ void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt) {
         for (int32_t t = 0; t < rank; t++) bt[t * out + j] = b[j * rank + t];
 }
 
+void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t *bt16) {
+    if (!b || !bt16 || out <= 0 || rank <= 0 || rank > 256) return;
+    uint16_t h[256];   // one output's rank values, converted together
+    for (int64_t j = 0; j < out; j++) {
+        ek_f32_to_f16(b + j * rank, h, rank);
+        for (int32_t t = 0; t < rank; t++) bt16[t * out + j] = h[t];
+    }
+}
+
 static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots) {
-    for (int64_t s = 0; s < nslots; s++)
-        if (!slots[s].a || !slots[s].b || slots[s].rank < 1 || slots[s].rank > 256) return EK_ERR_ADAPTER;
+    for (int64_t s = 0; s < nslots; s++) {
+        const ek_lora_slot *sl = &slots[s];
+        if (sl->rank < 1 || sl->rank > 256) return EK_ERR_ADAPTER;
+        if (sl->dtype == EK_DTYPE_F32) {
+            if (!sl->a || !sl->b) return EK_ERR_ADAPTER;
+        } else if (sl->dtype == EK_DTYPE_F16) {
+            if (!sl->a16 || (!sl->b16 && !sl->bt16)) return EK_ERR_ADAPTER;
+        } else {
+            return EK_ERR_DTYPE;
+        }
+    }
     return EK_OK;
 }
 

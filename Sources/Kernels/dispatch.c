@@ -152,7 +152,7 @@ const char *ek_status_message(int32_t status) {
     case EK_ERR_BLOCKSIZE: return "NF4 blocksize must be a power of two in 32...4096 and nested_blocksize positive";
     case EK_ERR_ABSMAX: return "NF4 matrix needs absmax_f32, or absmax_q8 with nested_absmax and dq_map";
     case EK_ERR_ADAPTER: return "LoRA slot index out of range, or slot rank outside 1...256, or NULL A/B";
-    case EK_ERR_DTYPE: return "unknown KV cache dtype (use EK_DTYPE_F32 or EK_DTYPE_F16)";
+    case EK_ERR_DTYPE: return "unknown KV cache or LoRA slot dtype (use EK_DTYPE_F32 or EK_DTYPE_F16)";
     case EK_ERR_VARIANT: return "unknown kernel variant or not supported by this CPU (scalar|avx2|avx512|neon)";
     case EK_ERR_NOMEM: return "kernel scratch memory could not be allocated";
     default: return "unknown kernel status";

@@ -77,11 +77,193 @@ static void EKG(mk32)(int64_t m, int64_t nc, int64_t kc, const float *a, int64_t
     if (nc > 16) EKG(mk16)(m, nc - 16, kc, a, lda, b + 16, ldb, c + 16, ldc);
 }
 
+// 16 f32 lanes as the ISA holds them (one zmm, two ymm, four NEON q, or an array) with the few
+// operations the f16 LoRA loops need. Spelled out per ISA because clang does not keep a converted
+// local array in registers (measured: it spilled and split the AVX-512 dot into xmm pieces).
+#if defined(EK_HAVE_AVX512_F16)
+typedef struct { __m512 v; } EKG(v16);
+static inline EKG(v16) EKG(v16_zero)(void) { return (EKG(v16)){_mm512_setzero_ps()}; }
+static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
+    return (EKG(v16)){_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))};
+}
+static inline EKG(v16) EKG(v16_load)(const float *p) { return (EKG(v16)){_mm512_loadu_ps(p)}; }
+static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) { return (EKG(v16)){_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) { return (EKG(v16)){_mm512_fmadd_ps(_mm512_set1_ps(a), b.v, c.v)}; }
+static inline void EKG(v16_store)(float *p, EKG(v16) a) { _mm512_storeu_ps(p, a.v); }
+#elif defined(EK_HAVE_F16C)
+typedef struct { __m256 lo, hi; } EKG(v16);
+static inline EKG(v16) EKG(v16_zero)(void) { return (EKG(v16)){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
+    return (EKG(v16)){_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
+}
+static inline EKG(v16) EKG(v16_load)(const float *p) { return (EKG(v16)){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
+    return (EKG(v16)){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
+}
+static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) {
+    __m256 s = _mm256_set1_ps(a);
+    return (EKG(v16)){_mm256_fmadd_ps(s, b.lo, c.lo), _mm256_fmadd_ps(s, b.hi, c.hi)};
+}
+static inline void EKG(v16_store)(float *p, EKG(v16) a) { _mm256_storeu_ps(p, a.lo); _mm256_storeu_ps(p + 8, a.hi); }
+#elif defined(EK_HAVE_NEON_F16)
+typedef struct { float32x4_t q[4]; } EKG(v16);
+static inline EKG(v16) EKG(v16_zero)(void) {
+    EKG(v16) r;
+    for (int i = 0; i < 4; i++) r.q[i] = vdupq_n_f32(0);
+    return r;
+}
+static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
+    EKG(v16) r;
+    for (int i = 0; i < 4; i++) r.q[i] = vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(p + 4 * i)));
+    return r;
+}
+static inline EKG(v16) EKG(v16_load)(const float *p) {
+    EKG(v16) r;
+    for (int i = 0; i < 4; i++) r.q[i] = vld1q_f32(p + 4 * i);
+    return r;
+}
+static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
+    for (int i = 0; i < 4; i++) c.q[i] = vfmaq_f32(c.q[i], a.q[i], b.q[i]);
+    return c;
+}
+static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) {
+    for (int i = 0; i < 4; i++) c.q[i] = vfmaq_n_f32(c.q[i], b.q[i], a);
+    return c;
+}
+static inline void EKG(v16_store)(float *p, EKG(v16) a) {
+    for (int i = 0; i < 4; i++) vst1q_f32(p + 4 * i, a.q[i]);
+}
+#else
+typedef struct { float f[16]; } EKG(v16);
+static inline EKG(v16) EKG(v16_zero)(void) { return (EKG(v16)){{0}}; }
+static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
+    EKG(v16) r;
+    for (int l = 0; l < 16; l++) r.f[l] = ek_f16_bits_to_f32(p[l]);
+    return r;
+}
+static inline EKG(v16) EKG(v16_load)(const float *p) {
+    EKG(v16) r;
+    memcpy(r.f, p, sizeof r.f);
+    return r;
+}
+static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
+    for (int l = 0; l < 16; l++) c.f[l] += a.f[l] * b.f[l];
+    return c;
+}
+static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) {
+    for (int l = 0; l < 16; l++) c.f[l] += a * b.f[l];
+    return c;
+}
+static inline void EKG(v16_store)(float *p, EKG(v16) a) { memcpy(p, a.f, sizeof a.f); }
+#endif
+
+// dot of half a[n] with f32 x[n]: the same 16 partial sums and tree as dot.
+static float EKG(dot_f16)(const uint16_t *a, const float *x, int64_t n) {
+    EKG(v16) v = EKG(v16_zero)();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) v = EKG(v16_fma)(EKG(v16_half)(a + k), EKG(v16_load)(x + k), v);
+    float acc[16];
+    EKG(v16_store)(acc, v);
+    for (int l = 0; k < n; k++, l++) acc[l] += ek_f16_bits_to_f32(a[k]) * x[k];
+    for (int st = 8; st > 0; st >>= 1)
+        for (int l = 0; l < st; l++) acc[l] += acc[l + st];
+    return acc[0];
+}
+
+// Four dots of consecutive rows a + q*lda (q < 4) with one x: four independent FMA chains that share
+// each x load (one chain alone is latency-bound: in/16 dependent FMAs per rank row). Each row sums in
+// exactly dot's order, so the result equals four calls of dot / dot_f16. LOADW and CONVT read A (f32 or half).
+#define EK_DOT4_BODY(LOADW, CONVT)                                                                      \
+    EKG(v16) v0 = EKG(v16_zero)(), v1 = v0, v2 = v0, v3 = v0;                                          \
+    int64_t k = 0;                                                                                      \
+    for (; k + 16 <= n; k += 16) {                                                                      \
+        EKG(v16) xv = EKG(v16_load)(x + k);                                                             \
+        v0 = EKG(v16_fma)(LOADW(a + k), xv, v0);                                                        \
+        v1 = EKG(v16_fma)(LOADW(a + lda + k), xv, v1);                                                  \
+        v2 = EKG(v16_fma)(LOADW(a + 2 * lda + k), xv, v2);                                              \
+        v3 = EKG(v16_fma)(LOADW(a + 3 * lda + k), xv, v3);                                              \
+    }                                                                                                   \
+    float acc[4][16];                                                                                   \
+    EKG(v16_store)(acc[0], v0); EKG(v16_store)(acc[1], v1);                                             \
+    EKG(v16_store)(acc[2], v2); EKG(v16_store)(acc[3], v3);                                             \
+    for (int q = 0; q < 4; q++) {                                                                       \
+        for (int64_t kk = k, l = 0; kk < n; kk++, l++) acc[q][l] += CONVT(a[q * lda + kk]) * x[kk];     \
+        for (int st = 8; st > 0; st >>= 1)                                                              \
+            for (int l = 0; l < st; l++) acc[q][l] += acc[q][l + st];                                   \
+        out[q] = acc[q][0];                                                                             \
+    }
+
+#define EK_AS_FLOAT(v) (v)
+static void EKG(dot4_f16)(const uint16_t *a, int64_t lda, const float *x, int64_t n, float out[4]) {
+    EK_DOT4_BODY(EKG(v16_half), ek_f16_bits_to_f32)
+}
+static void EKG(dot4)(const float *a, int64_t lda, const float *x, int64_t n, float out[4]) {
+    EK_DOT4_BODY(EKG(v16_load), EK_AS_FLOAT)
+}
+#undef EK_AS_FLOAT
+#undef EK_DOT4_BODY
+
+// u[t] = scale * (A x)[t] for t < r, A rows of length in (f32 or half), four rows at a time.
+static void EKG(lora_down)(const ek_lora_slot *s, const float *x, int64_t in, float *u) {
+    const int64_t r = s->rank;
+    const int half = s->dtype == EK_DTYPE_F16;
+    int64_t t = 0;
+    for (; t + 4 <= r; t += 4) {
+        float d[4];
+        if (half) EKG(dot4_f16)(s->a16 + t * in, in, x, in, d);
+        else EKG(dot4)(s->a + t * in, in, x, in, d);
+        for (int q = 0; q < 4; q++) u[t + q] = d[q] * s->scale;
+    }
+    for (; t < r; t++) u[t] = (half ? EKG(dot_f16)(s->a16 + t * in, x, in) : EKG(dot)(s->a + t * in, x, in)) * s->scale;
+}
+
+// y[:out] += scale * B (A x) with A, B stored as halves (slot dtype EK_DTYPE_F16); u: rank floats.
+static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
+                              float *u) {
+    const int64_t r = s->rank;
+    EKG(lora_down)(s, x, in, u);
+    if (s->bt16) {
+        // 64 outputs at a time: their sums stay in registers over the rank loop (4 independent FMA
+        // chains), so y is read and written once and Bᵀ streams in as rank parallel rows.
+        const uint16_t *bt = s->bt16;
+        int64_t j = 0;
+        for (; j + 64 <= out; j += 64) {
+            EKG(v16) a0 = EKG(v16_zero)(), a1 = a0, a2 = a0, a3 = a0;
+            for (int64_t t = 0; t < r; t++) {
+                const uint16_t *p = bt + t * out + j;
+                const float ut = u[t];
+                a0 = EKG(v16_fma_s)(ut, EKG(v16_half)(p), a0);
+                a1 = EKG(v16_fma_s)(ut, EKG(v16_half)(p + 16), a1);
+                a2 = EKG(v16_fma_s)(ut, EKG(v16_half)(p + 32), a2);
+                a3 = EKG(v16_fma_s)(ut, EKG(v16_half)(p + 48), a3);
+            }
+            EKG(v16_store)(y + j, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j), a0));
+            EKG(v16_store)(y + j + 16, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 16), a1));
+            EKG(v16_store)(y + j + 32, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 32), a2));
+            EKG(v16_store)(y + j + 48, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 48), a3));
+        }
+        for (; j + 16 <= out; j += 16) {
+            EKG(v16) a0 = EKG(v16_zero)();
+            for (int64_t t = 0; t < r; t++) a0 = EKG(v16_fma_s)(u[t], EKG(v16_half)(bt + t * out + j), a0);
+            EKG(v16_store)(y + j, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j), a0));
+        }
+        for (; j < out; j++) {
+            float acc = 0;
+            for (int64_t t = 0; t < r; t++) acc += u[t] * ek_f16_bits_to_f32(bt[t * out + j]);
+            y[j] += acc;
+        }
+        return;
+    }
+    // [out, rank] layout: one short dot per output (rank 16 is a single 16-lane step).
+    for (int64_t j = 0; j < out; j++) y[j] += EKG(dot_f16)(s->b16 + j * r, u, r);
+}
+
 // y[:out] += scale * B (A x); u is scratch of rank floats.
 static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                           float *u) {
+    if (s->dtype == EK_DTYPE_F16) { EKG(lora_row_f16)(s, x, in, y, out, u); return; }
     const int64_t r = s->rank;
-    for (int64_t t = 0; t < r; t++) u[t] = EKG(dot)(s->a + t * in, x, in) * s->scale;
+    EKG(lora_down)(s, x, in, u);
     if (s->bt) {
         for (int64_t t = 0; t < r; t++) EKG(axpy)(u[t], s->bt + t * out, y, out);
         return;

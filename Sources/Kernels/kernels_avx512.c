@@ -18,6 +18,7 @@ void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
 
 #define EK_HAVE_F16C 1
+#define EK_HAVE_AVX512_F16 1
 #define EKG(name) name##_avx512
 #include "ek_generic_impl.h"
 #undef EKG

@@ -11,8 +11,10 @@ struct BenchKernelsCommand: AsyncParsableCommand {
         abstract: "Time the NF4 kernels against OpenBLAS sgemv/sgemm and the memory read bandwidth.",
         discussion: """
             Shapes are m x k (out x in features) with n activation rows: GEMV n=1, GEMM n=128, LoRA n=8 rows \
-            with 8 different rank-16 adapters on the 7 projections of a SmolLM2 layer. "cold" cycles through \
-            copies totalling 256 MiB so weights come from DRAM. Build with -c release before measuring.
+            with 8 different rank-16 adapters on the 7 projections of a SmolLM2 layer, adapters stored f32 \
+            (lora-bgmv-VARIANT) and f16 (lora-bgmv-f16-VARIANT) next to the base GEMV of the same rows. "cold" \
+            cycles through copies totalling 256 MiB (LoRA: 30 layers) so weights come from DRAM. Build with \
+            -c release before measuring.
 
             """ + helpExamples("edgectl bench kernels", "edgectl bench kernels --quick --json --plot kernels.svg")
     )
@@ -29,17 +31,23 @@ struct BenchKernelsCommand: AsyncParsableCommand {
     @Option(help: "Also draw the table as bar charts into this SVG file.")
     var plot: String?
 
+    @Option(name: .customLong("op"), help: ArgumentHelp("Only these ops (repeatable): gemv, gemm, lora. Default: all.", valueName: "OP"))
+    var ops: [String] = []
+
     func validate() throws {
         if let threads, threads < 1 || threads > 256 {
             throw ValidationError("--threads must be between 1 and 256 (got \(threads))")
         }
         try PlotError.checkPath(plot)
+        for op in ops where !KernelBenchmark.allOps.contains(op) {
+            throw ValidationError("--op must be one of \(KernelBenchmark.allOps.joined(separator: ", ")) (got '\(op)')")
+        }
     }
 
     func run() async throws {
         let stderr = FileHandle.standardError
         stderr.write(Data((String(cString: ek_dispatch_description()) + "\n").utf8))
-        let bench = KernelBenchmark(options: .init(threads: threads, quick: quick))
+        let bench = KernelBenchmark(options: .init(threads: threads, quick: quick, ops: ops.isEmpty ? Set(KernelBenchmark.allOps) : Set(ops)))
         let report = bench.run { line in stderr.write(Data("bench: \(line)\n".utf8)) }
         try BenchPlots.write(BenchPlots.kernels(report.rows), to: plot)
         if json {
@@ -89,11 +97,18 @@ struct BenchKernelsCommand: AsyncParsableCommand {
                                         g.m, g.k, g.n, t, g.impl, 100 * g.gflops / blas.gflops))
                 }
             }
+            // lora-bgmv-VARIANT (f32 adapters) and lora-bgmv-f16-VARIANT against nf4-VARIANT-base-7proj, same cache.
             for l in rows where l.op == "lora" && l.impl.hasPrefix("lora-bgmv-") && l.threads == t {
-                let v = l.impl.dropFirst("lora-bgmv-".count)
-                if let base = rows.first(where: { $0.op == "lora" && $0.impl == "nf4-\(v)-base-7proj" && $0.threads == t }) {
-                    lines.append(String(format: "target lora 8 rows x 8 adapters r16 x 7 proj thr=%d %@: %.1f%% of base GEMV time",
-                                        t, String(v), 100 * l.us / base.us))
+                let rest = l.impl.dropFirst("lora-bgmv-".count)
+                let f16 = rest.hasPrefix("f16-")
+                let v = f16 ? rest.dropFirst("f16-".count) : rest
+                if let base = rows.first(where: { $0.op == "lora" && $0.impl == "nf4-\(v)-base-7proj" && $0.threads == t && $0.cache == l.cache }) {
+                    var line = String(format: "target lora 8 rows x 8 adapters r16 x 7 proj thr=%d %@ %@ %@: %.1f%% of base GEMV time",
+                                      t, l.cache, String(v), f16 ? "f16" : "f32", 100 * l.us / base.us)
+                    if f16, let f32 = rows.first(where: { $0.op == "lora" && $0.impl == "lora-bgmv-\(v)" && $0.threads == t && $0.cache == l.cache }) {
+                        line += String(format: " (f16 %.2fx faster than f32)", f32.us / l.us)
+                    }
+                    lines.append(line)
                 }
             }
         }

@@ -56,7 +56,7 @@ struct EngineOptions: ParsableArguments {
         var entries: [(binding: LoRABinding, weight: Float)] = []
         for spec in adapter {
             let (path, weight) = Self.parseAdapter(spec)
-            entries.append((try local.loadAdapter(path: path), weight))
+            entries.append((try local.loadAdapter(path: path, precision: llama.activations.adapterPrecision), weight))
         }
         return (local, llama, AdapterMix(entries))
     }

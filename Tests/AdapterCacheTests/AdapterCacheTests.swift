@@ -106,6 +106,42 @@ final class AdapterCacheTests: XCTestCase {
         XCTAssertEqual(f.blobs(config).count, 1)
     }
 
+    /// ramPrecision .f16: both ways into RAM (fetched from the store, decoded from a disk blob) hold
+    /// the half form, and the RAM budget counts its true (halved) size: a budget of one f32 adapter
+    /// holds two.
+    func testHalfPrecisionRAMTierCountsHalfTheBytes() async throws {
+        let f = StoreFixture()
+        for (n, seed) in [("x", 1), ("y", 2), ("z", 3)] { try f.publish(n, "1", seed: seed) }
+        let probe = try AdapterArtifact.open(path: f.artifacts["x@1"]!).decode()
+        let config = try f.cacheConfig {
+            $0.ramBudgetBytes = Int64(probe.byteCount)
+            $0.ramPrecision = .f16
+        }
+        let cache = try AdapterCache(configuration: config)
+        let x = try await cache.acquire(AdapterReference("x"))
+        let y = try await cache.acquire(AdapterReference("y"))
+        XCTAssertEqual(x.adapter.precision, .f16)
+        XCTAssertEqual(y.adapter.precision, .f16)
+        XCTAssertEqual(x.adapter.byteCount * 2, probe.byteCount)
+        var m = await cache.metrics()
+        XCTAssertEqual(m.ramBytes, Int64(probe.byteCount), "two half-precision adapters in the budget of one f32 adapter")
+        XCTAssertEqual(m.ramEntries, 2)
+        let status = await cache.list().first { $0.name == "x" }
+        XCTAssertEqual(status?.ramBytes, Int64(probe.byteCount / 2))
+        await cache.release(x)
+        await cache.release(y)
+        let z = try await cache.acquire(AdapterReference("z"))   // evicts x, the least recently used
+        await cache.release(z)
+        let x2 = try await cache.acquire(AdapterReference("x"))  // disk blob → RAM
+        m = await cache.metrics()
+        XCTAssertEqual(m.diskHits, 1)
+        XCTAssertEqual(x2.adapter.precision, .f16)
+        let mod = try XCTUnwrap(probe.module(layer: 0, projection: .q))
+        let mod16 = try XCTUnwrap(x2.adapter.module(layer: 0, projection: .q))
+        XCTAssertEqual(Array(x2.adapter.a16(mod16)), probe.a(mod).map { Float16($0).bitPattern })
+        await cache.release(x2)
+    }
+
     func testLeasesPinRAMAndBlockEviction() async throws {
         let f = StoreFixture()
         try f.publish("x", "1", seed: 1)

@@ -31,6 +31,35 @@ final class LoRAAdapterTests: XCTestCase {
                                                      .gate: (1536, 576), .up: (1536, 576), .down: (576, 1536)])
     }
 
+    /// The serving form: A and Bᵀ as halves (nearest even), half the bytes, aligned matrices, and the
+    /// way back to f32 widens exactly to the rounded values.
+    func testHalfPrecisionFormRoundsTransposesAndHalvesTheBytes() throws {
+        let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
+        let half = adapter.converted(to: .f16)
+        XCTAssertEqual(half.precision, .f16)
+        XCTAssertTrue(adapter.converted(to: .f32) === adapter)
+        XCTAssertEqual(half.modules.count, adapter.modules.count)
+        // Same padding rule (64-byte lines): exactly half the arena bytes.
+        XCTAssertEqual(half.byteCount * 2, adapter.byteCount)
+        for (m32, m16) in zip(adapter.modules, half.modules) {
+            XCTAssertEqual([m32.layer, m32.rank, m32.inFeatures, m32.outFeatures], [m16.layer, m16.rank, m16.inFeatures, m16.outFeatures])
+            XCTAssertEqual(m32.projection, m16.projection)
+            XCTAssertEqual(Int(bitPattern: half.a16(m16).baseAddress!) % 64, 0)
+            XCTAssertEqual(Int(bitPattern: half.bt16(m16).baseAddress!) % 64, 0)
+            let a = adapter.a(m32), b = adapter.b(m32), a16 = half.a16(m16), bt16 = half.bt16(m16)
+            for i in 0..<a.count { XCTAssertEqual(a16[i], Float16(a[i]).bitPattern, "\(m32.keyA)[\(i)]") }
+            let r = m32.rank, out = m32.outFeatures
+            for j in 0..<out { for t in 0..<r where bt16[t * out + j] != Float16(b[j * r + t]).bitPattern {
+                XCTFail("\(m32.keyB)[\(j), \(t)]: Bᵀ must be B transposed")
+            } }
+        }
+        let back = half.converted(to: .f32)
+        XCTAssertEqual(back.precision, .f32)
+        let down = try XCTUnwrap(back.module(layer: 0, projection: .down)), down32 = try XCTUnwrap(adapter.module(layer: 0, projection: .down))
+        XCTAssertEqual(Array(back.b(down)), adapter.b(down32).map { Float(Float16($0)) })
+        XCTAssertEqual(Array(back.a(down)), adapter.a(down32).map { Float(Float16($0)) })
+    }
+
     func testValidateAgainstModelNamesTheOffendingKey() throws {
         let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
         let shapes: [LoRAProjection: (out: Int, in: Int)] = [.q: (576, 576), .k: (256, 576), .v: (192, 576), .o: (576, 576), .gate: (1536, 576), .up: (1536, 576), .down: (576, 1536)]

@@ -10,6 +10,7 @@ enum EngineTestModel {
     nonisolated(unsafe) private static var cachedWeights: LlamaWeights?
     nonisolated(unsafe) private static var cachedDirectory: String?
     nonisolated(unsafe) private static var cachedAdapterA: LoRABinding?
+    nonisolated(unsafe) private static var cachedAdapterAServing: LoRABinding?
 
     static var repositoryRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -69,6 +70,20 @@ enum EngineTestModel {
         }
         let binding = try LoRABinding(name: "a", pairs: pairs, hyperparameters: hp)
         cachedAdapterA = binding
+        return binding
+    }
+
+    /// Fixture adapter `a` the way serving holds it: decoded by the adapter cache's decoder, converted
+    /// to the cache's f16 RAM form (A and Bᵀ as halves) and bound without a copy.
+    static func adapterAServing() throws -> LoRABinding {
+        let hp = try weights().hyperparameters
+        lock.lock()
+        defer { lock.unlock() }
+        if let a = cachedAdapterAServing { return a }
+        let dir = repositoryRoot.appendingPathComponent("Tests/Fixtures/adapters/a").path
+        let adapter = try LoRAAdapterDecoder.load(directory: dir).converted(to: .f16)
+        let binding = try LoRABinding(adapter: adapter, name: "a", hyperparameters: hp)
+        cachedAdapterAServing = binding
         return binding
     }
 }

@@ -1,3 +1,4 @@
+import AdapterCache
 import EdgeRuntime
 import XCTest
 
@@ -6,10 +7,10 @@ import XCTest
 final class LogitsFixtureTests: XCTestCase {
     /// f32 activations: every prompt position (top-10 KL and top-1; full KL at the last one) and
     /// 32 free-running greedy tokens, which must equal the reference's.
-    private func checkReference(adapter: Bool, kv: SequenceCache.Precision = .f32) throws {
+    private func checkReference(adapter: LoRAPrecision?, kv: SequenceCache.Precision = .f32) throws {
         let weights = try EngineTestModel.weights()
-        let fixture = try LogitsFixture(file: adapter ? "adapter_a.safetensors" : "nf4.safetensors")
-        let mix = adapter ? AdapterMix([(try EngineTestModel.adapterA(), 1)]) : .none
+        let fixture = try LogitsFixture(file: adapter != nil ? "adapter_a.safetensors" : "nf4.safetensors")
+        let mix = try Self.mix(adapter)
         let model = LlamaModel(weights: weights, activations: .f32, kvPrecision: kv)
         let vocab = weights.hyperparameters.vocabularySize
         var stats = LogitsAgreement()
@@ -34,7 +35,7 @@ final class LogitsFixtureTests: XCTestCase {
                 greedyMismatches.append("\(prompt.name): ours \(greedy) vs reference \(prompt.greedyIDs)")
             }
         }
-        let label = "f32\(adapter ? " + adapter a" : "")\(kv == .f16 ? ", f16 KV" : "")"
+        let label = "f32\(adapter.map { " + adapter a (\($0.rawValue))" } ?? "")\(kv == .f16 ? ", f16 KV" : "")"
         print("logits fixture [\(label)]: top-1 \(stats.top1Matches)/\(stats.positions) = \(stats.top1Rate), mean KL \(stats.meanKL), worst KL \(stats.worstKL)")
         XCTAssertGreaterThanOrEqual(stats.top1Rate, 0.995, "top-1 agreement [\(label)]")
         XCTAssertLessThanOrEqual(stats.meanKL, 1e-4, "mean KL(ref ‖ ours) [\(label)]")
@@ -45,10 +46,10 @@ final class LogitsFixtureTests: XCTestCase {
     /// prompt position as in the f32 test, then the reference's greedy tokens fed one at a time
     /// (teacher forcing, so one early flip cannot derail the rest), each decode step's distribution
     /// compared with the reference's top-10 at that step. Both kinds of position count.
-    private func checkFastest(adapter: Bool, kv: SequenceCache.Precision = .f32) throws {
+    private func checkFastest(adapter: LoRAPrecision?, kv: SequenceCache.Precision = .f32) throws {
         let weights = try EngineTestModel.weights()
-        let fixture = try LogitsFixture(file: adapter ? "adapter_a.safetensors" : "nf4.safetensors")
-        let mix = adapter ? AdapterMix([(try EngineTestModel.adapterA(), 1)]) : .none
+        let fixture = try LogitsFixture(file: adapter != nil ? "adapter_a.safetensors" : "nf4.safetensors")
+        let mix = try Self.mix(adapter)
         let model = LlamaModel(weights: weights, activations: .int8, kvPrecision: kv)
         let vocab = weights.hyperparameters.vocabularySize
         var stats = LogitsAgreement()
@@ -76,36 +77,54 @@ final class LogitsFixtureTests: XCTestCase {
                 }
             }
         }
-        let label = "int8\(adapter ? " + adapter a" : "")\(kv == .f16 ? ", f16 KV" : "")"
+        let label = "int8\(adapter.map { " + adapter a (\($0.rawValue))" } ?? "")\(kv == .f16 ? ", f16 KV" : "")"
         print("logits fixture [\(label)]: top-1 \(stats.top1Matches)/\(stats.positions) = \(stats.top1Rate), mean KL \(stats.meanKL), worst KL \(stats.worstKL); decode steps alone: top-1 \(decodeStats.top1Rate), mean KL \(decodeStats.meanKL)")
         XCTAssertGreaterThanOrEqual(stats.top1Rate, 0.98, "top-1 agreement [\(label)]")
         XCTAssertLessThanOrEqual(stats.meanKL, 0.01, "mean KL(ref ‖ ours) [\(label)]")
     }
 
+    /// Adapter `a` held as training holds it (f32 pairs) or as serving does (the cache's f16 form).
+    private static func mix(_ adapter: LoRAPrecision?) throws -> AdapterMix {
+        switch adapter {
+        case nil: return .none
+        case .f32?: return AdapterMix([(try EngineTestModel.adapterA(), 1)])
+        case .f16?: return AdapterMix([(try EngineTestModel.adapterAServing(), 1)])
+        }
+    }
+
     func testBaseF32MatchesTransformers() throws {
-        try checkReference(adapter: false)
+        try checkReference(adapter: nil)
     }
 
     func testBaseFastestModeMatchesTransformers() throws {
-        try checkFastest(adapter: false)
+        try checkFastest(adapter: nil)
     }
 
     func testAdapterAF32MatchesPEFT() throws {
-        try checkReference(adapter: true)
+        try checkReference(adapter: .f32)
     }
 
     func testAdapterAFastestModeMatchesPEFT() throws {
-        try checkFastest(adapter: true)
+        try checkFastest(adapter: .f32)
+    }
+
+    /// The accuracy cost of f16 adapter storage, in the strict mode's own tolerances.
+    func testAdapterAF16StorageF32ModeMatchesPEFT() throws {
+        try checkReference(adapter: .f16)
+    }
+
+    func testAdapterAF16StorageFastestModeMatchesPEFT() throws {
+        try checkFastest(adapter: .f16)
     }
 
     /// f16 keys and values (half the KV bytes) keep both modes within their tolerances.
     func testBaseWithF16KVMatchesTransformers() throws {
-        try checkReference(adapter: false, kv: .f16)
-        try checkFastest(adapter: false, kv: .f16)
+        try checkReference(adapter: nil, kv: .f16)
+        try checkFastest(adapter: nil, kv: .f16)
     }
 
     func testAdapterAWithF16KVMatchesPEFT() throws {
-        try checkReference(adapter: true, kv: .f16)
-        try checkFastest(adapter: true, kv: .f16)
+        try checkReference(adapter: .f16, kv: .f16)
+        try checkFastest(adapter: .f16, kv: .f16)
     }
 }

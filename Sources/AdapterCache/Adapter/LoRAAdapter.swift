@@ -1,8 +1,13 @@
 import Foundation
 
 /// A decoded, validated LoRA adapter in the form the kernels consume (the cache's RAM tier): one
-/// 64-byte-aligned f32 arena holding every module's `A` `[rank, in]` and `B` `[out, rank]`
-/// row-major, plus a `(layer, projection)` table of `LoRAModule`s pointing into it.
+/// 64-byte-aligned arena holding every module's weights, plus a `(layer, projection)` table of
+/// `LoRAModule`s pointing into it.
+///
+/// The arena is `.f32` (as decoded: `A` `[rank, in]` and `B` `[out, rank]` row-major, see `a(_:)` and
+/// `b(_:)`) or `.f16` (`converted(to: .f16)`: `A` `[rank, in]` and `Bᵀ` `[rank, out]` as IEEE half bit
+/// patterns, see `a16(_:)` and `bt16(_:)`), the serving form. Module offsets count elements of the
+/// arena's own type.
 ///
 /// Immutable after init and safe to share across threads; the arena lives as long as the object, so
 /// hold the object (or the cache lease that carries it) while a kernel reads the pointers.
@@ -14,13 +19,16 @@ public final class LoRAAdapter: @unchecked Sendable {
     public let config: PEFTConfig
     /// Where it came from (directory or artifact path), for messages.
     public let label: String
-    /// The arena: `floatCount` f32 values.
-    public let storage: UnsafePointer<Float>
-    public let floatCount: Int
+    /// Element type of the arena.
+    public let precision: LoRAPrecision
+    /// The arena: `elementCount` values of `precision`.
+    public let storage: UnsafeRawPointer
+    public let elementCount: Int
     private let table: [Int32]  // layer * 7 + projection.ordinal → index in modules, or -1
 
-    /// Bytes held in RAM (the arena; the table and module list are noise).
-    public var byteCount: Int { floatCount * 4 }
+    /// Bytes held in RAM (the arena; the table and module list are noise). This is what the cache's
+    /// RAM budget counts, so a `.f16` adapter costs half of its `.f32` form.
+    public var byteCount: Int { elementCount * precision.byteWidth }
 
     /// Maximum rank over the modules.
     public var maxRank: Int { modules.map(\.rank).max() ?? 0 }
@@ -28,11 +36,17 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// The projections adapted in at least one layer.
     public var projections: [LoRAProjection] { Array(Set(modules.map(\.projection))).sorted() }
 
-    init(modules: [LoRAModule], storage: UnsafeMutablePointer<Float>, floatCount: Int, config: PEFTConfig, label: String) {
+    convenience init(modules: [LoRAModule], storage: UnsafeMutablePointer<Float>, floatCount: Int, config: PEFTConfig, label: String) {
+        self.init(modules: modules, arena: UnsafeMutableRawPointer(storage), elementCount: floatCount, precision: .f32, config: config, label: label)
+    }
+
+    /// Takes ownership of `arena` (allocated with `UnsafeMutableRawPointer.allocate`).
+    private init(modules: [LoRAModule], arena: UnsafeMutableRawPointer, elementCount: Int, precision: LoRAPrecision, config: PEFTConfig, label: String) {
         let sorted = modules.sorted { ($0.layer, $0.projection.ordinal) < ($1.layer, $1.projection.ordinal) }
         self.modules = sorted
-        self.storage = UnsafePointer(storage)
-        self.floatCount = floatCount
+        self.storage = UnsafeRawPointer(arena)
+        self.elementCount = elementCount
+        self.precision = precision
         self.config = config
         self.label = label
         let layers = (sorted.map(\.layer).max() ?? -1) + 1
@@ -42,7 +56,43 @@ public final class LoRAAdapter: @unchecked Sendable {
         table = t
     }
 
-    deinit { UnsafeMutablePointer(mutating: storage).deallocate() }
+    deinit { UnsafeMutableRawPointer(mutating: storage).deallocate() }
+
+    /// This adapter with its arena in `target` precision (itself when it already is). f32 → f16 rounds
+    /// to nearest even and transposes every `B` to `Bᵀ [rank, out]` (the layout the kernels read
+    /// fastest for a single row); f16 → f32 widens exactly and transposes back. Each matrix starts on a
+    /// 64-byte boundary with zeroed padding, as in the decoder's arena.
+    public func converted(to target: LoRAPrecision) -> LoRAAdapter {
+        guard target != precision else { return self }
+        let perLine = 64 / target.byteWidth
+        func padded(_ n: Int) -> Int { (n + perLine - 1) / perLine * perLine }
+        let total = max(modules.reduce(0) { $0 + padded($1.rank * $1.inFeatures) + padded($1.outFeatures * $1.rank) }, perLine)
+        let arena = UnsafeMutableRawPointer.allocate(byteCount: total * target.byteWidth, alignment: 64)
+        arena.initializeMemory(as: UInt8.self, repeating: 0, count: total * target.byteWidth)
+        var converted: [LoRAModule] = []
+        converted.reserveCapacity(modules.count)
+        var offset = 0
+        for m in modules {
+            let aCount = m.rank * m.inFeatures, bCount = m.outFeatures * m.rank
+            let aOffset = offset, bOffset = offset + padded(aCount)
+            offset = bOffset + padded(bCount)
+            let r = m.rank, out = m.outFeatures
+            if target == .f16 {
+                let dst = arena.assumingMemoryBound(to: UInt16.self)
+                let a = self.a(m), b = self.b(m)
+                for i in 0..<aCount { dst[aOffset + i] = Float16(a[i]).bitPattern }
+                for j in 0..<out { for t in 0..<r { dst[bOffset + t * out + j] = Float16(b[j * r + t]).bitPattern } }
+            } else {
+                let dst = arena.assumingMemoryBound(to: Float.self)
+                let a = a16(m), bt = bt16(m)
+                for i in 0..<aCount { dst[aOffset + i] = Float(Float16(bitPattern: a[i])) }
+                for j in 0..<out { for t in 0..<r { dst[bOffset + j * r + t] = Float(Float16(bitPattern: bt[t * out + j])) } }
+            }
+            converted.append(LoRAModule(layer: m.layer, projection: m.projection, rank: m.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures,
+                                        scale: m.scale, aOffset: aOffset, bOffset: bOffset, keyA: m.keyA, keyB: m.keyB))
+        }
+        return LoRAAdapter(modules: converted, arena: arena, elementCount: total, precision: target, config: config, label: label)
+    }
 
     /// The module adapting `projection` of `layer`, or nil when that projection is not adapted.
     @inline(__always)
@@ -52,14 +102,28 @@ public final class LoRAAdapter: @unchecked Sendable {
         return i < 0 ? nil : modules[Int(i)]
     }
 
-    /// `A` of `module`: `rank × inFeatures` f32, row-major.
+    /// `A` of `module`: `rank × inFeatures` f32, row-major. Only for a `.f32` adapter.
     public func a(_ module: LoRAModule) -> UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: storage + module.aOffset, count: module.rank * module.inFeatures)
+        precondition(precision == .f32, "LoRAAdapter.a: \(label) is stored as \(precision.rawValue); use a16")
+        return UnsafeBufferPointer(start: storage.assumingMemoryBound(to: Float.self) + module.aOffset, count: module.rank * module.inFeatures)
     }
 
-    /// `B` of `module`: `outFeatures × rank` f32, row-major.
+    /// `B` of `module`: `outFeatures × rank` f32, row-major. Only for a `.f32` adapter.
     public func b(_ module: LoRAModule) -> UnsafeBufferPointer<Float> {
-        UnsafeBufferPointer(start: storage + module.bOffset, count: module.outFeatures * module.rank)
+        precondition(precision == .f32, "LoRAAdapter.b: \(label) is stored as \(precision.rawValue); use bt16")
+        return UnsafeBufferPointer(start: storage.assumingMemoryBound(to: Float.self) + module.bOffset, count: module.outFeatures * module.rank)
+    }
+
+    /// `A` of `module`: `rank × inFeatures` IEEE half bit patterns, row-major. Only for a `.f16` adapter.
+    public func a16(_ module: LoRAModule) -> UnsafeBufferPointer<UInt16> {
+        precondition(precision == .f16, "LoRAAdapter.a16: \(label) is stored as \(precision.rawValue); use a")
+        return UnsafeBufferPointer(start: storage.assumingMemoryBound(to: UInt16.self) + module.aOffset, count: module.rank * module.inFeatures)
+    }
+
+    /// `Bᵀ` of `module`: `rank × outFeatures` IEEE half bit patterns, row-major. Only for a `.f16` adapter.
+    public func bt16(_ module: LoRAModule) -> UnsafeBufferPointer<UInt16> {
+        precondition(precision == .f16, "LoRAAdapter.bt16: \(label) is stored as \(precision.rawValue); use b")
+        return UnsafeBufferPointer(start: storage.assumingMemoryBound(to: UInt16.self) + module.bOffset, count: module.outFeatures * module.rank)
     }
 
     /// Checks every module against the loaded model's shapes: `layerCount` decoder layers, and for

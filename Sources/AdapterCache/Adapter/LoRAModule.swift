@@ -1,6 +1,7 @@
 /// One adapted projection of one layer. The weights live in the owning `LoRAAdapter`'s arena:
-/// `A` is f32 `[rank, inFeatures]` row-major at `aOffset` floats, `B` is f32 `[outFeatures, rank]`
-/// row-major at `bOffset` floats, both 64-byte aligned. The delta the engine adds is
+/// `A` is `[rank, inFeatures]` row-major at `aOffset` elements, `B` is `[outFeatures, rank]` (f32
+/// arena) or `Bᵀ` `[rank, outFeatures]` (f16 arena) row-major at `bOffset` elements, both 64-byte
+/// aligned. The delta the engine adds is
 /// `scale · B · (A · x)` for an input row `x` of `inFeatures` values.
 public struct LoRAModule: Sendable, Hashable {
     public let layer: Int

@@ -363,12 +363,12 @@ public actor AdapterCache {
         let task: Task<LoRAAdapter, Error>
         if let record = records[sha] {
             do { try checkBase(record.baseModel, adapter: "\(record.name)@\(record.version)") } catch { throw refused(error) }
-            let path = blobPath(sha), limits = configuration.limits
+            let path = blobPath(sha), limits = configuration.limits, precision = configuration.ramPrecision
             task = Task {
                 do {
                     let (adapter, seconds) = try await Task.detached { () async throws -> (LoRAAdapter, Double) in
                         let t0 = DispatchTime.now().uptimeNanoseconds
-                        let a = try AdapterArtifact.open(path: path, limits: limits).decode()
+                        let a = try AdapterArtifact.open(path: path, limits: limits).decode().converted(to: precision)
                         return (a, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
                     }.value
                     self.finishDecode(sha: sha, seconds: seconds, adapter: adapter)
@@ -387,7 +387,7 @@ public actor AdapterCache {
             do { try checkBase(fetch.entry.baseModel, adapter: "\(fetch.name)@\(fetch.version)") } catch { throw refused(error) }
             let fetcher = AdapterFetcher(store: configuration.store!, options: configuration.fetch, limits: configuration.limits)
             let partial = (tmpDir as NSString).appendingPathComponent("\(sha).partial")
-            let policy = self.policy, limits = configuration.limits
+            let policy = self.policy, limits = configuration.limits, precision = configuration.ramPrecision
             task = Task {
                 do {
                     let outcome = try await Task.detached { () async throws -> FetchOutcome in
@@ -408,6 +408,7 @@ public actor AdapterCache {
                         do {
                             var o = try Self.verifyAndDecode(path: partial, name: fetch.name.value, version: fetch.version.value, entry: fetch.entry, policy: policy, limits: limits)
                             o.fetchSeconds = fetchSeconds
+                            o.adapter = o.adapter.converted(to: precision)
                             return o
                         } catch {
                             unlink(partial)

@@ -8,6 +8,9 @@ public struct AdapterCacheConfiguration: Sendable {
     public var diskBudgetBytes: Int64 = 4 << 30
     /// Decoded adapters in RAM.
     public var ramBudgetBytes: Int64 = 1 << 30
+    /// How decoded adapters are held in RAM (and counted against `ramBudgetBytes`): `.f32` as decoded,
+    /// or `.f16` (half the bytes; the serving engine's choice, see `LoRAAdapter.converted(to:)`).
+    public var ramPrecision: LoRAPrecision = .f32
     public var store: StoreLocation?
     /// Base64 ed25519 public keys whose signatures are trusted. When non-empty, a signed adapter
     /// must be signed by one of them.

@@ -13,11 +13,16 @@ public struct KernelBenchmark {
     public struct Options: Sendable {
         public var threads: Int?   // the "all threads" setting; nil = online cores
         public var quick: Bool
-        public init(threads: Int? = nil, quick: Bool = false) {
+        /// Which ops to time: a subset of `KernelBenchmark.allOps`.
+        public var ops: Set<String>
+        public init(threads: Int? = nil, quick: Bool = false, ops: Set<String> = Set(KernelBenchmark.allOps)) {
             self.threads = threads
             self.quick = quick
+            self.ops = ops
         }
     }
+
+    public static let allOps = ["gemv", "gemm", "lora"]
 
     /// One measurement; the JSON field names are fixed by issue 3.
     public struct Row: Codable, Sendable {
@@ -64,8 +69,8 @@ public struct KernelBenchmark {
             ek_set_threads(0)
         }
         var rows: [Row] = []
-        let gemvShapes = Self.smolShapes + (options.quick ? [(4096, 11008)] : Self.bigShapes)
-        let gemmShapes = options.quick ? [(576, 576), (1536, 576)] : Self.smolShapes + Self.bigShapes
+        let gemvShapes = !options.ops.contains("gemv") ? [] : Self.smolShapes + (options.quick ? [(4096, 11008)] : Self.bigShapes)
+        let gemmShapes = !options.ops.contains("gemm") ? [] : options.quick ? [(576, 576), (1536, 576)] : Self.smolShapes + Self.bigShapes
         for t in threadSettings {
             ek_set_threads(Int32(t))
             openblas_set_num_threads(Int32(t))
@@ -121,70 +126,59 @@ public struct KernelBenchmark {
                     rows.append(row("gemm", "openblas-sgemm", m, n, k, t, cache, blasUs, Double(m * k * 4)))
                 }
             }
-            progress("lora 8 rows x 8 rank-16 adapters x 7 projections threads=\(t)")
-            rows += loraRows(threads: t, variants: fast.isEmpty ? variants : fast)
+            if options.ops.contains("lora") {
+                progress("lora 8 rows x 8 rank-16 adapters x 7 projections (f32 and f16 adapters) threads=\(t)")
+                rows += loraRows(threads: t, variants: fast.isEmpty ? variants : fast)
+            }
         }
         let config = openblas_get_config().map { String(cString: $0) } ?? "unknown"
         return Report(rows: rows, openblasConfig: config, kernelsLine: String(cString: ek_dispatch_description()))
     }
 
-    /// Base GEMV of 8 rows through the 7 projections vs the gathered LoRA update of the same rows.
+    /// Base GEMV of 8 rows through the 7 projections vs the gathered LoRA update of the same rows
+    /// (8 different rank-16 adapters, stored f32 and f16). "hot": one layer reused; "cold": a SmolLM2
+    /// model's worth of layers (30) cycled, so the NF4 weights (~53 MB) and the adapters (~156 MB f32,
+    /// ~78 MB f16) stream from DRAM every step, as in serving.
     func loraRows(threads: Int, variants: [String]) -> [Row] {
         let n = 8, rank = 16
         let mSum = Self.layerProjections.reduce(0) { $0 + $1.0 }
-        let weights = Self.layerProjections.map { NF4Copies(rows: $0.0, cols: $0.1, copies: 1) }
-        // adapters[p][a]: adapter a's A [rank, in] and Bᵀ [rank, out] for projection p.
-        let adapters = Self.layerProjections.enumerated().map { p, shape in
-            (0..<n).map { a in (randomFloats(rank * shape.1, seed: UInt64(100 * p + a), scale: 0.05),
-                                randomFloats(shape.0 * rank, seed: UInt64(100 * p + a + 50), scale: 0.05)) }
-        }
         let xs = Self.layerProjections.map { randomFloats(n * $0.1, seed: 7) }
         var ys = Self.layerProjections.map { [Float](repeating: 0, count: n * $0.0) }
         let slotOfRow = (0..<Int32(n)).map { $0 }
         let baseFlops = Self.layerProjections.reduce(0.0) { $0 + 2.0 * Double($1.0 * $1.1 * n) }
         let loraFlops = Self.layerProjections.reduce(0.0) { $0 + 2.0 * Double(rank * ($1.0 + $1.1) * n) }
-        let baseBytes = weights.reduce(0.0) { $0 + Double($1.bytesPerCopy) }
-        let loraBytes = Self.layerProjections.reduce(0.0) { $0 + Double(rank * ($1.0 + $1.1) * 4 * n) }
         var rows: [Row] = []
-        for v in variants {
-            _ = ek_set_variant(v)
-            let baseUs = time(cycles: 1) { _ in
-                for p in 0..<weights.count {
-                    var w = weights[p].matrix(0)
-                    let (m, k) = Self.layerProjections[p]
-                    _ = ek_nf4_matmul(&w, xs[p], Int64(n), Int64(k), &ys[p], Int64(m), 0)
-                }
-            }
-            var r = row("lora", "nf4-\(v)-base-7proj", mSum, n, 576, threads, "hot", baseUs, baseBytes)
-            r.gflops = baseFlops / baseUs / 1e3
-            rows.append(r)
-            let loraUs = time(cycles: 1) { _ in
-                for p in 0..<weights.count {
-                    let (m, k) = Self.layerProjections[p]
-                    withSlots(adapters[p], rank: rank) { slots in
-                        _ = ek_lora_bgmv(slots, Int64(slots.count), slotOfRow, xs[p], Int64(n), Int64(k), Int64(k),
-                                         &ys[p], Int64(m), Int64(m))
+        for (cache, layers) in [("hot", 1), ("cold", options.quick ? 8 : 30)] {
+            let weights = Self.layerProjections.map { NF4Copies(rows: $0.0, cols: $0.1, copies: layers) }
+            let adapters = LoRACopies(shapes: Self.layerProjections.map { (out: $0.0, in: $0.1) }, layers: layers, adapters: n, rank: rank, seed: 100)
+            let baseBytes = weights.reduce(0.0) { $0 + Double($1.bytesPerCopy) }
+            for v in variants {
+                _ = ek_set_variant(v)
+                let baseUs = time(cycles: layers) { c in
+                    for p in 0..<weights.count {
+                        var w = weights[p].matrix(c)
+                        let (m, k) = Self.layerProjections[p]
+                        _ = ek_nf4_matmul(&w, xs[p], Int64(n), Int64(k), &ys[p], Int64(m), 0)
                     }
                 }
-            }
-            var l = row("lora", "lora-bgmv-\(v)", mSum, n, 576, threads, "hot", loraUs, loraBytes)
-            l.gflops = loraFlops / loraUs / 1e3
-            rows.append(l)
-        }
-        return rows
-    }
-
-    /// ab: (A, Bᵀ) per adapter; B itself is not needed when Bᵀ is given (the adapter cache keeps Bᵀ).
-    func withSlots(_ ab: [([Float], [Float])], rank: Int, _ body: ([ek_lora_slot]) -> Void) {
-        func go(_ i: Int, _ acc: [ek_lora_slot]) {
-            if i == ab.count { body(acc); return }
-            ab[i].0.withUnsafeBufferPointer { a in
-                ab[i].1.withUnsafeBufferPointer { bt in
-                    go(i + 1, acc + [ek_lora_slot(a: a.baseAddress, b: bt.baseAddress, bt: bt.baseAddress, rank: Int32(rank), scale: 2)])
+                var r = row("lora", "nf4-\(v)-base-7proj", mSum, n, 576, threads, cache, baseUs, baseBytes)
+                r.gflops = baseFlops / baseUs / 1e3
+                rows.append(r)
+                for (dtype, slots, bytes) in [("", adapters.f32Slots, adapters.f32BytesPerLayer), ("f16-", adapters.f16Slots, adapters.f16BytesPerLayer)] {
+                    let loraUs = time(cycles: layers) { c in
+                        for p in 0..<weights.count {
+                            let (m, k) = Self.layerProjections[p]
+                            let s = slots[c][p]
+                            _ = ek_lora_bgmv(s, Int64(s.count), slotOfRow, xs[p], Int64(n), Int64(k), Int64(k), &ys[p], Int64(m), Int64(m))
+                        }
+                    }
+                    var l = row("lora", "lora-bgmv-\(dtype)\(v)", mSum, n, 576, threads, cache, loraUs, Double(bytes))
+                    l.gflops = loraFlops / loraUs / 1e3
+                    rows.append(l)
                 }
             }
         }
-        go(0, [])
+        return rows
     }
 
     func copies(for bytes: Int, _ cache: String) -> Int {

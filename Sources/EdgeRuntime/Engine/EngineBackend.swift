@@ -71,6 +71,9 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         cacheConfig.trustedKeys = config.adapters.trustedKeys
         if !config.adapters.storeURL.isEmpty { cacheConfig.store = try StoreLocation(config.adapters.storeURL) }
         cacheConfig.baseModelDigest = Self.baseDigest(directory: config.model.path)
+        // The daemon serves in the fastest mode: adapters in RAM as f16 (A and Bᵀ halves), half the RAM
+        // budget each and half the bytes the LoRA kernels read per token (LogitsFixtureTests measure it).
+        cacheConfig.ramPrecision = LlamaModel.ActivationPrecision.int8.adapterPrecision
         let cache = try AdapterCache(configuration: cacheConfig, logger: logger)
         let t2 = ContinuousClock.now
         let limits = SchedulerLimits(maxRunning: config.scheduler.maxRunning, maxQueued: config.scheduler.maxQueue,

@@ -34,8 +34,8 @@ enum {
     EK_ERR_STRIDE = -3,        // a leading dimension is smaller than the row it must hold
     EK_ERR_BLOCKSIZE = -4,     // blocksize not a power of two in 32...4096, or nested_blocksize < 1
     EK_ERR_ABSMAX = -5,        // neither absmax_f32 nor the full double-quant set (q8, nested, map) given
-    EK_ERR_ADAPTER = -6,       // a LoRA slot index out of range, or a slot with rank outside 1...256
-    EK_ERR_DTYPE = -7,         // unknown dtype code
+    EK_ERR_ADAPTER = -6,       // a LoRA slot index out of range, a slot rank outside 1...256, or its A/B NULL
+    EK_ERR_DTYPE = -7,         // unknown dtype code (KV cache or LoRA slot)
     EK_ERR_VARIANT = -8,       // unknown kernel variant name, or not supported by this CPU
     EK_ERR_NOMEM = -9,         // scratch memory could not be allocated
 };
@@ -151,8 +151,15 @@ int32_t ek_q8_quantize_rows(const float *w, int64_t rows, int64_t cols, int64_t 
 // error of the same order, EK_INT8_REL_ERROR bounds it). Y row i at y + i*ldy.
 int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy);
 
+// Element types of stored tensors: the KV cache (ek_attention) and LoRA slots (ek_lora_slot.dtype).
+enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1 };
+
 // ---- LoRA: gathered low-rank products (Punica BGMV / SGMV on CPU) --------------------------------
 // One adapter slot for one projection: delta(x) = scale * B (A x).
+// Storage is f32 (dtype EK_DTYPE_F32, the zero default: a, b, bt; what training uses) or IEEE half
+// (dtype EK_DTYPE_F16: a16 and bt16 or b16; what serving uses, half the bytes read per token). Half
+// values are converted in registers (F16C / AVX-512 / NEON vcvt) and everything accumulates in f32;
+// activations are f32 either way. Pointers of the other dtype are ignored.
 typedef struct ek_lora_slot {
     const float *a;   // [rank, in] row-major (PEFT lora_A.weight)
     const float *b;   // [out, rank] row-major (PEFT lora_B.weight)
@@ -161,10 +168,16 @@ typedef struct ek_lora_slot {
                       // instead of out short dot products (several times faster for a single row).
     int32_t rank;     // 1...256
     float scale;      // alpha / rank (or alpha / sqrt(rank) for rsLoRA), times any mixing weight
+    int32_t dtype;         // EK_DTYPE_F32 (0) or EK_DTYPE_F16
+    const uint16_t *a16;   // f16: [rank, in] half bit patterns (ek_f32_to_f16 of a)
+    const uint16_t *b16;   // f16: [out, rank], or NULL when bt16 is given
+    const uint16_t *bt16;  // f16: [rank, out] (ek_lora_transpose_b_f16), preferred as bt is; or NULL
 } ek_lora_slot;
 
 // bt[t, j] = b[j, t]: the layout ek_lora_slot.bt wants; done once when an adapter is loaded.
 void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt);
+// bt16[t, j] = half(b[j, t]) rounded to nearest even: the layout ek_lora_slot.bt16 wants (rank 1...256).
+void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t *bt16);
 
 // BGMV (decode, mixed batch): for each row i with s = slot_of_row[i] >= 0,
 //   y[i, :out] += slots[s].scale * B_s (A_s x[i, :in]).   Rows with slot -1 are left unchanged.
@@ -204,7 +217,6 @@ void ek_f32_to_f16(const float *src, uint16_t *dst, int64_t count);   // round t
 int64_t ek_argmax(const float *x, int64_t count);
 
 // ---- Attention over a KV cache --------------------------------------------------------------------
-enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1 };
 // One query row's view of its sequence's cache: positions 0 ..< len, where the key of position p,
 // head g, is at k + (p*kv_stride + g*head_dim) elements (same for v). For causal attention len is the
 // query's position + 1 (the cache already holds this token's k and v).
