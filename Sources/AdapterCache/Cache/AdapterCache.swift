@@ -138,7 +138,7 @@ public actor AdapterCache {
         counters.ramMisses += 1
         counters.diskMisses += 1
         let (name, version, entry) = try await resolveRemote(ref)
-        let adapter = try await load(sha: entry.sha256, fetch: (name, version, entry), progress: progress)
+        let adapter = try await load(sha: entry.sha256, fetch: (name, version, entry), progress: progress, admit: true)
         return try admitAndLease(sha: entry.sha256, adapter: adapter)
     }
 
@@ -357,7 +357,11 @@ public actor AdapterCache {
 
     /// Decodes a blob, or downloads + verifies + decodes + commits an artifact, once per sha256 no
     /// matter how many callers ask at the same time.
-    private func load(sha: String, fetch: FetchRequest?, progress: AdapterFetcher.Progress?) async throws(AdapterError) -> LoRAAdapter {
+    /// `admit`: a fetch started for a request puts the adapter in RAM as it commits the file, before
+    /// any waiter resumes — otherwise a request that resolved the version meanwhile finds the blob on
+    /// disk but not in RAM and decodes it a second time. (A decode from disk always admits; a pull
+    /// alone only fills the disk tier.)
+    private func load(sha: String, fetch: FetchRequest?, progress: AdapterFetcher.Progress?, admit: Bool = false) async throws(AdapterError) -> LoRAAdapter {
         if let adapter = ram[sha] { return adapter }
         if let running = inflight[sha] { return try await Self.value(of: running) }
         let task: Task<LoRAAdapter, Error>
@@ -416,6 +420,7 @@ public actor AdapterCache {
                         }
                     }.value
                     try self.commitFetched(tempPath: partial, outcome: outcome)
+                    if admit { try? self.admitToRAM(sha: sha, adapter: outcome.adapter) }
                     return outcome.adapter
                 } catch {
                     self.failFetch(sha: sha, error: error)
