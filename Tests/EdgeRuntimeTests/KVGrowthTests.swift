@@ -1,4 +1,6 @@
 import EdgeRuntime
+import Foundation
+import Logging
 import XCTest
 
 /// KV caches grown on demand and preemption by recompute, on the real test model: requests whose
@@ -60,6 +62,44 @@ final class KVGrowthTests: XCTestCase {
             status = s.status()
         }
         return status
+    }
+
+    /// `[scheduler] kv_growth_positions` and `kv_precision` reach the daemon's engine: one running
+    /// request holds its prompt rounded up to the configured step, at the configured bytes per position.
+    func testSchedulerConfigKeysReachTheEngine() async throws {
+        let model = try EngineTestModel.directory()
+        let cacheDir = NSTemporaryDirectory() + "kv-config-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: cacheDir) }
+        let hp = try EngineTestModel.weights().hyperparameters
+        for (precision, growth) in [(SequenceCache.Precision.f16, 64), (.f32, 32)] {
+            let config = try DaemonConfiguration.parse("""
+                [model]
+                path = "\(model)"
+                [scheduler]
+                kv_growth_positions = \(growth)
+                kv_precision = "\(precision.rawValue)"
+                [adapters]
+                cache_dir = "\(cacheDir)"
+                """, path: "c.toml")
+            XCTAssertEqual(config.scheduler.kvGrowthPositions, growth)
+            let backend = try await EngineBackend(config, Logger(label: "test"))
+            let stream = try backend.scheduler.submit(GenerationRequest(id: "r", prompt: Self.prompts[0], sampling: .greedy, maxTokens: 1000))
+            var held = 0
+            for try await event in stream {
+                if case .token = event {
+                    held = backend.scheduler.status().kvBytesUsed
+                    break
+                }
+            }
+            // Prompt 5 + 1 rounded up to one growth step.
+            XCTAssertEqual(held, growth * SequenceCache.bytesPerPosition(hyperparameters: hp, precision: precision), "\(precision) growth \(growth)")
+            backend.scheduler.shutdown()
+        }
+        for (bad, key) in [("kv_precision = \"bf16\"", "kv_precision"), ("kv_growth_positions = 0", "kv_growth_positions")] {
+            XCTAssertThrowsError(try DaemonConfiguration.parse("[scheduler]\n\(bad)\n", path: "c.toml")) { e in
+                XCTAssertTrue("\(e)".contains("[scheduler] \(key)"), "\(e)")
+            }
+        }
     }
 
     func testRequestsWithLargeMaxTokensRunTogetherWhileTheirUseFits() async throws {

@@ -78,8 +78,10 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         let t2 = ContinuousClock.now
         let limits = SchedulerLimits(maxRunning: config.scheduler.maxRunning, maxQueued: config.scheduler.maxQueue,
                                      kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk,
-                                     prefixCacheBytes: config.scheduler.prefixCacheBytes)
-        self.init(directory: config.model.path, weights: weights, adapters: cache, limits: limits, logger: logger)
+                                     prefixCacheBytes: config.scheduler.prefixCacheBytes,
+                                     kvGrowthPositions: config.scheduler.kvGrowthPositions)
+        self.init(directory: config.model.path, weights: weights, adapters: cache, limits: limits,
+                  kvPrecision: SequenceCache.Precision(rawValue: config.scheduler.kvPrecision) ?? .f32, logger: logger)
         let t3 = ContinuousClock.now
         func ms(_ d: Duration) -> Int { Int(d / .milliseconds(1)) }
         logger.info("engine ready: \(String(cString: ek_dispatch_description()))",

@@ -47,6 +47,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var prefillChunk = 256
         /// KV bytes kept for prompt-prefix reuse (0 = off); counted within kv_budget_bytes.
         public var prefixCacheBytes = 256 << 20
+        /// Positions a sequence's KV cache starts with beyond its prompt and grows by.
+        public var kvGrowthPositions = 256
+        /// "f32" or "f16" keys and values: f16 fits twice the tokens in kv_budget_bytes, at slower attention.
+        public var kvPrecision = "f32"
     }
 
     public struct Adapters: Sendable, Equatable {
@@ -185,12 +189,20 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.model.contextLength = try reader.int(t, "model", "context_length", min: 0, max: 1 << 20) ?? c.model.contextLength
         }
         if let t = try reader.section(root, "scheduler") {
-            try reader.checkKeys(t, section: "scheduler", known: ["max_running", "max_queue", "kv_budget_bytes", "prefill_chunk", "prefix_cache_bytes"])
+            try reader.checkKeys(t, section: "scheduler", known: ["max_running", "max_queue", "kv_budget_bytes", "prefill_chunk", "prefix_cache_bytes",
+                                                                  "kv_growth_positions", "kv_precision"])
             c.scheduler.maxRunning = try reader.int(t, "scheduler", "max_running", min: 1, max: 4096) ?? c.scheduler.maxRunning
             c.scheduler.maxQueue = try reader.int(t, "scheduler", "max_queue", min: 0, max: 1 << 20) ?? c.scheduler.maxQueue
             c.scheduler.kvBudgetBytes = try reader.int(t, "scheduler", "kv_budget_bytes", min: 0) ?? c.scheduler.kvBudgetBytes
             c.scheduler.prefillChunk = try reader.int(t, "scheduler", "prefill_chunk", min: 1, max: 1 << 16) ?? c.scheduler.prefillChunk
             c.scheduler.prefixCacheBytes = try reader.int(t, "scheduler", "prefix_cache_bytes", min: 0) ?? c.scheduler.prefixCacheBytes
+            c.scheduler.kvGrowthPositions = try reader.int(t, "scheduler", "kv_growth_positions", min: 1, max: 1 << 20) ?? c.scheduler.kvGrowthPositions
+            if let p = try reader.string(t, "scheduler", "kv_precision") {
+                guard p == "f32" || p == "f16" else {
+                    throw .configKey(path: path, key: "[scheduler] kv_precision", problem: "= \"\(p)\" must be \"f32\" or \"f16\"")
+                }
+                c.scheduler.kvPrecision = p
+            }
         }
         if let t = try reader.section(root, "adapters") {
             try reader.checkKeys(t, section: "adapters", known: ["store_url", "cache_dir", "disk_budget_bytes", "ram_budget_bytes", "max_download_bytes", "require_signature", "trusted_keys"])
