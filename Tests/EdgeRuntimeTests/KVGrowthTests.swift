@@ -81,18 +81,16 @@ final class KVGrowthTests: XCTestCase {
                 [adapters]
                 cache_dir = "\(cacheDir)"
                 """, path: "c.toml")
-            XCTAssertEqual(config.scheduler.kvGrowthPositions, growth)
             let backend = try await EngineBackend(config, Logger(label: "test"))
-            let stream = try backend.scheduler.submit(GenerationRequest(id: "r", prompt: Self.prompts[0], sampling: .greedy, maxTokens: 1000))
+            XCTAssertEqual(backend.scheduler.limits.kvGrowthPositions, growth)
+            // Prompt 5 + max_tokens 20 is below one growth step, so the cache holds exactly 25
+            // positions from admission to the end (no growth to race with) at the configured width.
+            let stream = try backend.scheduler.submit(GenerationRequest(id: "r", prompt: Self.prompts[0], sampling: .greedy, maxTokens: 20))
             var held = 0
             for try await event in stream {
-                if case .token = event {
-                    held = backend.scheduler.status().kvBytesUsed
-                    break
-                }
+                if case .token = event, held == 0 { held = backend.scheduler.status().kvBytesUsed }
             }
-            // Prompt 5 + 1 rounded up to one growth step.
-            XCTAssertEqual(held, growth * SequenceCache.bytesPerPosition(hyperparameters: hp, precision: precision), "\(precision) growth \(growth)")
+            XCTAssertEqual(held, 25 * SequenceCache.bytesPerPosition(hyperparameters: hp, precision: precision), "\(precision)")
             backend.scheduler.shutdown()
         }
         for (bad, key) in [("kv_precision = \"bf16\"", "kv_precision"), ("kv_growth_positions = 0", "kv_growth_positions")] {
