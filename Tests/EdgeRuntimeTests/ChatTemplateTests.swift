@@ -82,6 +82,24 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertThrowsError(try undefinedAttr?.render(messages: [], addGenerationPrompt: false))
     }
 
+    /// A namespace that holds itself (directly, through a list, or through a macro) is a reference
+    /// cycle; the fuzzer found a template leaking one per render. Renders must free all of theirs.
+    func testNamespacesAreFreedEvenWhenTheyHoldThemselves() throws {
+        let sources = [
+            "{% set ns = namespace(n=0) %}{% set ns.me = ns %}{{ ns.n }}",
+            "{% set ns = namespace(items=[]) %}{% set ns.items = ns.items + [ns] %}{{ ns.items | length }}",
+            "{% set a = namespace() %}{% set b = namespace(peer=a) %}{% set a.peer = b %}ok",
+            "{% set ns = namespace(n=1) %}{% macro show() %}{{ ns.n }}{% endmacro %}{% set ns.f = show %}{{ ns.f() }}",
+        ]
+        let messages: [[String: Any]] = [["role": "user", "content": "hi"]]
+        let before = JinjaNamespace.liveCount
+        for source in sources {
+            let template = try ChatTemplate(source: source, bosToken: nil, eosToken: nil)
+            for _ in 0..<20 { _ = try template.render(context: ["messages": messages]) }
+        }
+        XCTAssertLessThanOrEqual(JinjaNamespace.liveCount, before, "namespaces outlived their render")
+    }
+
     func testWhitespaceControlAndLoopScoping() throws {
         let source = """
         {%- set x = 1 -%}

@@ -72,8 +72,14 @@ public struct ChatTemplate: Sendable {
         globals["raise_exception"] = .function(JinjaFunction(name: "raise_exception") { args, _ in
             throw ChatTemplateError.raised(args.first?.pythonString ?? "")
         })
+        // Namespaces are reference types, so `{% set ns.me = ns %}` (or a namespace holding a macro
+        // that sees it) is a cycle ARC never frees: the fuzzer found a template leaking on every
+        // render. Every namespace made during this render is emptied when it ends.
+        let made = JinjaNamespace.Registry()
+        defer { made.breakCycles() }
         globals["namespace"] = .function(JinjaFunction(name: "namespace") { args, kwargs in
             let ns = JinjaNamespace()
+            made.add(ns)
             if case let .object(o)? = args.first { for k in o.keys { ns.values[k] = o[k] } }
             for (k, v) in kwargs { ns.values[k] = v }
             return .namespace(ns)

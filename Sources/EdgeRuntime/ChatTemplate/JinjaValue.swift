@@ -190,6 +190,23 @@ struct JinjaObject {
 /// `namespace(...)`: the one mutable object templates have, so it is a reference type.
 final class JinjaNamespace {
     var values = JinjaObject()
+
+    /// Namespaces alive in this process (tests check that renders free theirs).
+    static var liveCount: Int { liveLock.withLock { live } }
+    nonisolated(unsafe) private static var live = 0
+    private static let liveLock = NSLock()
+    init() { Self.liveLock.withLock { Self.live += 1 } }
+    deinit { Self.liveLock.withLock { Self.live -= 1 } }
+
+    /// The namespaces one render made, emptied when it ends (see `ChatTemplate.render(values:)`).
+    final class Registry {
+        private var made: [JinjaNamespace] = []
+        func add(_ ns: JinjaNamespace) { made.append(ns) }
+        func breakCycles() {
+            for ns in made { ns.values = JinjaObject() }
+            made = []
+        }
+    }
 }
 
 /// A callable value: globals (`raise_exception`, `namespace`, `range`), bound methods, macros.
