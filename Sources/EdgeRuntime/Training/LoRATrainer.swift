@@ -140,7 +140,7 @@ public final class LoRATrainer: @unchecked Sendable {
             capacityT = max(batch.seqLen, capacityT)
             act = LayerActivations(shape: s, rank: lora.rank, rows: capacityRows, maxT: capacityT)
             kept = []
-            grad = LayerGradients(shape: s, rank: lora.rank, rows: capacityRows, maxT: capacityT)
+            grad = LayerGradients(shape: s, rank: lora.rank, rows: capacityRows)
             layerInputs = (0...s.layers).map { _ in TrainBuffer(count: capacityRows * s.hidden) }
         }
         if batch.seqLen > ropeRows {
@@ -368,7 +368,7 @@ final class LayerActivations {
 final class LayerGradients {
     let dx, dn, dm, dg, dup, dattn, dq, dk, dv, du, scratchOut: TrainBuffer
 
-    init(shape s: TrainingModelShape, rank: Int, rows n: Int, maxT: Int) {
+    init(shape s: TrainingModelShape, rank: Int, rows n: Int) {
         dx = TrainBuffer(count: n * s.hidden)         // running gradient of the residual stream
         dn = TrainBuffer(count: n * s.hidden)         // gradient at a norm's output
         dm = TrainBuffer(count: n * s.intermediate)
