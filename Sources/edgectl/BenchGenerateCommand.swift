@@ -23,6 +23,9 @@ struct BenchGenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Repetitions (the best is reported).")
     var repeats: Int = 3
 
+    @Option(name: .long, help: "Also decode this many sequences together, one batched forward per token, as the daemon's scheduler does (1: skip). Reports their aggregate decode tokens/s: the engine's ceiling for concurrent streams, without the socket.")
+    var batch: Int = 1
+
     @Option(name: .long, help: "The GGUF the model was imported from: llama.cpp (llama_cpp Python package) is benchmarked on Q4_0 and IQ4_NL re-quantised from it.")
     var gguf: String?
 
@@ -36,6 +39,7 @@ struct BenchGenerateCommand: ParsableCommand {
 
     func run() throws {
         guard promptTokens > 0, decodeTokens > 0, repeats > 0 else { throw ValidationError("token counts and --repeats must be positive") }
+        guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         let (local, model, mix) = try engine.open(defaultPrecision: .int8)
         let threads = Int(ek_threads())
         // Built once per model on first use: not part of any timed token.
@@ -61,6 +65,7 @@ struct BenchGenerateCommand: ParsableCommand {
             bestPrefill = max(bestPrefill, Double(promptTokens) / (Double(t1 - t0) / 1e9))
             bestDecode = max(bestDecode, Double(decodeTokens) / (Double(t2 - t1) / 1e9))
         }
+        let batchDecode = batch > 1 ? try batchedDecode(model: model, mix: mix, prompt: prompt) : nil
         var result: [String: Any] = [
             "engine": "edge-runtime",
             "prefill_tokens_per_s": bestPrefill,
@@ -74,6 +79,11 @@ struct BenchGenerateCommand: ParsableCommand {
             "kernels": String(cString: ek_variant_name()),
             "adapters": mix.entries.count,
         ]
+        if let batchDecode {
+            result["batch"] = batch
+            result["batch_decode_tokens_per_s"] = batchDecode
+            result["batch_over_single"] = batchDecode / max(1e-9, bestDecode)
+        }
         // Without --gguf, the GGUF the test model comes from (EDGE_TEST_GGUF, as scripts/test sets it).
         if let gguf = gguf ?? ProcessInfo.processInfo.environment["EDGE_TEST_GGUF"].flatMap({ FileManager.default.fileExists(atPath: $0) ? $0 : nil }) {
             switch LlamaCppBench.run(gguf: gguf, threads: threads, promptTokens: promptTokens, decodeTokens: decodeTokens) {
@@ -100,6 +110,9 @@ struct BenchGenerateCommand: ParsableCommand {
         } else {
             print(String(format: "prefill: %.1f tokens/s (%d tokens), time to first token %.1f ms", bestPrefill, promptTokens, bestTTFT))
             print(String(format: "decode:  %.1f tokens/s (%d tokens)", bestDecode, decodeTokens))
+            if let batchDecode {
+                print(String(format: "decode, %d sequences together: %.1f tokens/s (%.2fx one sequence)", batch, batchDecode, batchDecode / max(1e-9, bestDecode)))
+            }
             print("peak RSS: \(Self.peakRSS() / (1 << 20)) MiB, threads: \(threads), kernels: \(String(cString: ek_variant_name())), activations: \(model.activations.rawValue)")
             if let figures = result["llama_cpp"] as? [String: [String: Any]] {
                 for (name, f) in figures.sorted(by: { $0.key < $1.key }) {
@@ -113,6 +126,35 @@ struct BenchGenerateCommand: ParsableCommand {
                 print("llama.cpp: \(l)")
             }
         }
+    }
+
+    /// Aggregate decode tokens/s of `batch` sequences advanced by one forward per token (the best of
+    /// `repeats`). Each sequence is prefilled alone first (not timed), with its own prompt so the
+    /// rows differ as concurrent requests do.
+    func batchedDecode(model: LlamaModel, mix: AdapterMix, prompt: [Int32]) throws -> Double {
+        var best = 0.0
+        for _ in 0..<repeats {
+            var caches: [SequenceCache] = []
+            var next: [Int32] = []
+            for i in 0..<batch {
+                let runner = SequenceRunner(model: model, adapters: mix, capacity: prompt.count + decodeTokens + 1, prefillChunk: prompt.count)
+                // Rotating the prompt gives each sequence different tokens at the same length.
+                let shift = i % prompt.count
+                let logits = try runner.feed(Array(prompt[shift...] + prompt[..<shift]))
+                caches.append(runner.cache)
+                next.append(Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] }))
+            }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<decodeTokens {
+                let outputs = try model.forward(caches.indices.map { .init(cache: caches[$0], tokens: [next[$0]], adapters: mix, logits: .last) })
+                for (i, logits) in outputs.enumerated() {
+                    next[i] = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+                }
+            }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            best = max(best, Double(batch * decodeTokens) / (Double(t1 - t0) / 1e9))
+        }
+        return best
     }
 
     /// VmHWM from /proc/self/status, in bytes.
