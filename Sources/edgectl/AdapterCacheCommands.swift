@@ -175,15 +175,7 @@ struct AdapterPin: AsyncParsableCommand {
     func validate() throws { try cache.validateMode(socket: socket) }
 
     func run() async throws {
-        if !cache.isLocal {
-            let s = try AdapterDaemonClient(socket: socket).pin(try parsedReference(reference).description)
-            if json { printJSON(s) } else { print("pinned \(s.name)@\(s.version)") }
-            return
-        }
-        try await reportingErrors {
-            let s = try await cache.openCache().pin(try AdapterReference(reference))
-            if json { printJSON(s) } else { print("pinned \(s.name)@\(s.version)") }
-        }
+        try await changePin(to: true, reference: reference, socket: socket, cache: cache, json: json)
     }
 }
 
@@ -200,15 +192,23 @@ struct AdapterUnpin: AsyncParsableCommand {
     func validate() throws { try cache.validateMode(socket: socket) }
 
     func run() async throws {
-        if !cache.isLocal {
-            let s = try AdapterDaemonClient(socket: socket).unpin(try parsedReference(reference).description)
-            if json { printJSON(s) } else { print("unpinned \(s.name)@\(s.version)") }
-            return
-        }
-        try await reportingErrors {
-            let s = try await cache.openCache().unpin(try AdapterReference(reference))
-            if json { printJSON(s) } else { print("unpinned \(s.name)@\(s.version)") }
-        }
+        try await changePin(to: false, reference: reference, socket: socket, cache: cache, json: json)
+    }
+}
+
+/// `adapter pin` and `adapter unpin`: through the daemon, or on a local cache directory.
+private func changePin(to pinned: Bool, reference: String, socket: SocketOptions, cache: CacheOptions, json: Bool) async throws {
+    let verb = pinned ? "pinned" : "unpinned"
+    if !cache.isLocal {
+        let daemon = AdapterDaemonClient(socket: socket), ref = try parsedReference(reference).description
+        let s = try pinned ? daemon.pin(ref) : daemon.unpin(ref)
+        if json { printJSON(s) } else { print("\(verb) \(s.name)@\(s.version)") }
+        return
+    }
+    try await reportingErrors {
+        let local = try cache.openCache(), ref = try AdapterReference(reference)
+        let s = try await pinned ? local.pin(ref) : local.unpin(ref)
+        if json { printJSON(s) } else { print("\(verb) \(s.name)@\(s.version)") }
     }
 }
 

@@ -258,6 +258,25 @@ public final class DaemonConnection {
         return (status, headers)
     }
 
+    /// Passes exactly `count` bytes to `sink`; false when the sink asked to stop early. `ending` is
+    /// the error when the connection closes first.
+    private func readCounted(_ count: Int, ending: String, _ sink: ([UInt8]) -> Bool) throws(ClientError) -> Bool {
+        var remaining = count
+        while remaining > 0 {
+            if buffer.isEmpty {
+                if eof { throw .protocolError(ending) }
+                try fill()
+                continue
+            }
+            let take = min(remaining, buffer.count)
+            let more = sink(Array(buffer[0..<take]))
+            buffer.removeFirst(take)
+            remaining -= take
+            if !more { return false }
+        }
+        return true
+    }
+
     /// `sink` returns false to stop reading early.
     func readBody(headers: [String: String], _ sink: ([UInt8]) -> Bool) throws(ClientError) {
         if headers["transfer-encoding"]?.lowercased().contains("chunked") == true {
@@ -270,35 +289,11 @@ public final class DaemonConnection {
                     while try !readLine().isEmpty {}
                     return
                 }
-                var remaining = size
-                while remaining > 0 {
-                    if buffer.isEmpty {
-                        if eof { throw .protocolError("connection closed inside a chunk") }
-                        try fill()
-                        continue
-                    }
-                    let take = min(remaining, buffer.count)
-                    let more = sink(Array(buffer[0..<take]))
-                    buffer.removeFirst(take)
-                    remaining -= take
-                    if !more { return }
-                }
+                guard try readCounted(size, ending: "connection closed inside a chunk", sink) else { return }
                 _ = try readLine()
             }
         } else if let lengthText = headers["content-length"], let length = Int(lengthText) {
-            var remaining = length
-            while remaining > 0 {
-                if buffer.isEmpty {
-                    if eof { throw .protocolError("connection closed before the body ended") }
-                    try fill()
-                    continue
-                }
-                let take = min(remaining, buffer.count)
-                let more = sink(Array(buffer[0..<take]))
-                buffer.removeFirst(take)
-                remaining -= take
-                if !more { return }
-            }
+            _ = try readCounted(length, ending: "connection closed before the body ended", sink)
         } else {
             while true {
                 if !buffer.isEmpty {
