@@ -36,6 +36,8 @@ let package = Package(
             name: "AdapterCache",
             dependencies: [
                 "CZstd",
+                // The RAM tier holds adapters in the kernels' int8 form (ek_lora_quantize_rows).
+                "Kernels",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

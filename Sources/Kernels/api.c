@@ -392,6 +392,18 @@ void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t
     }
 }
 
+void ek_lora_quantize_rows(const float *m, int64_t rows, int64_t cols, int64_t ld, int8_t *q, float *scale) {
+    if (!m || !q || !scale || rows <= 0 || cols <= 0 || ld < cols) return;
+    for (int64_t r = 0; r < rows; r++) {
+        const float *mr = m + r * ld;
+        float amax = 0;
+        for (int64_t k = 0; k < cols; k++) amax = fmaxf(amax, fabsf(mr[k]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int64_t k = 0; k < cols; k++) q[r * ld + k] = (int8_t)lrintf(mr[k] * id);
+        scale[r] = amax / 127.0f;
+    }
+}
+
 static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots) {
     for (int64_t s = 0; s < nslots; s++) {
         const ek_lora_slot *sl = &slots[s];
@@ -400,6 +412,8 @@ static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots) {
             if (!sl->a || !sl->b) return EK_ERR_ADAPTER;
         } else if (sl->dtype == EK_DTYPE_F16) {
             if (!sl->a16 || (!sl->b16 && !sl->bt16)) return EK_ERR_ADAPTER;
+        } else if (sl->dtype == EK_DTYPE_I8) {
+            if (!sl->a8 || !sl->a8_scale || !sl->bt8 || !sl->bt8_scale) return EK_ERR_ADAPTER;
         } else {
             return EK_ERR_DTYPE;
         }

@@ -87,6 +87,9 @@ static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
     return (EKG(v16)){_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))};
 }
 static inline EKG(v16) EKG(v16_load)(const float *p) { return (EKG(v16)){_mm512_loadu_ps(p)}; }
+static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
+    return (EKG(v16)){_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)))};
+}
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) { return (EKG(v16)){_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) { return (EKG(v16)){_mm512_fmadd_ps(_mm512_set1_ps(a), b.v, c.v)}; }
 static inline void EKG(v16_store)(float *p, EKG(v16) a) { _mm512_storeu_ps(p, a.v); }
@@ -97,6 +100,10 @@ static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
     return (EKG(v16)){_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
 }
 static inline EKG(v16) EKG(v16_load)(const float *p) { return (EKG(v16)){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
+static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
+    return (EKG(v16)){_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p))),
+                      _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8))))};
+}
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
     return (EKG(v16)){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }
@@ -120,6 +127,16 @@ static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
 static inline EKG(v16) EKG(v16_load)(const float *p) {
     EKG(v16) r;
     for (int i = 0; i < 4; i++) r.q[i] = vld1q_f32(p + 4 * i);
+    return r;
+}
+static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
+    const int8x16_t v = vld1q_s8(p);
+    const int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_s8(vget_high_s8(v));
+    EKG(v16) r;
+    r.q[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo)));
+    r.q[1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo)));
+    r.q[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)));
+    r.q[3] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi)));
     return r;
 }
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
@@ -146,6 +163,11 @@ static inline EKG(v16) EKG(v16_load)(const float *p) {
     memcpy(r.f, p, sizeof r.f);
     return r;
 }
+static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
+    EKG(v16) r;
+    for (int l = 0; l < 16; l++) r.f[l] = (float)p[l];
+    return r;
+}
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
     for (int l = 0; l < 16; l++) c.f[l] += a.f[l] * b.f[l];
     return c;
@@ -165,6 +187,19 @@ static float EKG(dot_f16)(const uint16_t *a, const float *x, int64_t n) {
     float acc[16];
     EKG(v16_store)(acc, v);
     for (int l = 0; k < n; k++, l++) acc[l] += ek_f16_bits_to_f32(a[k]) * x[k];
+    for (int st = 8; st > 0; st >>= 1)
+        for (int l = 0; l < st; l++) acc[l] += acc[l + st];
+    return acc[0];
+}
+
+// dot of int8 a[n] (exact as floats) with f32 x[n]: the same 16 partial sums and tree as dot.
+static float EKG(dot_i8)(const int8_t *a, const float *x, int64_t n) {
+    EKG(v16) v = EKG(v16_zero)();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) v = EKG(v16_fma)(EKG(v16_i8)(a + k), EKG(v16_load)(x + k), v);
+    float acc[16];
+    EKG(v16_store)(acc, v);
+    for (int l = 0; k < n; k++, l++) acc[l] += (float)a[k] * x[k];
     for (int st = 8; st > 0; st >>= 1)
         for (int l = 0; l < st; l++) acc[l] += acc[l + st];
     return acc[0];
@@ -200,68 +235,110 @@ static void EKG(dot4_f16)(const uint16_t *a, int64_t lda, const float *x, int64_
 static void EKG(dot4)(const float *a, int64_t lda, const float *x, int64_t n, float out[4]) {
     EK_DOT4_BODY(EKG(v16_load), EK_AS_FLOAT)
 }
+#define EK_I8_AS_FLOAT(v) ((float)(v))
+static void EKG(dot4_i8)(const int8_t *a, int64_t lda, const float *x, int64_t n, float out[4]) {
+    EK_DOT4_BODY(EKG(v16_i8), EK_I8_AS_FLOAT)
+}
+#undef EK_I8_AS_FLOAT
 #undef EK_AS_FLOAT
 #undef EK_DOT4_BODY
 
-// u[t] = scale * (A x)[t] for t < r, A rows of length in (f32 or half), four rows at a time.
+// u[t] = scale * (A x)[t] for t < r, A rows of length in (f32, half, or int8 times its row scale),
+// four rows at a time.
 static void EKG(lora_down)(const ek_lora_slot *s, const float *x, int64_t in, float *u) {
     const int64_t r = s->rank;
-    const int half = s->dtype == EK_DTYPE_F16;
     int64_t t = 0;
     for (; t + 4 <= r; t += 4) {
         float d[4];
-        if (half) EKG(dot4_f16)(s->a16 + t * in, in, x, in, d);
+        if (s->dtype == EK_DTYPE_F16) EKG(dot4_f16)(s->a16 + t * in, in, x, in, d);
+        else if (s->dtype == EK_DTYPE_I8) EKG(dot4_i8)(s->a8 + t * in, in, x, in, d);
         else EKG(dot4)(s->a + t * in, in, x, in, d);
         for (int q = 0; q < 4; q++) u[t + q] = d[q] * s->scale;
     }
-    for (; t < r; t++) u[t] = (half ? EKG(dot_f16)(s->a16 + t * in, x, in) : EKG(dot)(s->a + t * in, x, in)) * s->scale;
+    for (; t < r; t++) {
+        float d = s->dtype == EK_DTYPE_F16 ? EKG(dot_f16)(s->a16 + t * in, x, in)
+                  : s->dtype == EK_DTYPE_I8 ? EKG(dot_i8)(s->a8 + t * in, x, in)
+                                            : EKG(dot)(s->a + t * in, x, in);
+        u[t] = d * s->scale;
+    }
+    if (s->dtype == EK_DTYPE_I8)
+        for (t = 0; t < r; t++) u[t] *= s->a8_scale[t];
 }
+
+// y[:out] += sum_t u[t] * Bt[t, :] with Bt [rank, out] in half or int8 (LOADB: 16 values as f32,
+// CONVB: one value). 64 outputs at a time: their sums stay in registers over the rank loop (4
+// independent FMA chains), so y is read and written once and Bt streams in as rank parallel rows.
+#define EK_LORA_UP_BODY(BT, LOADB, CONVB)                                                              \
+    const int64_t r = s->rank;                                                                          \
+    int64_t j = 0;                                                                                      \
+    for (; j + 64 <= out; j += 64) {                                                                    \
+        EKG(v16) a0 = EKG(v16_zero)(), a1 = a0, a2 = a0, a3 = a0;                                      \
+        for (int64_t t = 0; t < r; t++) {                                                               \
+            const float ut = u[t];                                                                      \
+            a0 = EKG(v16_fma_s)(ut, LOADB(BT + t * out + j), a0);                                       \
+            a1 = EKG(v16_fma_s)(ut, LOADB(BT + t * out + j + 16), a1);                                  \
+            a2 = EKG(v16_fma_s)(ut, LOADB(BT + t * out + j + 32), a2);                                  \
+            a3 = EKG(v16_fma_s)(ut, LOADB(BT + t * out + j + 48), a3);                                  \
+        }                                                                                               \
+        EKG(v16_store)(y + j, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j), a0));                          \
+        EKG(v16_store)(y + j + 16, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 16), a1));                \
+        EKG(v16_store)(y + j + 32, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 32), a2));                \
+        EKG(v16_store)(y + j + 48, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 48), a3));                \
+    }                                                                                                   \
+    for (; j + 16 <= out; j += 16) {                                                                    \
+        EKG(v16) a0 = EKG(v16_zero)();                                                                  \
+        for (int64_t t = 0; t < r; t++) a0 = EKG(v16_fma_s)(u[t], LOADB(BT + t * out + j), a0);         \
+        EKG(v16_store)(y + j, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j), a0));                          \
+    }                                                                                                   \
+    for (; j < out; j++) {                                                                              \
+        float acc = 0;                                                                                  \
+        for (int64_t t = 0; t < r; t++) acc += u[t] * CONVB(BT[t * out + j]);                           \
+        y[j] += acc;                                                                                    \
+    }
+
+// Asks for every cache line of [p, p + bytes) ahead of use. One adapter's matrices are a few KiB
+// that nothing else touches, so a cold decode step meets DRAM latency once per matrix; requesting the
+// whole of A and Bᵀ up front keeps many misses in flight instead of one stream at a time.
+static inline void EKG(prefetch_bytes)(const void *p, int64_t bytes) {
+    const char *c = (const char *)p;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 3);
+}
+
+#define EK_I8_AS_FLOAT(v) ((float)(v))
+// y[:out] += scale * B (A x) with A, Bt stored as int8 rows with f32 row scales (EK_DTYPE_I8);
+// u: rank floats. Bt's row scale folds into u, so the inner loop is the f16 one with another loader.
+static void EKG(lora_row_i8)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
+                             float *u) {
+    EKG(prefetch_bytes)(s->a8, s->rank * in);
+    EKG(prefetch_bytes)(s->bt8, s->rank * out);
+    EKG(lora_down)(s, x, in, u);
+    for (int64_t t = 0; t < s->rank; t++) u[t] *= s->bt8_scale[t];
+    const int8_t *bt = s->bt8;
+    EK_LORA_UP_BODY(bt, EKG(v16_i8), EK_I8_AS_FLOAT)
+}
+#undef EK_I8_AS_FLOAT
 
 // y[:out] += scale * B (A x) with A, B stored as halves (slot dtype EK_DTYPE_F16); u: rank floats.
 static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                               float *u) {
-    const int64_t r = s->rank;
+    EKG(prefetch_bytes)(s->a16, s->rank * in * 2);
+    EKG(prefetch_bytes)(s->bt16 ? (const void *)s->bt16 : (const void *)s->b16, s->rank * out * 2);
     EKG(lora_down)(s, x, in, u);
     if (s->bt16) {
-        // 64 outputs at a time: their sums stay in registers over the rank loop (4 independent FMA
-        // chains), so y is read and written once and Bᵀ streams in as rank parallel rows.
         const uint16_t *bt = s->bt16;
-        int64_t j = 0;
-        for (; j + 64 <= out; j += 64) {
-            EKG(v16) a0 = EKG(v16_zero)(), a1 = a0, a2 = a0, a3 = a0;
-            for (int64_t t = 0; t < r; t++) {
-                const uint16_t *p = bt + t * out + j;
-                const float ut = u[t];
-                a0 = EKG(v16_fma_s)(ut, EKG(v16_half)(p), a0);
-                a1 = EKG(v16_fma_s)(ut, EKG(v16_half)(p + 16), a1);
-                a2 = EKG(v16_fma_s)(ut, EKG(v16_half)(p + 32), a2);
-                a3 = EKG(v16_fma_s)(ut, EKG(v16_half)(p + 48), a3);
-            }
-            EKG(v16_store)(y + j, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j), a0));
-            EKG(v16_store)(y + j + 16, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 16), a1));
-            EKG(v16_store)(y + j + 32, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 32), a2));
-            EKG(v16_store)(y + j + 48, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j + 48), a3));
-        }
-        for (; j + 16 <= out; j += 16) {
-            EKG(v16) a0 = EKG(v16_zero)();
-            for (int64_t t = 0; t < r; t++) a0 = EKG(v16_fma_s)(u[t], EKG(v16_half)(bt + t * out + j), a0);
-            EKG(v16_store)(y + j, EKG(v16_fma_s)(1.0f, EKG(v16_load)(y + j), a0));
-        }
-        for (; j < out; j++) {
-            float acc = 0;
-            for (int64_t t = 0; t < r; t++) acc += u[t] * ek_f16_bits_to_f32(bt[t * out + j]);
-            y[j] += acc;
-        }
+        EK_LORA_UP_BODY(bt, EKG(v16_half), ek_f16_bits_to_f32)
         return;
     }
     // [out, rank] layout: one short dot per output (rank 16 is a single 16-lane step).
-    for (int64_t j = 0; j < out; j++) y[j] += EKG(dot_f16)(s->b16 + j * r, u, r);
+    for (int64_t j = 0; j < out; j++) y[j] += EKG(dot_f16)(s->b16 + j * s->rank, u, s->rank);
 }
+#undef EK_LORA_UP_BODY
 
 // y[:out] += scale * B (A x); u is scratch of rank floats.
 static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                           float *u) {
     if (s->dtype == EK_DTYPE_F16) { EKG(lora_row_f16)(s, x, in, y, out, u); return; }
+    if (s->dtype == EK_DTYPE_I8) { EKG(lora_row_i8)(s, x, in, y, out, u); return; }
     const int64_t r = s->rank;
     EKG(lora_down)(s, x, in, u);
     if (s->bt) {

@@ -12,7 +12,8 @@ struct BenchKernelsCommand: AsyncParsableCommand {
         discussion: """
             Shapes are m x k (out x in features) with n activation rows: GEMV n=1, GEMM n=128, LoRA n=8 rows \
             with 8 different rank-16 adapters on the 7 projections of a SmolLM2 layer, adapters stored f32 \
-            (lora-bgmv-VARIANT) and f16 (lora-bgmv-f16-VARIANT) next to the base GEMV of the same rows. "cold" \
+            (lora-bgmv-VARIANT), f16 (lora-bgmv-f16-VARIANT) and int8 (lora-bgmv-i8-VARIANT) next to the base \
+            GEMV of the same rows. "cold" \
             cycles through copies totalling 256 MiB (LoRA: 30 layers) so weights come from DRAM. Build with \
             -c release before measuring.
 
@@ -97,16 +98,17 @@ struct BenchKernelsCommand: AsyncParsableCommand {
                                         g.m, g.k, g.n, t, g.impl, 100 * g.gflops / blas.gflops))
                 }
             }
-            // lora-bgmv-VARIANT (f32 adapters) and lora-bgmv-f16-VARIANT against nf4-VARIANT-base-7proj, same cache.
+            // lora-bgmv-VARIANT (f32 adapters), lora-bgmv-f16-VARIANT and lora-bgmv-i8-VARIANT against
+            // nf4-VARIANT-base-7proj, same cache.
             for l in rows where l.op == "lora" && l.impl.hasPrefix("lora-bgmv-") && l.threads == t {
                 let rest = l.impl.dropFirst("lora-bgmv-".count)
-                let f16 = rest.hasPrefix("f16-")
-                let v = f16 ? rest.dropFirst("f16-".count) : rest
+                let dtype = ["f16", "i8"].first { rest.hasPrefix($0 + "-") } ?? "f32"
+                let v = dtype == "f32" ? rest : rest.dropFirst(dtype.count + 1)
                 if let base = rows.first(where: { $0.op == "lora" && $0.impl == "nf4-\(v)-base-7proj" && $0.threads == t && $0.cache == l.cache }) {
                     var line = String(format: "target lora 8 rows x 8 adapters r16 x 7 proj thr=%d %@ %@ %@: %.1f%% of base GEMV time",
-                                      t, l.cache, String(v), f16 ? "f16" : "f32", 100 * l.us / base.us)
-                    if f16, let f32 = rows.first(where: { $0.op == "lora" && $0.impl == "lora-bgmv-\(v)" && $0.threads == t && $0.cache == l.cache }) {
-                        line += String(format: " (f16 %.2fx faster than f32)", f32.us / l.us)
+                                      t, l.cache, String(v), dtype, 100 * l.us / base.us)
+                    if dtype != "f32", let f32 = rows.first(where: { $0.op == "lora" && $0.impl == "lora-bgmv-\(v)" && $0.threads == t && $0.cache == l.cache }) {
+                        line += String(format: " (%@ %.2fx faster than f32)", dtype, f32.us / l.us)
                     }
                     lines.append(line)
                 }

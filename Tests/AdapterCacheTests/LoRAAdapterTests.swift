@@ -60,6 +60,45 @@ final class LoRAAdapterTests: XCTestCase {
         XCTAssertEqual(Array(back.a(down)), adapter.a(down32).map { Float(Float16($0)) })
     }
 
+    /// The fastest mode's form: A and Bᵀ as int8 rows with one scale each (max |row| / 127), aligned
+    /// matrices and scales, about a quarter of the f32 bytes; back to f32 every value is within half a
+    /// step of the original, and f16 ↔ int8 goes through f32.
+    func testInt8FormQuantisesEachRowAndQuartersTheBytes() throws {
+        let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
+        let q8 = adapter.converted(to: .int8)
+        XCTAssertEqual(q8.precision, .int8)
+        XCTAssertLessThan(Double(q8.byteCount), Double(adapter.byteCount) * 0.3)
+        for (m32, m8) in zip(adapter.modules, q8.modules) {
+            XCTAssertEqual([m32.layer, m32.rank, m32.inFeatures, m32.outFeatures], [m8.layer, m8.rank, m8.inFeatures, m8.outFeatures])
+            let a = adapter.a(m32), b = adapter.b(m32), a8 = q8.a8(m8), bt8 = q8.bt8(m8)
+            for p in [UnsafeRawPointer(a8.values.baseAddress!), UnsafeRawPointer(a8.scales.baseAddress!),
+                      UnsafeRawPointer(bt8.values.baseAddress!), UnsafeRawPointer(bt8.scales.baseAddress!)] {
+                XCTAssertEqual(Int(bitPattern: p) % 64, 0, "\(m32.keyA): every matrix and scale list starts a cache line")
+            }
+            let r = m32.rank, inF = m32.inFeatures, out = m32.outFeatures
+            for t in 0..<r {
+                let amax = (0..<inF).map { abs(a[t * inF + $0]) }.max()!
+                XCTAssertEqual(a8.scales[t], amax / 127, "\(m32.keyA) row \(t)")
+                for k in 0..<inF where abs(Float(a8.values[t * inF + k]) * a8.scales[t] - a[t * inF + k]) > a8.scales[t] * 0.5001 {
+                    XCTFail("\(m32.keyA)[\(t), \(k)] is more than half a step off"); break
+                }
+                let bmax = (0..<out).map { abs(b[$0 * r + t]) }.max()!
+                XCTAssertEqual(bt8.scales[t], bmax / 127, "\(m32.keyB) column \(t)")
+                for j in 0..<out where abs(Float(bt8.values[t * out + j]) * bt8.scales[t] - b[j * r + t]) > bt8.scales[t] * 0.5001 {
+                    XCTFail("\(m32.keyB)[\(j), \(t)]: Bᵀ row \(t) must be B's column \(t), within half a step"); break
+                }
+            }
+        }
+        let back = q8.converted(to: .f32)
+        let down = try XCTUnwrap(back.module(layer: 0, projection: .down)), down8 = try XCTUnwrap(q8.module(layer: 0, projection: .down))
+        let a8 = q8.a8(down8)
+        XCTAssertEqual(back.a(down)[5], Float(a8.values[5]) * a8.scales[0])
+        let viaF32 = adapter.converted(to: .f16).converted(to: .int8)
+        XCTAssertEqual(viaF32.precision, .int8)
+        XCTAssertEqual(viaF32.byteCount, q8.byteCount)
+        XCTAssertEqual(q8.converted(to: .f16).precision, .f16)
+    }
+
     func testValidateAgainstModelNamesTheOffendingKey() throws {
         let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
         let shapes: [LoRAProjection: (out: Int, in: Int)] = [.q: (576, 576), .k: (256, 576), .v: (192, 576), .o: (576, 576), .gate: (1536, 576), .up: (1536, 576), .down: (576, 1536)]

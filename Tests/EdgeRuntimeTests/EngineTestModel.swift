@@ -10,7 +10,7 @@ enum EngineTestModel {
     nonisolated(unsafe) private static var cachedWeights: LlamaWeights?
     nonisolated(unsafe) private static var cachedDirectory: String?
     nonisolated(unsafe) private static var cachedAdapterA: LoRABinding?
-    nonisolated(unsafe) private static var cachedAdapterAServing: LoRABinding?
+    nonisolated(unsafe) private static var cachedAdapterAServing: [LoRAPrecision: LoRABinding] = [:]
 
     static var repositoryRoot: URL {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -74,16 +74,17 @@ enum EngineTestModel {
     }
 
     /// Fixture adapter `a` the way serving holds it: decoded by the adapter cache's decoder, converted
-    /// to the cache's f16 RAM form (A and Bᵀ as halves) and bound without a copy.
-    static func adapterAServing() throws -> LoRABinding {
+    /// to a RAM form of the cache (f16: A and Bᵀ as halves; int8: rows with scales) and bound without
+    /// a copy.
+    static func adapterAServing(_ precision: LoRAPrecision = .f16) throws -> LoRABinding {
         let hp = try weights().hyperparameters
         lock.lock()
         defer { lock.unlock() }
-        if let a = cachedAdapterAServing { return a }
+        if let a = cachedAdapterAServing[precision] { return a }
         let dir = repositoryRoot.appendingPathComponent("Tests/Fixtures/adapters/a").path
-        let adapter = try LoRAAdapterDecoder.load(directory: dir).converted(to: .f16)
+        let adapter = try LoRAAdapterDecoder.load(directory: dir).converted(to: precision)
         let binding = try LoRABinding(adapter: adapter, name: "a", hyperparameters: hp)
-        cachedAdapterAServing = binding
+        cachedAdapterAServing[precision] = binding
         return binding
     }
 }

@@ -83,12 +83,12 @@ final class LogitsFixtureTests: XCTestCase {
         XCTAssertLessThanOrEqual(stats.meanKL, 0.01, "mean KL(ref ‖ ours) [\(label)]")
     }
 
-    /// Adapter `a` held as training holds it (f32 pairs) or as serving does (the cache's f16 form).
+    /// Adapter `a` held as training holds it (f32 pairs) or as serving does (the cache's f16 or int8 form).
     private static func mix(_ adapter: LoRAPrecision?) throws -> AdapterMix {
         switch adapter {
         case nil: return .none
         case .f32?: return AdapterMix([(try EngineTestModel.adapterA(), 1)])
-        case .f16?: return AdapterMix([(try EngineTestModel.adapterAServing(), 1)])
+        case let p?: return AdapterMix([(try EngineTestModel.adapterAServing(p), 1)])
         }
     }
 
@@ -115,6 +115,11 @@ final class LogitsFixtureTests: XCTestCase {
 
     func testAdapterAF16StorageFastestModeMatchesPEFT() throws {
         try checkFastest(adapter: .f16)
+    }
+
+    /// int8 adapter storage (what the daemon's cache holds in the fastest mode), in that mode's tolerances.
+    func testAdapterAInt8StorageFastestModeMatchesPEFT() throws {
+        try checkFastest(adapter: .int8)
     }
 
     /// f16 keys and values (half the KV bytes) keep both modes within their tolerances.

@@ -1,13 +1,15 @@
 import Foundation
+import Kernels
 
 /// A decoded, validated LoRA adapter in the form the kernels consume (the cache's RAM tier): one
 /// 64-byte-aligned arena holding every module's weights, plus a `(layer, projection)` table of
 /// `LoRAModule`s pointing into it.
 ///
 /// The arena is `.f32` (as decoded: `A` `[rank, in]` and `B` `[out, rank]` row-major, see `a(_:)` and
-/// `b(_:)`) or `.f16` (`converted(to: .f16)`: `A` `[rank, in]` and `Bᵀ` `[rank, out]` as IEEE half bit
-/// patterns, see `a16(_:)` and `bt16(_:)`), the serving form. Module offsets count elements of the
-/// arena's own type.
+/// `b(_:)`), `.f16` (`converted(to: .f16)`: `A` `[rank, in]` and `Bᵀ` `[rank, out]` as IEEE half bit
+/// patterns, see `a16(_:)` and `bt16(_:)`) or `.int8` (`A` and `Bᵀ` as int8 rows, each matrix followed by
+/// the f32 scales of its rows, see `a8(_:)` and `bt8(_:)`), the serving forms. Module offsets count
+/// elements of the arena's own type (bytes for `.int8`).
 ///
 /// Immutable after init and safe to share across threads; the arena lives as long as the object, so
 /// hold the object (or the cache lease that carries it) while a kernel reads the pointers.
@@ -64,9 +66,13 @@ public final class LoRAAdapter: @unchecked Sendable {
     /// 64-byte boundary with zeroed padding, as in the decoder's arena.
     public func converted(to target: LoRAPrecision) -> LoRAAdapter {
         guard target != precision else { return self }
+        // Between the two narrow forms, through f32 (exact from f16; int8 values times their scales).
+        if precision != .f32 && target != .f32 { return converted(to: .f32).converted(to: target) }
         let perLine = 64 / target.byteWidth
         func padded(_ n: Int) -> Int { (n + perLine - 1) / perLine * perLine }
-        let total = max(modules.reduce(0) { $0 + padded($1.rank * $1.inFeatures) + padded($1.outFeatures * $1.rank) }, perLine)
+        // int8 rows carry one f32 scale each, stored after the matrix (an int8 arena counts bytes).
+        func scales(_ rank: Int) -> Int { target == .int8 ? padded(rank * 4) : 0 }
+        let total = max(modules.reduce(0) { $0 + padded($1.rank * $1.inFeatures) + padded($1.outFeatures * $1.rank) + 2 * scales($1.rank) }, perLine)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: total * target.byteWidth, alignment: 64)
         arena.initializeMemory(as: UInt8.self, repeating: 0, count: total * target.byteWidth)
         var converted: [LoRAModule] = []
@@ -74,19 +80,36 @@ public final class LoRAAdapter: @unchecked Sendable {
         var offset = 0
         for m in modules {
             let aCount = m.rank * m.inFeatures, bCount = m.outFeatures * m.rank
-            let aOffset = offset, bOffset = offset + padded(aCount)
-            offset = bOffset + padded(bCount)
-            let r = m.rank, out = m.outFeatures
-            if target == .f16 {
+            let r = m.rank, out = m.outFeatures, inp = m.inFeatures
+            let aOffset = offset, bOffset = offset + padded(aCount) + scales(r)
+            offset = bOffset + padded(bCount) + scales(r)
+            switch (precision, target) {
+            case (.f32, .f16):
                 let dst = arena.assumingMemoryBound(to: UInt16.self)
                 let a = self.a(m), b = self.b(m)
                 for i in 0..<aCount { dst[aOffset + i] = Float16(a[i]).bitPattern }
                 for j in 0..<out { for t in 0..<r { dst[bOffset + t * out + j] = Float16(b[j * r + t]).bitPattern } }
-            } else {
+            case (.f32, .int8):
+                let bytes = arena.assumingMemoryBound(to: Int8.self)
+                let aScales = (arena + aOffset + padded(aCount)).assumingMemoryBound(to: Float.self)
+                let btScales = (arena + bOffset + padded(bCount)).assumingMemoryBound(to: Float.self)
+                // Bᵀ first, so each of its rank rows (what the kernel streams) gets its own scale.
+                var bt = [Float](repeating: 0, count: bCount)
+                ek_lora_transpose_b(self.b(m).baseAddress, Int64(out), Int32(r), &bt)
+                ek_lora_quantize_rows(self.a(m).baseAddress, Int64(r), Int64(inp), Int64(inp), bytes + aOffset, aScales)
+                ek_lora_quantize_rows(bt, Int64(r), Int64(out), Int64(out), bytes + bOffset, btScales)
+            case (.f16, .f32):
                 let dst = arena.assumingMemoryBound(to: Float.self)
                 let a = a16(m), bt = bt16(m)
                 for i in 0..<aCount { dst[aOffset + i] = Float(Float16(bitPattern: a[i])) }
                 for j in 0..<out { for t in 0..<r { dst[bOffset + j * r + t] = Float(Float16(bitPattern: bt[t * out + j])) } }
+            case (.int8, .f32):
+                let dst = arena.assumingMemoryBound(to: Float.self)
+                let a = a8(m), bt = bt8(m)
+                for t in 0..<r { for k in 0..<inp { dst[aOffset + t * inp + k] = Float(a.values[t * inp + k]) * a.scales[t] } }
+                for j in 0..<out { for t in 0..<r { dst[bOffset + j * r + t] = Float(bt.values[t * out + j]) * bt.scales[t] } }
+            default:
+                preconditionFailure("LoRAAdapter.converted: \(precision.rawValue) → \(target.rawValue) goes through f32")
             }
             converted.append(LoRAModule(layer: m.layer, projection: m.projection, rank: m.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures,
                                         scale: m.scale, aOffset: aOffset, bOffset: bOffset, keyA: m.keyA, keyB: m.keyB))
@@ -124,6 +147,25 @@ public final class LoRAAdapter: @unchecked Sendable {
     public func bt16(_ module: LoRAModule) -> UnsafeBufferPointer<UInt16> {
         precondition(precision == .f16, "LoRAAdapter.bt16: \(label) is stored as \(precision.rawValue); use b")
         return UnsafeBufferPointer(start: storage.assumingMemoryBound(to: UInt16.self) + module.bOffset, count: module.outFeatures * module.rank)
+    }
+
+    /// `A` of `module`: `rank × inFeatures` int8 values, row-major, and the f32 scale of each row
+    /// (value = scale × int8). Only for a `.int8` adapter.
+    public func a8(_ module: LoRAModule) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
+        int8Rows(at: module.aOffset, rows: module.rank, cols: module.inFeatures, what: "a8")
+    }
+
+    /// `Bᵀ` of `module`: `rank × outFeatures` int8 values, row-major, and the f32 scale of each row.
+    /// Only for a `.int8` adapter.
+    public func bt8(_ module: LoRAModule) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
+        int8Rows(at: module.bOffset, rows: module.rank, cols: module.outFeatures, what: "bt8")
+    }
+
+    private func int8Rows(at offset: Int, rows: Int, cols: Int, what: String) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
+        precondition(precision == .int8, "LoRAAdapter.\(what): \(label) is stored as \(precision.rawValue)")
+        let values = storage + offset, scales = storage + offset + (rows * cols + 63) / 64 * 64
+        return (UnsafeBufferPointer(start: values.assumingMemoryBound(to: Int8.self), count: rows * cols),
+                UnsafeBufferPointer(start: scales.assumingMemoryBound(to: Float.self), count: rows))
     }
 
     /// Checks every module against the loaded model's shapes: `layerCount` decoder layers, and for

@@ -164,7 +164,8 @@ public struct KernelBenchmark {
                 var r = row("lora", "nf4-\(v)-base-7proj", mSum, n, 576, threads, cache, baseUs, baseBytes)
                 r.gflops = baseFlops / baseUs / 1e3
                 rows.append(r)
-                for (dtype, slots, bytes) in [("", adapters.f32Slots, adapters.f32BytesPerLayer), ("f16-", adapters.f16Slots, adapters.f16BytesPerLayer)] {
+                for (dtype, slots, bytes) in [("", adapters.f32Slots, adapters.f32BytesPerLayer), ("f16-", adapters.f16Slots, adapters.f16BytesPerLayer),
+                                              ("i8-", adapters.i8Slots, adapters.i8BytesPerLayer)] {
                     let loraUs = time(cycles: layers) { c in
                         for p in 0..<weights.count {
                             let (m, k) = Self.layerProjections[p]

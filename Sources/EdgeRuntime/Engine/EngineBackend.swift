@@ -71,8 +71,10 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
         cacheConfig.trustedKeys = config.adapters.trustedKeys
         if !config.adapters.storeURL.isEmpty { cacheConfig.store = try StoreLocation(config.adapters.storeURL) }
         cacheConfig.baseModelDigest = Self.baseDigest(directory: config.model.path)
-        // The daemon serves in the fastest mode: adapters in RAM as f16 (A and Bᵀ halves), half the RAM
-        // budget each and half the bytes the LoRA kernels read per token (LogitsFixtureTests measure it).
+        // The daemon serves in the fastest mode: adapters in RAM as int8 rows with a scale each (A and
+        // Bᵀ), a quarter of the f32 RAM budget and bytes the LoRA kernels read per token; with 8 streams
+        // on 8 adapters those bytes are what a decode step waits for (LogitsFixtureTests hold the
+        // accuracy to the fastest mode's tolerances).
         cacheConfig.ramPrecision = LlamaModel.ActivationPrecision.int8.adapterPrecision
         let cache = try AdapterCache(configuration: cacheConfig, logger: logger)
         let t2 = ContinuousClock.now

@@ -3,7 +3,7 @@ import Kernels
 
 extension LoRABinding {
     /// Binds a decoded adapter (the cache's RAM tier) to a model without copying: the slots point
-    /// into the adapter's arena (f32 or f16, as the adapter holds it; the serving cache keeps f16),
+    /// into the adapter's arena (f32, f16 or int8, as the adapter holds it; the daemon's cache keeps int8),
     /// which the binding keeps alive. `weight` is not applied here (it
     /// belongs to the request, see `AdapterMix`). Keys naming layers or projections the model does
     /// not have, and shapes that do not fit, are errors naming the key.
@@ -29,11 +29,13 @@ extension LoRABinding {
             }
             switch adapter.precision {
             case .f32:
-                slots[m.layer][proj.index] = ek_lora_slot(a: adapter.a(m).baseAddress, b: adapter.b(m).baseAddress, bt: nil, rank: Int32(m.rank), scale: m.scale,
-                                                         dtype: Int32(EK_DTYPE_F32), a16: nil, b16: nil, bt16: nil)
+                slots[m.layer][proj.index] = .f32(a: adapter.a(m).baseAddress, b: adapter.b(m).baseAddress, rank: m.rank, scale: m.scale)
             case .f16:
-                slots[m.layer][proj.index] = ek_lora_slot(a: nil, b: nil, bt: nil, rank: Int32(m.rank), scale: m.scale,
-                                                         dtype: Int32(EK_DTYPE_F16), a16: adapter.a16(m).baseAddress, b16: nil, bt16: adapter.bt16(m).baseAddress)
+                slots[m.layer][proj.index] = .f16(a: adapter.a16(m).baseAddress, bt: adapter.bt16(m).baseAddress, rank: m.rank, scale: m.scale)
+            case .int8:
+                let a = adapter.a8(m), bt = adapter.bt8(m)
+                slots[m.layer][proj.index] = .int8(a: a.values.baseAddress, aScales: a.scales.baseAddress, bt: bt.values.baseAddress,
+                                                   btScales: bt.scales.baseAddress, rank: m.rank, scale: m.scale)
             }
         }
         self.init(name: name, slots: slots, byteCount: adapter.byteCount, precision: adapter.precision, owners: [adapter])

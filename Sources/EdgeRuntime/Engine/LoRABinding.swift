@@ -53,7 +53,8 @@ public final class LoRABinding: @unchecked Sendable {
 
     /// Validates every pair against the model's shapes; an unknown layer or a shape that does not
     /// fit is an error naming the adapter key. `.f32` keeps the values exactly (training and its
-    /// evaluation); `.f16` stores `A` and `Bᵀ` rounded to half, half the bytes per token.
+    /// evaluation); `.f16` stores `A` and `Bᵀ` rounded to half, half the bytes per token; `.int8`
+    /// stores them as int8 rows with a scale each, a quarter of the bytes.
     public convenience init(name: String, pairs: [Pair], hyperparameters hp: LlamaHyperparameters, precision: LoRAPrecision = .f32) throws(EngineError) {
         var slots = [[ek_lora_slot?]](repeating: [ek_lora_slot?](repeating: nil, count: LlamaProjection.allCases.count), count: hp.layerCount)
         var buffers: [AnyObject] = []
@@ -81,13 +82,17 @@ public final class LoRABinding: @unchecked Sendable {
             case .f32:
                 let a = FloatBuffer(pair.a), b = FloatBuffer(pair.b)
                 buffers += [a, b]
-                slots[pair.layer][pair.projection.index] = ek_lora_slot(a: UnsafePointer(a.pointer), b: UnsafePointer(b.pointer), bt: nil, rank: Int32(pair.rank), scale: pair.scale,
-                                                                             dtype: Int32(EK_DTYPE_F32), a16: nil, b16: nil, bt16: nil)
+                slots[pair.layer][pair.projection.index] = .f32(a: a.pointer, b: b.pointer, rank: pair.rank, scale: pair.scale)
             case .f16:
                 let a = HalfBuffer(halving: pair.a), bt = HalfBuffer(transposingToHalf: pair.b, out: out, rank: pair.rank)
                 buffers += [a, bt]
-                slots[pair.layer][pair.projection.index] = ek_lora_slot(a: nil, b: nil, bt: nil, rank: Int32(pair.rank), scale: pair.scale,
-                                                                             dtype: Int32(EK_DTYPE_F16), a16: UnsafePointer(a.pointer), b16: nil, bt16: UnsafePointer(bt.pointer))
+                slots[pair.layer][pair.projection.index] = .f16(a: a.pointer, bt: bt.pointer, rank: pair.rank, scale: pair.scale)
+            case .int8:
+                let a = Int8RowsBuffer(quantizing: pair.a, rows: pair.rank, cols: inp), bt = Int8RowsBuffer(transposing: pair.b, out: out, rank: pair.rank)
+                buffers += [a, bt]
+                bytes += 8 * pair.rank   // the row scales
+                slots[pair.layer][pair.projection.index] = .int8(a: a.values, aScales: a.scales, bt: bt.values, btScales: bt.scales,
+                                                                 rank: pair.rank, scale: pair.scale)
             }
         }
         self.init(name: name, slots: slots, byteCount: bytes, precision: precision, owners: buffers)
@@ -112,8 +117,14 @@ public struct AdapterMix: Sendable {
 }
 
 extension LlamaModel.ActivationPrecision {
-    /// How adapters bound for inference in this mode are held: f16 in both modes. f16 storage kept the
-    /// strict mode inside its tolerances on the logits fixtures (LogitsFixtureTests, adapter a), so
-    /// f32 storage is only for training and its evaluation (`LoRABinding(name:pairs:...)`).
-    public var adapterPrecision: LoRAPrecision { .f16 }
+    /// How adapters bound for inference in this mode are held. The strict mode keeps f16 (it stays
+    /// inside the strict tolerances on the logits fixtures, LogitsFixtureTests, adapter a); the fastest
+    /// mode keeps int8 rows, half the f16 bytes, which LogitsFixtureTests holds to the fastest mode's
+    /// tolerances. f32 storage is only for training and its evaluation (`LoRABinding(name:pairs:...)`).
+    public var adapterPrecision: LoRAPrecision {
+        switch self {
+        case .f32: .f16
+        case .int8: .int8
+        }
+    }
 }

@@ -152,14 +152,17 @@ int32_t ek_q8_quantize_rows(const float *w, int64_t rows, int64_t cols, int64_t 
 int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy);
 
 // Element types of stored tensors: the KV cache (ek_attention) and LoRA slots (ek_lora_slot.dtype).
-enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1 };
+// EK_DTYPE_I8 is for LoRA slots only (int8 values with one f32 scale per rank row).
+enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1, EK_DTYPE_I8 = 2 };
 
 // ---- LoRA: gathered low-rank products (Punica BGMV / SGMV on CPU) --------------------------------
 // One adapter slot for one projection: delta(x) = scale * B (A x).
 // Storage is f32 (dtype EK_DTYPE_F32, the zero default: a, b, bt; what training uses) or IEEE half
 // (dtype EK_DTYPE_F16: a16 and bt16 or b16; what serving uses, half the bytes read per token). Half
 // values are converted in registers (F16C / AVX-512 / NEON vcvt) and everything accumulates in f32;
-// activations are f32 either way. Pointers of the other dtype are ignored.
+// activations are f32 either way. Or int8 (dtype EK_DTYPE_I8: a8 and bt8, each rank row with its own
+// f32 scale, value = scale * int8; a quarter of the f32 bytes, for the fastest mode where LoRA bytes
+// are what 8 decode streams with 8 adapters wait for). Pointers of the other dtypes are ignored.
 typedef struct ek_lora_slot {
     const float *a;   // [rank, in] row-major (PEFT lora_A.weight)
     const float *b;   // [out, rank] row-major (PEFT lora_B.weight)
@@ -172,12 +175,21 @@ typedef struct ek_lora_slot {
     const uint16_t *a16;   // f16: [rank, in] half bit patterns (ek_f32_to_f16 of a)
     const uint16_t *b16;   // f16: [out, rank], or NULL when bt16 is given
     const uint16_t *bt16;  // f16: [rank, out] (ek_lora_transpose_b_f16), preferred as bt is; or NULL
+    const int8_t *a8;      // int8: [rank, in], row t is a8_scale[t] * a8[t, :] (ek_lora_quantize_rows)
+    const float *a8_scale; // int8: [rank]
+    const int8_t *bt8;     // int8: Bᵀ [rank, out], row t is bt8_scale[t] * bt8[t, :]
+    const float *bt8_scale;// int8: [rank]
 } ek_lora_slot;
 
 // bt[t, j] = b[j, t]: the layout ek_lora_slot.bt wants; done once when an adapter is loaded.
 void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt);
 // bt16[t, j] = half(b[j, t]) rounded to nearest even: the layout ek_lora_slot.bt16 wants (rank 1...256).
 void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t *bt16);
+
+// Symmetric int8 per row: scale[r] = max|m[r, :]| / 127, q[r, k] = m[r, k] * (127 / max) rounded to
+// nearest (ties to even). Rows of `cols` values, ld apart in both m and q. The form ek_lora_slot.a8 /
+// bt8 want; an all-zero row gets scale 0.
+void ek_lora_quantize_rows(const float *m, int64_t rows, int64_t cols, int64_t ld, int8_t *q, float *scale);
 
 // BGMV (decode, mixed batch): for each row i with s = slot_of_row[i] >= 0,
 //   y[i, :out] += slots[s].scale * B_s (A_s x[i, :in]).   Rows with slot -1 are left unchanged.
