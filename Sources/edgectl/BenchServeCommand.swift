@@ -31,6 +31,7 @@ struct BenchServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "LoRA rank of the generated adapters.") var rank = 16
     @Option(name: .long, help: "Tokens generated per stream.") var tokens = 64
     @Option(name: .long, help: "Compute threads of the daemon (0 = all cores).") var threads = 0
+    @Option(name: .long, help: "Rounds of the three throughput runs (adapters, base, one stream), interleaved; each ratio is the median of its per-round ratios, so a noisy neighbour slows both sides of a ratio.") var rounds = 3
     @Option(name: .long, help: "Cold starts timed for start-to-READY (the median is reported).") var starts = 3
     @Option(name: .long, help: "1-token completions timed for the socket overhead (the median is reported).") var probes = 30
     @Option(name: .long, help: "The edge-runtimed binary (default: the one next to edgectl, else $PATH).") var daemon: String?
@@ -50,9 +51,12 @@ struct BenchServeCommand: AsyncParsableCommand {
         var streams: Int
         var rank: Int
         var threads: Int
+        var rounds: Int
         var adapters: Throughput
         var base: Throughput
         var single: Throughput
+        /// Per-round ratios, in run order (the reported ones are their medians).
+        var roundRatios: [[String: Double]]
         var adaptersOverBase: Double
         var adaptersOverSingle: Double
         var roundTripMs: Double
@@ -98,7 +102,7 @@ struct BenchServeCommand: AsyncParsableCommand {
         guard streams >= 1, streams <= 256 else { throw ValidationError("--streams must be 1…256") }
         guard rank >= 1, rank <= 256 else { throw ValidationError("--rank must be 1…256") }
         guard tokens >= 2 else { throw ValidationError("--tokens must be at least 2 (decode rate needs two tokens)") }
-        guard starts >= 1, probes >= 1 else { throw ValidationError("--starts and --probes must be at least 1") }
+        guard starts >= 1, probes >= 1, rounds >= 1 else { throw ValidationError("--starts, --probes and --rounds must be at least 1") }
         guard whileTraining >= 0, whileTraining <= 1000 else { throw ValidationError("--while-training must be 0…1000") }
     }
 
@@ -210,9 +214,18 @@ struct BenchServeCommand: AsyncParsableCommand {
         _ = try concurrent(client, models: names, tokens: 2)
         _ = try concurrent(client, models: ["base"], tokens: 2)
 
-        let adapters = try concurrent(client, models: names, tokens: tokens)
-        let base = try concurrent(client, models: Array(repeating: "base", count: streams), tokens: tokens)
-        let single = try concurrent(client, models: ["base"], tokens: tokens)
+        var runs: [(adapters: Throughput, base: Throughput, single: Throughput)] = []
+        for _ in 0..<rounds {
+            runs.append((try concurrent(client, models: names, tokens: tokens),
+                         try concurrent(client, models: Array(repeating: "base", count: streams), tokens: tokens),
+                         try concurrent(client, models: ["base"], tokens: tokens)))
+        }
+        // The reported runs are the median ones of each kind; the ratios are per-round medians.
+        func medianRun(_ pick: ((adapters: Throughput, base: Throughput, single: Throughput)) -> Throughput) -> Throughput {
+            let sorted = runs.map(pick).sorted { $0.decodeTokensPerSecond < $1.decodeTokensPerSecond }
+            return sorted[sorted.count / 2]
+        }
+        let adapters = medianRun(\.adapters), base = medianRun(\.base), single = medianRun(\.single)
 
         var roundTrips: [Double] = [], engine: [Double] = [], overhead: [Double] = []
         for _ in 0..<probes {
@@ -234,10 +247,12 @@ struct BenchServeCommand: AsyncParsableCommand {
 
         let startMs = median(readyMs)
         let overheadMs: Double? = overhead.isEmpty ? nil : median(overhead)
-        let aOverB = adapters.decodeTokensPerSecond / max(1e-9, base.decodeTokensPerSecond)
-        let aOverS = adapters.decodeTokensPerSecond / max(1e-9, single.decodeTokensPerSecond)
+        let aOverB = median(runs.map { $0.adapters.decodeTokensPerSecond / max(1e-9, $0.base.decodeTokensPerSecond) })
+        let aOverS = median(runs.map { $0.adapters.decodeTokensPerSecond / max(1e-9, $0.single.decodeTokensPerSecond) })
         return Result(
-            model: modelDir, streams: streams, rank: rank, threads: threads, adapters: adapters, base: base, single: single,
+            model: modelDir, streams: streams, rank: rank, threads: threads, rounds: rounds, adapters: adapters, base: base, single: single,
+            roundRatios: runs.map { ["adapters_over_base": $0.adapters.decodeTokensPerSecond / max(1e-9, $0.base.decodeTokensPerSecond),
+                                     "adapters_over_single": $0.adapters.decodeTokensPerSecond / max(1e-9, $0.single.decodeTokensPerSecond)] },
             adaptersOverBase: aOverB, adaptersOverSingle: aOverS,
             roundTripMs: median(roundTrips), engineMs: engine.isEmpty ? nil : median(engine), socketOverheadMs: overheadMs,
             startToReadyMs: startMs, startToReadyRunsMs: readyMs, whileTraining: training,
@@ -440,7 +455,7 @@ struct BenchServeCommand: AsyncParsableCommand {
 
 extension BenchServeCommand.Result {
     var tokensSummary: String {
-        "\(adapters.tokensPerStream) tokens per stream, greedy; threads \(threads == 0 ? "all" : String(threads))"
+        "\(adapters.tokensPerStream) tokens per stream, greedy; threads \(threads == 0 ? "all" : String(threads)); medians of \(rounds) round\(rounds == 1 ? "" : "s")"
     }
 }
 
