@@ -128,17 +128,18 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
 // Each 128-weight group of JR rows is loaded and unpacked once per pass and applied to up to 8
 // activation rows while it is in registers, so a decode batch of 8 streams reads and unpacks every
 // weight byte once (the old 4 x 4 passes did it twice). JR = 4 for 1-3 activation rows (more
-// independent load streams per activation load), 2 for 4-8 (2 x 8 = 16 accumulators + 6 unpacked
-// weight vectors fit the 32 zmm registers). Every (activation row, weight row) output runs the same
+// independent load streams per activation load), 2 for 4-8 (2 x 8 = 16 accumulators, 4 unpacked
+// weight vectors and 4 activation vectors fit the 32 zmm registers; the per-lane weight scales are
+// read from memory). Accumulators are kept only in registers when every index into them is a
+// constant: the loops over them are fully unrolled (otherwise clang stored all 16 on every group). Every (activation row, weight row) output runs the same
 // operations in the same order whatever JR, NX and the batch are, so a row's bits never depend on its
 // batch-mates.
-// Software prefetch distance per weight row (bytes): measured on Zen 4, cold 4096x11008.
-#ifndef EK_Q8_PREFETCH
+// Software prefetch distance per weight row (bytes). On this Zen 4 VM 0, 1024 and 2048 measured within
+// the run-to-run noise (cold 4096x11008); kept for CPUs whose prefetchers follow 2-4 streams less well.
 #define EK_Q8_PREFETCH 1024
-#endif
 #define EK_ALIGN16(v) (((v) + 15) / 16 * 16)
-// Weight rows whose absmax is decoded together and whose partial sums are kept while column chunks
-// pass (scratch per task: EK_Q8_RB rows of absmax, lane scales and 8 x 4 accumulators).
+// At most this many weight rows have their absmax decoded and lane scales laid out together (scratch
+// per task: EK_Q8_RB rows of absmax and lane scales, and 8 partial-sum vectors per row).
 #define EK_Q8_RB 16
 
 // The absmax of each int32 lane of each 128-weight group (lane l covers weights 8l ..< 8l+8, block
@@ -170,7 +171,7 @@ static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *co
     __m512i wh[4], wl[4];                                                                                              \
     for (int j = 0; j < JR; j++) {                                                                                     \
         __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);        \
-        if (full && EK_Q8_PREFETCH) _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                          \
+        if (full) _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                          \
         wh[j] = UNPACK_HI(v, tbl);                                                                                     \
         wl[j] = UNPACK_LO(v, tbl);                                                                                     \
     }                                                                                                                  \
@@ -240,8 +241,11 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
     const int JR = n >= 4 ? 2 : 4;                                                                                     \
     float *lanes = sa + EK_ALIGN16(EK_Q8_RB * nbr + 16), *accv = lanes + EK_Q8_RB * ngroups * 16;                      \
     const __m512i lidx = lane_block_index(w->blocksize);                                                               \
-    for (int64_t rb = r0; rb < r1; rb += EK_Q8_RB) {                                                                   \
-        const int64_t nrb = EK_MIN(EK_Q8_RB, r1 - rb);                                                                 \
+    /* Rows per block: their lane scales (ngroups x 64 bytes each) within ~16 KiB so they stay in L1 beside the       \
+       activations; 16 rows for SmolLM2 widths, 4 for 11008 columns. */                                                \
+    const int64_t rbs = EK_MAX(4, EK_MIN(EK_Q8_RB, 16384 / (ngroups * 64)) / 4 * 4);                                   \
+    for (int64_t rb = r0; rb < r1; rb += rbs) {                                                                        \
+        const int64_t nrb = EK_MIN(rbs, r1 - rb);                                                                      \
         /* The block's rows have consecutive absmax blocks: one decode, then per-lane scales per group. */             \
         decode_absmax_avx512(w, rb * nbr, nrb * nbr, sa);                                                              \
         memset(sa + nrb * nbr, 0, 16 * sizeof(float));                                                                \
