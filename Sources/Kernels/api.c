@@ -35,7 +35,7 @@ int32_t ek_nf4_decode_absmax(const ek_nf4_matrix *w, int64_t first, int64_t coun
     if (st) return st;
     if (!out && count > 0) return EK_ERR_NULL;
     if (first < 0 || count < 0 || first + count > ek_nf4_block_count(w)) return EK_ERR_SHAPE;
-    ek_decode_absmax_range(w, first, count, out);
+    ek_active()->decode_absmax(w, first, count, out);
     return EK_OK;
 }
 
@@ -77,8 +77,10 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
     (void)worker;
     gemv_ctx *c = p;
     int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
-    // 4 rows of per-block absmax, each followed by 16 zeros (vector kernels read up to 16 past a row).
-    float *sa = ek_scratch(0, (size_t)(4 * (c->w->cols / 32 + 16) + 64) * sizeof(float));
+    // Up to 16 rows of per-block absmax (+16 zeros: vector kernels read up to 16 past a row), 16 rows
+    // of per-lane scales (16 floats per 128-weight group) and 16 x 8 partial-sum vectors (AVX-512 int8).
+    const int64_t cols = c->w->cols;
+    float *sa = ek_scratch(0, (size_t)(16 * (cols / 32 + 16) + 256 * ((cols + 127) / 128) + 2048 + 64) * sizeof(float));
     if (!sa) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
     if (c->q8)
         c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
@@ -298,13 +300,16 @@ typedef struct {
     const float *xd;
     int64_t n, ldy, rows_per_task;
     float *y;
+    _Atomic int32_t err;
 } q8mm_ctx;
 
 static void q8mm_task(void *p, int64_t t, int32_t worker) {
     (void)worker;
     q8mm_ctx *c = p;
     int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
-    c->vt->q8w_rows(c->w, r0, r1, c->xq, c->xd, c->n, c->y, c->ldy);
+    void *scratch = ek_scratch(0, EK_Q8W_SCRATCH(c->n, c->w->ld));
+    if (!scratch) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    c->vt->q8w_rows(c->w, r0, r1, c->xq, c->xd, c->n, c->y, c->ldy, scratch);
 }
 
 int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy) {
@@ -333,11 +338,12 @@ int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t l
     q8mm_ctx c = {.vt = ek_active(), .w = w, .xq = xq, .xd = xd, .n = n, .ldy = ldy, .y = y};
     // Small row chunks: the head is the widest matrix (49152 rows) and the tasks balance the cores.
     c.rows_per_task = EK_MAX(64, (w->rows / (ek_threads() * 16) + 3) / 4 * 4);
-    // Several rows (a decode batch) read each task's slice once per row: keep the slice within
-    // ~256 KiB so the re-reads come from L2, not DRAM.
-    if (n > 1) c.rows_per_task = EK_MAX(64, EK_MIN(c.rows_per_task, (256 * 1024 / ld) / 4 * 4));
+    // Several rows (a decode batch): the kernels apply each weight load to up to 8 rows; beyond 8
+    // they re-read the task's slice per 8 rows, so keep it within ~256 KiB (re-reads from L2, not DRAM).
+    if (n > 8) c.rows_per_task = EK_MAX(64, EK_MIN(c.rows_per_task, (256 * 1024 / ld) / 4 * 4));
+    atomic_init(&c.err, EK_OK);
     ek_parallel((w->rows + c.rows_per_task - 1) / c.rows_per_task, q8mm_task, &c);
-    return EK_OK;
+    return atomic_load(&c.err);
 }
 
 // ---- LoRA ----------------------------------------------------------------------------------------------

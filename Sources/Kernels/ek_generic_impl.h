@@ -440,7 +440,8 @@ static void EKG(softmax_row)(float *x, int64_t dim) {
 // int8 weights x int8 activations, one float scale per 32 activations and per weight row. Integer
 // sums per 32 are exact, so every variant computes the same block sums.
 static void EKG(q8w_rows)(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
-                          int64_t n, float *y, int64_t ldy) {
+                          int64_t n, float *y, int64_t ldy, void *scratch) {
+    (void)scratch;
     const int64_t ld = w->ld, nb = ld / 32;
     for (int64_t r = r0; r < r1; r++) {
         const int8_t *wr = w->q + r * ld;

@@ -57,8 +57,11 @@ typedef struct ek_vtable {
                  int64_t ldb, float *c, int64_t ldc);
     // int8-weight rows (ek_q8_matrix): y[i, r] = scale[r] * sum_b xd[i, b] * sum_{k in block b} q[r, k] xq[i, k]
     // for r in [r0, r1), i < n; xq rows of w->ld int8 (zero past cols), xd rows of w->ld/32 floats.
+    // scratch: EK_Q8W_SCRATCH(n, w->ld) bytes of per-call working space (per-lane activation terms).
     void (*q8w_rows)(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
-                     int64_t n, float *y, int64_t ldy);
+                     int64_t n, float *y, int64_t ldy, void *scratch);
+    // ek_decode_absmax_range, vectorised where the variant can (bit-identical: same fp32 ops per block).
+    void (*decode_absmax)(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out);
     // Dense helpers for LoRA and attention.
     float (*dot)(const float *a, const float *b, int64_t n);
     void (*axpy)(float s, const float *x, float *y, int64_t n);   // y += s*x
@@ -93,6 +96,9 @@ static inline float ek_absmax_at(const ek_nf4_matrix *w, int64_t b) {
 }
 // Decodes the absmax of blocks [b0, b0+count) into out (count may be 0).
 void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out);
+
+// Scratch bytes q8w_rows may use for n activation rows of ld bytes: 128 per row and 64 values.
+#define EK_Q8W_SCRATCH(n, ld) ((size_t)(n) * (size_t)((ld) / 64) * 128 + 64)
 
 // ---- Thread pool (pool.c) ----
 typedef ek_task_callback ek_task_fn;

@@ -220,7 +220,8 @@ static inline float hsum8(__m256 v) {
 }
 
 void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
-                      int64_t n, float *y, int64_t ldy) {
+                      int64_t n, float *y, int64_t ldy, void *scratch) {
+    (void)scratch;
     const int64_t ld = w->ld, nb = ld / 32;
     const __m256i ones = _mm256_set1_epi16(1);
     for (int64_t i = 0; i < n; i++) {
@@ -273,6 +274,7 @@ static const ek_vtable avx2_table = {
     .dot = dot_avx2,
     .axpy = axpy_avx2,
     .q8w_rows = ek_q8w_rows_avx2,
+    .decode_absmax = ek_decode_absmax_range,
     .lora_row = lora_row_avx2,
     .attn_head = attn_head_avx2,
     .rmsnorm_row = rmsnorm_row_avx2,

@@ -11,7 +11,7 @@
 int ek_avx512_has_vnni(void);
 int ek_avx512_has_vbmi(void);
 void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
-                      int64_t n, float *y, int64_t ldy);
+                      int64_t n, float *y, int64_t ldy, void *scratch);
 void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
                      int64_t xqs, float *y, int64_t ldy, int acc, float *sa);
 
@@ -23,9 +23,47 @@ void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8
 #include "ek_generic_impl.h"
 #undef EKG
 
+// ek_decode_absmax_range 16 blocks at a time (it was 8% of a decode profile as scalar code): the
+// 256-entry map read by 8 two-table permutes (index bits 4:0) and a blend tree on bits 7:5 — a
+// gather measured ~4x slower here — then the same fp32 multiply and add per block: bit-identical.
+static inline __m512 map256(const __m512 t[16], __m512i code) {
+    __m512 r[8];
+    for (int k = 0; k < 8; k++) r[k] = _mm512_permutex2var_ps(t[2 * k], code, t[2 * k + 1]);
+    const __mmask16 b5 = _mm512_test_epi32_mask(code, _mm512_set1_epi32(32));
+    const __mmask16 b6 = _mm512_test_epi32_mask(code, _mm512_set1_epi32(64));
+    const __mmask16 b7 = _mm512_test_epi32_mask(code, _mm512_set1_epi32(128));
+    for (int k = 0; k < 4; k++) r[k] = _mm512_mask_blend_ps(b5, r[2 * k], r[2 * k + 1]);
+    for (int k = 0; k < 2; k++) r[k] = _mm512_mask_blend_ps(b6, r[2 * k], r[2 * k + 1]);
+    return _mm512_mask_blend_ps(b7, r[0], r[1]);
+}
+
+static void decode_absmax_avx512(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out) {
+    if (w->absmax_f32) {
+        memcpy(out, w->absmax_f32 + b0, (size_t)count * sizeof(float));
+        return;
+    }
+    __m512 t[16];
+    for (int k = 0; k < 16; k++) t[k] = _mm512_loadu_ps(w->dq_map + 16 * k);
+    const int64_t nbs = w->nested_blocksize, end = b0 + count;
+    const __m512 off = _mm512_set1_ps(w->offset);
+    const uint8_t *q = w->absmax_q8;
+    int64_t b = b0;
+    while (b < end) {
+        const int64_t j = b / nbs, stop = EK_MIN(end, (j + 1) * nbs);
+        const __m512 na = _mm512_set1_ps(w->nested_absmax[j]);
+        for (; b < stop; b += 16) {
+            const int64_t left = stop - b;
+            const __mmask16 m = left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+            const __m512 v = map256(t, _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, q + b)));
+            _mm512_mask_storeu_ps(out + (b - b0), m, _mm512_add_ps(_mm512_mul_ps(v, na), off));
+        }
+        b = stop;
+    }
+}
+
 // Absmax of one row's blocks into dst, followed by 16 zeros (vector loads may read past the row).
 static inline void load_row_absmax(const ek_nf4_matrix *w, int64_t r, int64_t nbr, float *dst) {
-    ek_decode_absmax_range(w, r * nbr, nbr, dst);
+    decode_absmax_avx512(w, r * nbr, nbr, dst);
     memset(dst + nbr, 0, 16 * sizeof(float));
 }
 
@@ -86,74 +124,156 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
     }
 }
 
-// One body for both int8 GEMV variants; they differ only in how a packed byte becomes two code bytes.
-#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO)                                                                                       \
-static inline __attribute__((always_inline)) void gemv4_q8_##X(const ek_nf4_matrix *w, int64_t r, int nr,              \
-                                                               const uint8_t *xq, const int NX, int64_t xqs,           \
-                                                               float *y, int64_t ldy, int acc,                         \
-                                                               const float *sa, int64_t sas) {                         \
-    const int64_t cols = w->cols, bs = w->blocksize, ngroups = (cols + 127) / 128;                                     \
+// ---- int8 GEMV: JR weight rows x NX activation rows per pass -----------------------------------------
+// Each 128-weight group of JR rows is loaded and unpacked once per pass and applied to up to 8
+// activation rows while it is in registers, so a decode batch of 8 streams reads and unpacks every
+// weight byte once (the old 4 x 4 passes did it twice). JR = 4 for 1-3 activation rows (more
+// independent load streams per activation load), 2 for 4-8 (2 x 8 = 16 accumulators, 4 unpacked
+// weight vectors and 4 activation vectors fit the 32 zmm registers; the per-lane weight scales are
+// read from memory). Accumulators are kept only in registers when every index into them is a
+// constant: the loops over them are fully unrolled (otherwise clang stored all 16 on every group). Every (activation row, weight row) output runs the same
+// operations in the same order whatever JR, NX and the batch are, so a row's bits never depend on its
+// batch-mates.
+// Software prefetch distance per weight row (bytes). On this Zen 4 VM 0, 1024 and 2048 measured within
+// the run-to-run noise (cold 4096x11008); kept for CPUs whose prefetchers follow 2-4 streams less well.
+#define EK_Q8_PREFETCH 1024
+#define EK_ALIGN16(v) (((v) + 15) / 16 * 16)
+// At most this many weight rows have their absmax decoded and lane scales laid out together (scratch
+// per task: EK_Q8_RB rows of absmax and lane scales, and 8 partial-sum vectors per row).
+#define EK_Q8_RB 16
+
+// The absmax of each int32 lane of each 128-weight group (lane l covers weights 8l ..< 8l+8, block
+// (g*128 + 8l) / bs), laid out so the kernel reads them as one aligned vector per group and row —
+// expanding them inside the group loop cost 3 registers the 2 x 8 tile does not have.
+// a: the row's block absmax followed by 16 readable floats; idx from lane_block_index(bs).
+static inline __m512i lane_block_index(int64_t bs) {
+    // 8l / bs by a shift (an integer division per lane, per pass, cost a third of a small GEMV).
+    const int sh = __builtin_ctzll((unsigned long long)bs);
+    return _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120), (unsigned)sh);
+}
+
+static inline void expand_lane_scales(const float *a, int64_t ngroups, int64_t bs, __m512i idx, float *out) {
+    if (bs >= 128) {
+        const int sh = __builtin_ctzll((unsigned long long)bs);
+        for (int64_t g = 0; g < ngroups; g++) _mm512_storeu_ps(out + g * 16, _mm512_set1_ps(a[(g * 128) >> sh]));
+        return;
+    }
+    const int64_t per = 128 / bs;
+    for (int64_t g = 0; g < ngroups; g++)
+        _mm512_storeu_ps(out + g * 16, _mm512_permutexvar_ps(idx, _mm512_loadu_ps(a + g * per)));
+}
+
+#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO)                                                                       \
+static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *const *row, const float *const *lw,       \
+                                                               const int JR, const int NX, int64_t g, __mmask64 mask,   \
+                                                               const int full, __m512i tbl, const uint8_t *xq,          \
+                                                               int64_t xqs, __m512 *s) {                                \
+    __m512i wh[4], wl[4];                                                                                              \
+    for (int j = 0; j < JR; j++) {                                                                                     \
+        __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);        \
+        if (full) _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                          \
+        wh[j] = UNPACK_HI(v, tbl);                                                                                     \
+        wl[j] = UNPACK_LO(v, tbl);                                                                                     \
+    }                                                                                                                  \
+    _Pragma("clang loop unroll(full)")                                                                                 \
+    for (int i = 0; i < NX; i++) {                                                                                     \
+        const uint8_t *xg = xq + i * xqs + g * 256;                                                                    \
+        __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);                                         \
+        __m512 dl = _mm512_loadu_ps(xg + 128);                                                                         \
+        __m512i bias = _mm512_loadu_si512(xg + 192);                                                                   \
+        _Pragma("clang loop unroll(full)")                                                                             \
+        for (int j = 0; j < JR; j++) {                                                                                 \
+            __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                          \
+            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), _mm512_loadu_ps(lw[j] + g * 16),  \
+                                            s[i * JR + j]);                                                            \
+        }                                                                                                              \
+    }                                                                                                                  \
+}                                                                                                                      \
+                                                                                                                       \
+static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t *const *row, const float *const *lw,  \
+                                                                   const int JR, const uint8_t *xq, const int NX,       \
+                                                                   int64_t xqs, int64_t g0, int64_t g1, int64_t nfull,  \
+                                                                   __mmask64 tail, float *accv) {                       \
+    const int first = g0 == 0;                                                                                         \
     int8_t tb[16];                                                                                                     \
     for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);                                            \
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));                                  \
-    __m512i idx = _mm512_setzero_si512();                                                                              \
-    if (bs < 128) {                                                                                                    \
-        int32_t ii[16];                                                                                                \
-        for (int l = 0; l < 16; l++) ii[l] = (int32_t)(8 * l / bs);                                                    \
-        idx = _mm512_loadu_si512(ii);                                                                                  \
-    }                                                                                                                  \
-    const uint8_t *row[4];                                                                                             \
-    for (int j = 0; j < 4; j++) row[j] = w->packed + (r + (j < nr ? j : nr - 1)) * cols / 2;                           \
-    __m512 s[4][4];                                                                                                    \
-    for (int i = 0; i < NX; i++)                                                                                       \
-        for (int j = 0; j < 4; j++) s[i][j] = _mm512_setzero_ps();                                                     \
-    const int64_t tail_bytes = (cols % 128) / 2;                                                                       \
-    for (int64_t g = 0; g < ngroups; g++) {                                                                            \
-        const __mmask64 mask = (g == ngroups - 1 && tail_bytes) ? (((__mmask64)1 << tail_bytes) - 1) : ~(__mmask64)0;  \
-        const int64_t blk = g * 128 / bs;                                                                              \
-        __m512i wh[4], wl[4];                                                                                          \
-        __m512 dw[4];                                                                                                  \
-        for (int j = 0; j < 4; j++) {                                                                                  \
-            __m512i v = _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);                                                \
-            wh[j] = UNPACK_HI(v, tbl);                                                                                 \
-            wl[j] = UNPACK_LO(v, tbl);                                                                                 \
-            dw[j] = bs < 128 ? _mm512_permutexvar_ps(idx, _mm512_loadu_ps(sa + j * sas + blk))                         \
-                             : _mm512_set1_ps(sa[j * sas + blk]);                                                      \
+    __m512 s[32];                                                                                                      \
+    _Pragma("clang loop unroll(full)")                                                                                 \
+    for (int k = 0; k < NX * JR; k++) s[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accv + 16 * k);             \
+    for (int64_t g = g0; g < EK_MIN(g1, nfull); g++) q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, 1, tbl, xq, xqs, s); \
+    if (g1 > nfull) q8_group_##X(row, lw, JR, NX, nfull, tail, 0, tbl, xq, xqs, s);                                    \
+    /* Constant indices only (loops fully unrolled): one runtime index keeps all of s in memory, stored on every       \
+       group. */                                                                                                       \
+    _Pragma("clang loop unroll(full)")                                                                                 \
+    for (int k = 0; k < NX * JR; k++) _mm512_storeu_ps(accv + 16 * k, s[k]);                                           \
+}                                                                                                                      \
+                                                                                                                       \
+static inline __attribute__((always_inline)) void gemv_q8_pass_##X(const uint8_t *const *row, const float *const *lw,  \
+                                                                   const int JR, const uint8_t *xq, int64_t nx,         \
+                                                                   int64_t xqs, int64_t g0, int64_t g1, int64_t nfull,  \
+                                                                   __mmask64 tail, float *accv) {                       \
+    if (JR == 4) {                                                                                                     \
+        switch (nx) {                                                                                                  \
+        case 3: gemv_q8_tile_##X(row, lw, 4, xq, 3, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, tail, accv); break;                            \
+        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, tail, accv); break;                           \
         }                                                                                                              \
-        for (int i = 0; i < NX; i++) {                                                                                 \
-            const uint8_t *xg = xq + i * xqs + g * 256;                                                                \
-            __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);                                     \
-            __m512 dl = _mm512_loadu_ps(xg + 128);                                                                     \
-            __m512i bias = _mm512_loadu_si512(xg + 192);                                                               \
-            for (int j = 0; j < 4; j++) {                                                                              \
-                __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                      \
-                s[i][j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), dw[j], s[i][j]);                   \
-            }                                                                                                          \
+    } else {                                                                                                           \
+        switch (nx) {                                                                                                  \
+        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, tail, accv); break;                            \
+        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, tail, accv); break;                            \
+        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, tail, accv); break;                           \
         }                                                                                                              \
     }                                                                                                                  \
-    for (int i = 0; i < NX; i++)                                                                                       \
-        for (int j = 0; j < nr; j++) {                                                                                 \
-            float v = _mm512_reduce_add_ps(s[i][j]);                                                                   \
-            float *o = y + i * ldy + r + j;                                                                            \
-            *o = acc ? *o + v : v;                                                                                     \
-        }                                                                                                              \
 }                                                                                                                      \
                                                                                                                        \
 static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,                  \
                          int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {                                     \
-    const int64_t nbr = w->cols / w->blocksize, sas = nbr + 16;                                                        \
-    for (int64_t r = r0; r < r1; r += 4) {                                                                             \
-        int nr = (int)EK_MIN(4, r1 - r);                                                                               \
-        for (int j = 0; j < 4; j++) load_row_absmax(w, r + (j < nr ? j : nr - 1), nbr, sa + j * sas);                  \
-        for (int64_t i = 0; i < n; i += 4) {                                                                           \
-            int64_t nx = EK_MIN(4, n - i);                                                                             \
-            const uint8_t *x = xq + i * xqs;                                                                           \
-            float *yy = y + i * ldy;                                                                                   \
-            switch (nx) {                                                                                              \
-            case 4: gemv4_q8_##X(w, r, nr, x, 4, xqs, yy, ldy, acc, sa, sas); break;                                   \
-            case 3: gemv4_q8_##X(w, r, nr, x, 3, xqs, yy, ldy, acc, sa, sas); break;                                   \
-            case 2: gemv4_q8_##X(w, r, nr, x, 2, xqs, yy, ldy, acc, sa, sas); break;                                   \
-            default: gemv4_q8_##X(w, r, nr, x, 1, xqs, yy, ldy, acc, sa, sas); break;                                  \
+    const int64_t cols = w->cols, nbr = cols / w->blocksize, ngroups = (cols + 127) / 128;                             \
+    const int64_t tail_bytes = (cols % 128) / 2, nfull = tail_bytes ? ngroups - 1 : ngroups;                           \
+    const __mmask64 tail = tail_bytes ? ((__mmask64)1 << tail_bytes) - 1 : 0;                                          \
+    const int JR = n >= 4 ? 2 : 4;                                                                                     \
+    float *lanes = sa + EK_ALIGN16(EK_Q8_RB * nbr + 16), *accv = lanes + EK_Q8_RB * ngroups * 16;                      \
+    const __m512i lidx = lane_block_index(w->blocksize);                                                               \
+    /* Rows per block: their lane scales (ngroups x 64 bytes each) within ~16 KiB so they stay in L1 beside the       \
+       activations; 16 rows for SmolLM2 widths, 4 for 11008 columns. */                                                \
+    const int64_t rbs = EK_MAX(4, EK_MIN(EK_Q8_RB, 16384 / (ngroups * 64)) / 4 * 4);                                   \
+    for (int64_t rb = r0; rb < r1; rb += rbs) {                                                                        \
+        const int64_t nrb = EK_MIN(rbs, r1 - rb);                                                                      \
+        /* The block's rows have consecutive absmax blocks: one decode, then per-lane scales per group. */             \
+        decode_absmax_avx512(w, rb * nbr, nrb * nbr, sa);                                                              \
+        memset(sa + nrb * nbr, 0, 16 * sizeof(float));                                                                \
+        for (int64_t j = 0; j < nrb; j++) expand_lane_scales(sa + j * nbr, ngroups, w->blocksize, lidx, lanes + j * ngroups * 16); \
+        for (int64_t i = 0; i < n; i += 8) {                                                                           \
+            const int64_t nx = EK_MIN(8, n - i);                                                                       \
+            /* Column chunks that keep 8 activation rows in L1 measured slower (the weight stream of 16 rows in short   \
+               runs), so every pass runs whole rows. */                                                                \
+            for (int64_t r = rb; r < rb + nrb; r += JR) {                                                              \
+                const int64_t nr = EK_MIN(JR, rb + nrb - r);                                                           \
+                const uint8_t *row[4];                                                                                 \
+                const float *lw[4];                                                                                    \
+                for (int j = 0; j < 4; j++) {                                                                          \
+                    const int64_t jj = (r - rb) + (j < nr ? j : nr - 1);                                               \
+                    row[j] = w->packed + (rb + jj) * cols / 2;                                                         \
+                    lw[j] = lanes + jj * ngroups * 16;                                                                 \
+                }                                                                                                      \
+                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, tail, accv + (r - rb) * 8 * 16); \
+            }                                                                                                          \
+            /* accv of pass starting at row r holds (activation row ii, weight row j) at index ii * JR + j. */        \
+            for (int64_t r = rb; r < rb + nrb; r += JR) {                                                              \
+                const int64_t nr = EK_MIN(JR, rb + nrb - r);                                                           \
+                for (int64_t ii = 0; ii < nx; ii++)                                                                    \
+                    for (int64_t j = 0; j < nr; j++) {                                                                 \
+                        const float v = _mm512_reduce_add_ps(_mm512_loadu_ps(accv + ((r - rb) * 8 + ii * JR + j) * 16)); \
+                        float *o = y + (i + ii) * ldy + r + j;                                                         \
+                        *o = acc ? *o + v : v;                                                                         \
+                    }                                                                                                  \
             }                                                                                                          \
         }                                                                                                              \
     }                                                                                                                  \
@@ -168,49 +288,84 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
 #define EK_UNPACK_LO_SHUFFLE(v, tbl) _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, _mm512_set1_epi8(15)))
 EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE)
 
-// int8 weight rows (quantised head): dpbusd(|x| as u8, weight with x's sign), 64 values per step,
-// lanes 0-7 hold the first 32-block's sum and lanes 8-15 the second's; 4 rows per pass share x.
+// ---- int8 weight rows (quantised head): JR weight rows x NX activation rows per pass -------------------
+// dpbusd needs one unsigned operand: the weight byte xor 0x80 is w + 128 as u8 — one op per weight
+// vector, shared by every activation row — and the per-lane bias -128 * (sum of the lane's 4
+// activations) removes the +128, so each int32 lane is exactly the sum of its 4 products w * x, as in
+// the |x| / sign(w, x) form the one-row kernel used. 64 values per step, lanes 0-7 hold the first
+// 32-block's sum and lanes 8-15 the second's (scale d of that block), accumulated in fp32 per lane
+// and reduced at the end: the same operations in the same order for a row whatever its batch.
+// Per activation row and 64-value chunk, scratch holds the lane bias (16 int32) and scale (16 float).
+static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matrix *w, int64_t r, const int JR,
+                                                               const int8_t *xq, const uint8_t *lane, const int NX,
+                                                               int64_t nc, float *y, int64_t ldy) {
+    const int64_t ld = w->ld;
+    const int8_t *wr[4];
+    for (int j = 0; j < JR; j++) wr[j] = w->q + (r + j) * ld;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 f[8][4];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < NX; i++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < JR; j++) f[i][j] = _mm512_setzero_ps();
+#pragma clang loop unroll(disable)
+    for (int64_t c = 0; c < nc; c++) {
+        __m512i wu[4];
+        for (int j = 0; j < JR; j++) wu[j] = _mm512_xor_si512(_mm512_loadu_si512(wr[j] + 64 * c), flip);
+#pragma clang loop unroll(full)
+        for (int i = 0; i < NX; i++) {
+            const __m512i xv = _mm512_loadu_si512(xq + i * ld + 64 * c);
+            const uint8_t *lp = lane + (i * nc + c) * 128;
+            const __m512i bias = _mm512_loadu_si512(lp);
+            const __m512 d = _mm512_loadu_ps(lp + 64);
+#pragma clang loop unroll(full)
+            for (int j = 0; j < JR; j++)
+                f[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, wu[j], xv)), d, f[i][j]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < NX; i++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < JR; j++) y[i * ldy + r + j] = _mm512_reduce_add_ps(f[i][j]) * w->scale[r + j];
+}
+
 static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
-                          int64_t n, float *y, int64_t ldy) {
+                          int64_t n, float *y, int64_t ldy, void *scratch) {
     const int64_t ld = w->ld, nc = ld / 64;
-    const __m512i zero = _mm512_setzero_si512();
-    for (int64_t i = 0; i < n; i++) {
-        const int8_t *xr = xq + i * ld;
-        const float *dr = xd + i * (ld / 32);
+    uint8_t *lane = scratch;
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t c = 0; c < nc; c++) {
+            const __m512i xv = _mm512_loadu_si512(xq + i * ld + 64 * c);
+            uint8_t *lp = lane + (i * nc + c) * 128;
+            _mm512_storeu_si512(lp, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, xv)));
+            const float *dr = xd + i * (ld / 32) + 2 * c;
+            _mm512_storeu_ps(lp + 64, _mm512_insertf32x8(_mm512_set1_ps(dr[0]), _mm256_set1_ps(dr[1]), 1));
+        }
+    for (int64_t i = 0; i < n; i += 8) {
+        const int64_t nx = EK_MIN(8, n - i);
+        const int8_t *x = xq + i * ld;
+        const uint8_t *lp = lane + i * nc * 128;
+        float *yy = y + i * ldy;
         int64_t r = r0;
-        for (; r + 4 <= r1; r += 4) {
-            const int8_t *w0 = w->q + r * ld, *w1 = w0 + ld, *w2 = w1 + ld, *w3 = w2 + ld;
-            __m512 f0 = _mm512_setzero_ps(), f1 = f0, f2 = f0, f3 = f0;
-            for (int64_t c = 0; c < nc; c++) {
-                const __m512i xv = _mm512_loadu_si512(xr + 64 * c);
-                const __m512i ax = _mm512_abs_epi8(xv);
-                const __mmask64 neg = _mm512_movepi8_mask(xv);
-                const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(dr[2 * c]), _mm256_set1_ps(dr[2 * c + 1]), 1);
-#define EK_Q8W_STEP(f, wp)                                                                                   \
-    do {                                                                                                    \
-        __m512i wv = _mm512_loadu_si512(wp + 64 * c);                                                       \
-        f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(zero, ax, _mm512_mask_sub_epi8(wv, neg, zero, wv))), d, f); \
-    } while (0)
-                EK_Q8W_STEP(f0, w0); EK_Q8W_STEP(f1, w1); EK_Q8W_STEP(f2, w2); EK_Q8W_STEP(f3, w3);
+#define EK_Q8W_CASE(JR, NX) case NX: q8w_tile_vnni(w, r, JR, x, lp, NX, nc, yy, ldy); break;
+        // 4 weight rows for up to 4 activation rows, 2 for 5-8 (8 x 2 accumulators; 8 x 3 spilled).
+        if (nx <= 4) {
+            for (; r + 4 <= r1; r += 4) {
+                switch (nx) { EK_Q8W_CASE(4, 4) EK_Q8W_CASE(4, 3) EK_Q8W_CASE(4, 2) default: q8w_tile_vnni(w, r, 4, x, lp, 1, nc, yy, ldy); }
             }
-            y[i * ldy + r] = _mm512_reduce_add_ps(f0) * w->scale[r];
-            y[i * ldy + r + 1] = _mm512_reduce_add_ps(f1) * w->scale[r + 1];
-            y[i * ldy + r + 2] = _mm512_reduce_add_ps(f2) * w->scale[r + 2];
-            y[i * ldy + r + 3] = _mm512_reduce_add_ps(f3) * w->scale[r + 3];
+        } else {
+            for (; r + 2 <= r1; r += 2) {
+                switch (nx) { EK_Q8W_CASE(2, 8) EK_Q8W_CASE(2, 7) EK_Q8W_CASE(2, 6) default: q8w_tile_vnni(w, r, 2, x, lp, 5, nc, yy, ldy); }
+            }
         }
         for (; r < r1; r++) {
-            const int8_t *w0 = w->q + r * ld;
-            __m512 f0 = _mm512_setzero_ps();
-            for (int64_t c = 0; c < nc; c++) {
-                const __m512i xv = _mm512_loadu_si512(xr + 64 * c);
-                const __m512i ax = _mm512_abs_epi8(xv);
-                const __mmask64 neg = _mm512_movepi8_mask(xv);
-                const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(dr[2 * c]), _mm256_set1_ps(dr[2 * c + 1]), 1);
-                EK_Q8W_STEP(f0, w0);
+            switch (nx) {
+            EK_Q8W_CASE(1, 8) EK_Q8W_CASE(1, 7) EK_Q8W_CASE(1, 6) EK_Q8W_CASE(1, 5) EK_Q8W_CASE(1, 4) EK_Q8W_CASE(1, 3) EK_Q8W_CASE(1, 2)
+            default: q8w_tile_vnni(w, r, 1, x, lp, 1, nc, yy, ldy);
             }
-#undef EK_Q8W_STEP
-            y[i * ldy + r] = _mm512_reduce_add_ps(f0) * w->scale[r];
         }
+#undef EK_Q8W_CASE
     }
 }
 #pragma clang attribute pop
@@ -302,6 +457,7 @@ static ek_vtable avx512_table = {
     .dot = dot_avx512,
     .axpy = axpy_avx512,
     .q8w_rows = q8w_rows_vnni,
+    .decode_absmax = decode_absmax_avx512,
     .lora_row = lora_row_avx512,
     .attn_head = attn_head_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,

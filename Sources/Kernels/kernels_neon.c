@@ -140,6 +140,7 @@ static const ek_vtable neon_table = {
     .dot = dot_neon,
     .axpy = axpy_neon,
     .q8w_rows = q8w_rows_neon,
+    .decode_absmax = ek_decode_absmax_range,
     .lora_row = lora_row_neon,
     .attn_head = attn_head_neon,
     .rmsnorm_row = rmsnorm_row_neon,

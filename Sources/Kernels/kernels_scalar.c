@@ -178,6 +178,7 @@ static const ek_vtable scalar_table = {
     .dot = dot_scalar,
     .axpy = axpy_scalar,
     .q8w_rows = q8w_rows_scalar,
+    .decode_absmax = ek_decode_absmax_range,
     .lora_row = lora_row_scalar,
     .attn_head = attn_head_scalar,
     .rmsnorm_row = rmsnorm_row_scalar,

@@ -32,7 +32,7 @@ struct BenchKernelsCommand: AsyncParsableCommand {
     @Option(help: "Also draw the table as bar charts into this SVG file.")
     var plot: String?
 
-    @Option(name: .customLong("op"), help: ArgumentHelp("Only these ops (repeatable): gemv, gemm, lora. Default: all.", valueName: "OP"))
+    @Option(name: .customLong("op"), help: ArgumentHelp("Only these ops (repeatable): gemv, gemm, lora, decode. Default: all.", valueName: "OP"))
     var ops: [String] = []
 
     func validate() throws {
@@ -80,11 +80,27 @@ struct BenchKernelsCommand: AsyncParsableCommand {
     static func summary(_ rows: [KernelBenchmark.Row]) -> [String] {
         var lines: [String] = []
         func find(_ op: String, _ impl: String, _ m: Int, _ k: Int, _ t: Int, _ cache: String) -> KernelBenchmark.Row? {
-            rows.first { $0.op == op && $0.impl == impl && $0.m == m && $0.k == k && $0.threads == t && $0.cache == cache }
+            rows.first { $0.op == op && $0.impl == impl && $0.m == m && $0.n == 1 && $0.k == k && $0.threads == t && $0.cache == cache }
         }
         let threadCounts = Set(rows.map(\.threads)).sorted()
         let impls = Set(rows.filter { $0.op == "gemv" && $0.impl.hasPrefix("nf4-") }.map(\.impl)).sorted()
         for t in threadCounts {
+            // Decode batches: what 8 activation rows cost over one (the daemon's 8 streams vs one), and
+            // n=1 against the memory read and sgemv of the same shape in the same run.
+            for one in rows where one.op == "gemv" && one.n == 1 && one.threads == t && one.cache == "cold"
+                && (one.impl.hasPrefix("q8head-") || one.impl.hasSuffix("-int8")) {
+                guard let eight = rows.first(where: { $0.op == "gemv" && $0.impl == one.impl && $0.n == 8 && $0.m == one.m && $0.k == one.k
+                    && $0.threads == t && $0.cache == "cold" }) else { continue }
+                var line = String(format: "decode %@ %dx%d cold thr=%d: n=8 costs %.2fx n=1 (%.1f vs %.1f us)", one.impl, one.m, one.k, t,
+                                  eight.us / one.us, eight.us, one.us)
+                if let read = rows.last(where: { $0.op == "gemv" && $0.impl == "memread" && $0.m == one.m && $0.k == one.k && $0.threads == t && $0.cache == "cold" }) {
+                    line += String(format: "; n=1 %.2f GB/s = %.0f%% of memread", one.weight_gbps, 100 * one.weight_gbps / read.weight_gbps)
+                }
+                if let blas = rows.last(where: { $0.op == "gemv" && $0.impl == "openblas-sgemv" && $0.m == one.m && $0.k == one.k && $0.threads == t && $0.cache == "cold" }) {
+                    line += String(format: ", %.1fx sgemv", blas.us / one.us)
+                }
+                lines.append(line)
+            }
             if let read = find("gemv", "memread", 4096, 11008, t, "cold"), let blas = find("gemv", "openblas-sgemv", 4096, 11008, t, "cold") {
                 for impl in impls {
                     guard let g = find("gemv", impl, 4096, 11008, t, "cold") else { continue }

@@ -74,6 +74,28 @@ final class Int8MatrixTests: XCTestCase {
         }
     }
 
+    /// The head applies each weight load to up to 8 activation rows; a row's logits must still have the
+    /// bits it has when computed alone (integer block sums are exact, the float order per row is fixed).
+    func testBatchRowsEqualSingleRowsBitForBit() {
+        let shapes: [(rows: Int, cols: Int)] = [(1031, 576), (63, 1536), (5, 17), (10, 130)]
+        for (si, s) in shapes.enumerated() {
+            var rng = SplitMix(seed: UInt64(900 + si))
+            let w = rng.floats(s.rows * s.cols, scale: 0.05)
+            let x = rng.floats(16 * s.cols, scale: 3)
+            let m = quantise(w, rows: s.rows, cols: s.cols)
+            _ = forEachVariant { v in
+                let alone = (0..<16).map { i in matmul(m, rows: s.rows, cols: s.cols, Array(x[(i * s.cols)..<((i + 1) * s.cols)]), n: 1) }
+                for n in [2, 3, 5, 8, 9, 16] {
+                    let y = matmul(m, rows: s.rows, cols: s.cols, Array(x[0..<(n * s.cols)]), n: n)
+                    for i in 0..<n {
+                        let same = zip(y[(i * s.rows)..<((i + 1) * s.rows)], alone[i]).allSatisfy { $0.bitPattern == $1.bitPattern }
+                        XCTAssertTrue(same, "\(v) head \(s) n=\(n): row \(i) differs from the row computed alone")
+                    }
+                }
+            }
+        }
+    }
+
     func testBadArgumentsAreRejected() {
         var q = [Int8](repeating: 0, count: 64), s: [Float] = [1]
         var y: [Float] = [0]

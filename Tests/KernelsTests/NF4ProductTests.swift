@@ -26,6 +26,11 @@ final class NF4ProductTests: XCTestCase {
         Case(rows: 33, cols: 11008, n: 2, blocksize: 64, dq: true),
         Case(rows: 1536, cols: 576, n: 4, blocksize: 64, dq: false),
         Case(rows: 17, cols: 1536, n: 9, blocksize: 4096, dq: false),
+        // Decode batches (the int8 kernel's 2 x 8 tile, passes of 8): partial groups (704 = 5.5 x 128),
+        // blocksize 32 / 128, row counts that leave partial weight-row passes.
+        Case(rows: 130, cols: 704, n: 8, blocksize: 64, dq: true),
+        Case(rows: 66, cols: 1536, n: 16, blocksize: 128, dq: false),
+        Case(rows: 37, cols: 320, n: 7, blocksize: 32, dq: true),
         // Layouts the SIMD paths do not take (blocks spanning rows, odd element count): portable path.
         Case(rows: 17, cols: 65, n: 3, blocksize: 64, dq: false),
         Case(rows: 3, cols: 96, n: 2, blocksize: 64, dq: true),
@@ -206,6 +211,53 @@ final class NF4ProductTests: XCTestCase {
                 for k in 0..<(n * rows) { lhs += Double(dy[k]) * Double(y[k]) }
                 for k in 0..<(n * cols) { rhs += Double(dx[k]) * Double(x[k]); scale += abs(mag[k] * Double(x[k])) }
                 XCTAssertEqual(lhs, rhs, accuracy: 1e-5 * scale + 1e-9, "\(v) adjoint \(s)")
+            }
+        }
+    }
+
+    /// A decode batch must not change any row's result: every row of an n-row int8 (and f32) GEMV has
+    /// the bits of the same row computed alone, in every variant (the scheduler's batch invariance rests
+    /// on it). Shapes with partial 128-groups, blocksizes 32/64/128/256, row counts that leave partial
+    /// passes, double-quantised and plain absmax, and the blocks-spanning-rows layout.
+    func testBatchRowsEqualSingleRowsBitForBit() {
+        let shapes: [(rows: Int, cols: Int, bs: Int, dq: Bool)] = [
+            (37, 576, 64, true), (130, 1536, 64, false), (19, 704, 128, true), (9, 192, 32, false),
+            (5, 4096, 256, true), (66, 320, 64, true), (7, 96, 64, false),
+        ]
+        for (si, s) in shapes.enumerated() {
+            let t = NF4TestMatrix(rows: s.rows, cols: s.cols, blocksize: s.bs, doubleQuant: s.dq, seed: UInt64(700 + si))
+            var rng = SplitMix(seed: UInt64(800 + si))
+            let x = rng.floats(16 * s.cols, scale: 2)
+            _ = forEachVariant { v in
+                for flags in [Int32(EK_ACT_INT8), Int32(0)] {
+                    var alone = [[Float]]()
+                    for i in 0..<16 { alone.append(product(t, Array(x[(i * s.cols)..<((i + 1) * s.cols)]), n: 1, flags: flags)) }
+                    for n in Array(1...9) + [16] {
+                        let y = product(t, Array(x[0..<(n * s.cols)]), n: n, flags: flags)
+                        for i in 0..<n {
+                            let got = Array(y[(i * s.rows)..<((i + 1) * s.rows)])
+                            let same = zip(got, alone[i]).allSatisfy { $0.bitPattern == $1.bitPattern }
+                            XCTAssertTrue(same, "\(v) flags \(flags) \(s) n=\(n): row \(i) differs from the row computed alone")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every variant's absmax decoding (vectorised where it can be) equals the fp32 rule bit for bit,
+    /// across nested-block boundaries and from unaligned first blocks.
+    func testAbsmaxDecodeBitForBitInEveryVariant() {
+        let t = NF4TestMatrix(rows: 40, cols: 1536, blocksize: 64, doubleQuant: true, seed: 11)
+        var m = t.matrix
+        let ranges = [(0, t.blocks), (3, 200), (250, 17), (255, 2), (511, 1), (t.blocks - 37, 37)]
+        _ = forEachVariant { v in
+            for (first, count) in ranges {
+                var a = [Float](repeating: .nan, count: count)
+                XCTAssertEqual(ek_nf4_decode_absmax(&m, Int64(first), Int64(count), &a), Int32(EK_OK))
+                for b in 0..<count {
+                    XCTAssertEqual(a[b].bitPattern, t.absmaxValue(first + b).bitPattern, "\(v) block \(first + b)")
+                }
             }
         }
     }

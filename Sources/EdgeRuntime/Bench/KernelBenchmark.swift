@@ -5,7 +5,9 @@ import Kernels
 /// Times the NF4 kernels against OpenBLAS f32 and a plain memory read in the same run
 /// (`edgectl bench kernels`). Shapes are [m = out_features, k = in_features] with n activation rows:
 /// GEMV n = 1 (decode), GEMM n = 128 (prefill), LoRA n = 8 rows with 8 different rank-16 adapters on
-/// the 7 projections of a SmolLM2 layer (m then sums the 7 output widths).
+/// the 7 projections of a SmolLM2 layer (m then sums the 7 output widths). "decode" times what a decode
+/// batch costs: the int8 GEMV (EK_ACT_INT8) and the int8 head (`ek_q8_matmul`) at n = 1 and n = 8
+/// activation rows, cold, so n=8 / n=1 says how much 8 streams cost over one.
 ///
 /// "hot": one matrix reused (in cache when it fits); "cold": the call cycles through enough copies that
 /// the working set exceeds the LLC many times over, so every weight byte comes from DRAM.
@@ -22,7 +24,7 @@ public struct KernelBenchmark {
         }
     }
 
-    public static let allOps = ["gemv", "gemm", "lora"]
+    public static let allOps = ["gemv", "gemm", "lora", "decode"]
 
     /// One measurement; the JSON field names are fixed by issue 3.
     public struct Row: Codable, Sendable {
@@ -126,6 +128,9 @@ public struct KernelBenchmark {
                     rows.append(row("gemm", "openblas-sgemm", m, n, k, t, cache, blasUs, Double(m * k * 4)))
                 }
             }
+            if options.ops.contains("decode") {
+                rows += decodeRows(threads: t, variants: fast.isEmpty ? variants : fast, progress: progress)
+            }
             if options.ops.contains("lora") {
                 progress("lora 8 rows x 8 rank-16 adapters x 7 projections (f32 and f16 adapters) threads=\(t)")
                 rows += loraRows(threads: t, variants: fast.isEmpty ? variants : fast)
@@ -133,6 +138,61 @@ public struct KernelBenchmark {
         }
         let config = openblas_get_config().map { String(cString: $0) } ?? "unknown"
         return Report(rows: rows, openblasConfig: config, kernelsLine: String(cString: ek_dispatch_description()))
+    }
+
+    /// SmolLM2 decode shapes and the 7B-like widest-input one for the batched int8 GEMV, and the
+    /// SmolLM2 head (49152 tied-embedding rows x 576).
+    static let decodeShapes = [(576, 576), (1536, 576), (576, 1536), (4096, 11008)]
+    static let headShape = (49152, 576)
+    static let decodeBatch = [1, 8]
+
+    /// Cold int8 GEMV and int8 head at n = 1 and n = 8 rows (op "gemv", impl "nf4-VARIANT-int8" and
+    /// "q8head-VARIANT"), with the plain memory read and OpenBLAS sgemv (n = 1) of the same shape.
+    func decodeRows(threads: Int, variants: [String], progress: (String) -> Void) -> [Row] {
+        var rows: [Row] = []
+        for (m, k) in Self.decodeShapes {
+            progress("decode int8 gemv \(m)x\(k) n=1,8 threads=\(threads) cold")
+            let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), "cold"))
+            let x = randomFloats(8 * k, seed: 3)
+            var y = [Float](repeating: 0, count: 8 * m)
+            for v in variants {
+                _ = ek_set_variant(v)
+                for n in Self.decodeBatch {
+                    let us = time(cycles: nf4.count) { c in
+                        var w = nf4.matrix(c)
+                        _ = ek_nf4_gemv(&w, x, Int64(n), Int64(k), &y, Int64(m), Int32(EK_ACT_INT8))
+                    }
+                    rows.append(row("gemv", "nf4-\(v)-int8", m, n, k, threads, "cold", us, Double(nf4.bytesPerCopy)))
+                }
+            }
+            let readUs = time(cycles: nf4.count) { c in _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy)) }
+            rows.append(row("gemv", "memread", m, 1, k, threads, "cold", readUs, Double(nf4.bytesPerCopy), flops: 0))
+            let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, "cold"))
+            let blasUs = time(cycles: f32.count) { c in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, &y, 1)
+            }
+            rows.append(row("gemv", "openblas-sgemv", m, 1, k, threads, "cold", blasUs, Double(m * k * 4)))
+        }
+        let (m, k) = Self.headShape
+        progress("decode int8 head \(m)x\(k) n=1,8 threads=\(threads) cold")
+        let ld = Int(ek_q8_row_stride(Int64(k)))
+        let headBytes = m * ld + 4 * m
+        let head = HeadCopies(rows: m, cols: k, ld: ld, copies: copies(for: headBytes, "cold"))
+        let x = randomFloats(8 * k, seed: 4)
+        var y = [Float](repeating: 0, count: 8 * m)
+        for v in variants {
+            _ = ek_set_variant(v)
+            for n in Self.decodeBatch {
+                let us = time(cycles: head.count) { c in
+                    var w = head.matrix(c)
+                    _ = ek_q8_matmul(&w, x, Int64(n), Int64(k), &y, Int64(m))
+                }
+                rows.append(row("gemv", "q8head-\(v)", m, n, k, threads, "cold", us, Double(headBytes)))
+            }
+        }
+        let readUs = time(cycles: head.count) { c in _ = ek_bench_read(head.raw(c), Int64(m * ld)) }
+        rows.append(row("gemv", "memread", m, 1, k, threads, "cold", readUs, Double(m * ld), flops: 0))
+        return rows
     }
 
     /// Base GEMV of 8 rows through the 7 projections vs the gathered LoRA update of the same rows
@@ -279,6 +339,37 @@ final class NF4Copies {
             nested_absmax: UnsafePointer((p + nestedOffset).assumingMemoryBound(to: Float.self)),
             dq_map: UnsafePointer(map), offset: 0.03, rows: Int64(rows), cols: Int64(cols), blocksize: 64,
             nested_blocksize: 256)
+    }
+}
+
+/// `copies` int8 head matrices [rows, ld] with per-row scales, random values (the speed does not
+/// depend on them).
+final class HeadCopies {
+    let rows: Int, cols: Int, ld: Int, count: Int
+    private let q: UnsafeMutablePointer<Int8>
+    private let scale: UnsafeMutablePointer<Float>
+
+    init(rows: Int, cols: Int, ld: Int, copies: Int) {
+        self.rows = rows
+        self.cols = cols
+        self.ld = ld
+        count = copies
+        q = .allocate(capacity: rows * ld * copies)
+        scale = .allocate(capacity: rows * copies)
+        for i in 0..<(rows * ld * copies) { q[i] = Int8(truncatingIfNeeded: (i &* 2_654_435_761) >> 13) }
+        for i in 0..<(rows * copies) { scale[i] = 1e-3 }
+    }
+
+    deinit {
+        q.deallocate()
+        scale.deallocate()
+    }
+
+    func raw(_ c: Int) -> UnsafeRawPointer { UnsafeRawPointer(q + c * rows * ld) }
+
+    func matrix(_ c: Int) -> ek_q8_matrix {
+        ek_q8_matrix(q: UnsafePointer(q + c * rows * ld), scale: UnsafePointer(scale + c * rows), rows: Int64(rows),
+                     cols: Int64(cols), ld: Int64(ld))
     }
 }
 
