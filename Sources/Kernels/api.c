@@ -677,14 +677,15 @@ static void attn_task(void *p, int64_t t, int32_t worker) {
 }
 
 // ---- Attention by KV group (variants with attn_group) ----
-// One task per (query row, KV head, position chunk): the group's query heads share every K/V row it
-// loads. Rows longer than 64 positions are cut into up to 16 chunks so a decode step (one query row,
-// a few KV heads) still gives every core work; chunk partials (max, sum, unnormalised values) are
-// merged by the caller. The cut depends only on the row's own length, so a row's result never
-// depends on its batch-mates.
+// Work unit: one (query row, KV head): the group's query heads share every K/V row loaded. Rows longer
+// than 64 positions are cut into up to 16 position chunks whose partials (max, sum, unnormalised
+// values) are merged by attn_merge; the cut depends only on the row's length. A decode-sized batch
+// (few rows x KV heads) gives each chunk its own task so every core has work, and the caller merges;
+// a prefill batch has enough rows, so each task runs its row's chunks in turn and merges them itself.
+// Both run the same chunks and the same merge: a row's numbers never depend on its batch-mates.
 typedef struct {
     int64_t first_task, chunks, chunk;
-    float *partials;   // chunks > 1: per (KV head, chunk) group * (hd + 2) floats [m | l | acc]
+    float *partials;   // split rows with chunks > 1: per (KV head, chunk) group * (hd + 2) floats [m | l | acc]
 } attn_row_plan;
 
 typedef struct {
@@ -692,14 +693,34 @@ typedef struct {
     const float *q;
     const ek_attn_row *rows;
     const attn_row_plan *plan;
-    int64_t n, ldq, nkv, group, hd, kv_stride, ldo, max_chunk;
-    int32_t dtype;
+    int64_t n, ldq, nkv, group, hd, kv_stride, ldo, max_chunk, max_chunks;
+    int32_t dtype, split;
     float scale;
     float *out;
     _Atomic int32_t err;
 } attn_group_ctx;
 
 static int64_t attn_chunks(int64_t len) { return EK_MIN(16, (len + 63) / 64); }
+
+// Merges `chunks` partials (consecutive, group * (hd + 2) floats each) into the group's heads at out
+// (head j at out + j*hd): out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c.
+static void attn_merge(const ek_vtable *vt, const float *first, int64_t chunks, int64_t G, int64_t hd, float *out) {
+    const int64_t psize = G * (hd + 2);
+    for (int64_t j = 0; j < G; j++) {
+        float mx = -INFINITY;
+        for (int64_t ch = 0; ch < chunks; ch++) mx = fmaxf(mx, first[ch * psize + j]);
+        float *o = out + j * hd, total = 0;
+        for (int64_t d = 0; d < hd; d++) o[d] = 0;
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const float *pc = first + ch * psize;
+            const float f = expf(pc[j] - mx);
+            total += f * pc[G + j];
+            vt->axpy(f, pc + 2 * G + j * hd, o, hd);
+        }
+        const float inv = 1.0f / total;
+        for (int64_t d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
 
 static void attn_group_task(void *p, int64_t t, int32_t worker) {
     (void)worker;
@@ -711,76 +732,75 @@ static void attn_group_task(void *p, int64_t t, int32_t worker) {
     }
     const int64_t i = lo;
     const attn_row_plan *pl = &c->plan[i];
-    const int64_t r = t - pl->first_task, g = r / pl->chunks, ch = r % pl->chunks;
-    const int64_t G = c->group, hd = c->hd, len = c->rows[i].len;
-    const int64_t p0 = ch * pl->chunk, p1 = EK_MIN(len, p0 + pl->chunk);
+    const int64_t r = t - pl->first_task, G = c->group, hd = c->hd, len = c->rows[i].len, psize = G * (hd + 2);
+    const int64_t g = c->split ? r / pl->chunks : r;
     float *scratch = ek_scratch(2, (size_t)(G * (c->max_chunk + 16) + 16 * hd + 2 * G) * sizeof(float));
     if (!scratch) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
     const float *q = c->q + i * c->ldq + g * G * hd;
+    float *out = c->out + i * c->ldo + g * G * hd;   // the group's heads are adjacent
     if (pl->chunks == 1) {
-        // The whole row: the group's heads are adjacent in out, normalised in place.
-        float *m = scratch, *l = m + G, *out = c->out + i * c->ldo + g * G * hd;
-        c->vt->attn_group(q, G, &c->rows[i], g, p0, p1, hd, c->kv_stride, c->dtype, c->scale, m, l, out, l + G);
+        float *m = scratch, *l = m + G;
+        c->vt->attn_group(q, G, &c->rows[i], g, 0, len, hd, c->kv_stride, c->dtype, c->scale, m, l, out, l + G);
         for (int64_t j = 0; j < G; j++) {
             const float inv = 1.0f / l[j];
             for (int64_t d = 0; d < hd; d++) out[j * hd + d] *= inv;
         }
         return;
     }
-    float *part = pl->partials + (g * pl->chunks + ch) * G * (hd + 2);
-    c->vt->attn_group(q, G, &c->rows[i], g, p0, p1, hd, c->kv_stride, c->dtype, c->scale, part, part + G,
-                      part + 2 * G, scratch);
+    if (c->split) {
+        const int64_t ch = r % pl->chunks, p0 = ch * pl->chunk;
+        float *part = pl->partials + (g * pl->chunks + ch) * psize;
+        c->vt->attn_group(q, G, &c->rows[i], g, p0, EK_MIN(len, p0 + pl->chunk), hd, c->kv_stride, c->dtype, c->scale,
+                          part, part + G, part + 2 * G, scratch);
+        return;
+    }
+    float *parts = ek_scratch(3, (size_t)(c->max_chunks * psize) * sizeof(float));
+    if (!parts) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    for (int64_t ch = 0; ch < pl->chunks; ch++) {
+        const int64_t p0 = ch * pl->chunk;
+        float *part = parts + ch * psize;
+        c->vt->attn_group(q, G, &c->rows[i], g, p0, EK_MIN(len, p0 + pl->chunk), hd, c->kv_stride, c->dtype, c->scale,
+                          part, part + G, part + 2 * G, scratch);
+    }
+    attn_merge(c->vt, parts, pl->chunks, G, hd, out);
 }
 
 static int32_t attention_by_group(attn_group_ctx *c) {
     const int64_t n = c->n, G = c->group, hd = c->hd, psize = G * (hd + 2);
+    // Split chunks over tasks only when rows x KV heads alone would leave cores idle.
+    c->split = n * c->nkv < 4 * (int64_t)ek_threads();
     int64_t tasks = 0, pfloats = 0;
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = 0; i < n && c->split; i++) {
         const int64_t chunks = attn_chunks(c->rows[i].len);
         if (chunks > 1) pfloats += c->nkv * chunks * psize;
     }
     attn_row_plan *plan = ek_scratch(1, (size_t)n * sizeof(attn_row_plan) + (size_t)pfloats * sizeof(float) + 64);
     if (!plan) return EK_ERR_NOMEM;
     float *parts = (float *)(plan + n);
-    c->max_chunk = 0;
+    c->max_chunk = c->max_chunks = 0;
     for (int64_t i = 0; i < n; i++) {
         const int64_t len = c->rows[i].len, chunks = attn_chunks(len);
         // Chunks of whole 16-position blocks, as even as that allows.
         const int64_t chunk = ((len + chunks - 1) / chunks + 15) / 16 * 16;
         plan[i] = (attn_row_plan){.first_task = tasks, .chunks = (len + chunk - 1) / chunk, .chunk = chunk};
-        if (plan[i].chunks > 1) {
+        if (c->split && plan[i].chunks > 1) {
             plan[i].partials = parts;
             parts += c->nkv * plan[i].chunks * psize;
         }
-        tasks += c->nkv * plan[i].chunks;
+        tasks += c->nkv * (c->split ? plan[i].chunks : 1);
         c->max_chunk = EK_MAX(c->max_chunk, EK_MIN(chunk, len));
+        c->max_chunks = EK_MAX(c->max_chunks, plan[i].chunks);
     }
     c->plan = plan;
     atomic_init(&c->err, EK_OK);
     ek_parallel(tasks, attn_group_task, c);
     int32_t err = atomic_load(&c->err);
-    if (err) return err;
-    // Merge chunk partials: out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c.
+    if (err || !c->split) return err;
     for (int64_t i = 0; i < n; i++) {
         const attn_row_plan *pl = &plan[i];
         if (pl->chunks == 1) continue;
         for (int64_t g = 0; g < c->nkv; g++)
-            for (int64_t j = 0; j < G; j++) {
-                const float *first = pl->partials + g * pl->chunks * psize;
-                float mx = -INFINITY;
-                for (int64_t ch = 0; ch < pl->chunks; ch++) mx = fmaxf(mx, first[ch * psize + j]);
-                float *out = c->out + i * c->ldo + (g * G + j) * hd;
-                float total = 0;
-                for (int64_t d = 0; d < hd; d++) out[d] = 0;
-                for (int64_t ch = 0; ch < pl->chunks; ch++) {
-                    const float *pc = first + ch * psize;
-                    const float f = expf(pc[j] - mx);
-                    total += f * pc[G + j];
-                    c->vt->axpy(f, pc + 2 * G + j * hd, out, hd);
-                }
-                const float inv = 1.0f / total;
-                for (int64_t d = 0; d < hd; d++) out[d] *= inv;
-            }
+            attn_merge(c->vt, pl->partials + g * pl->chunks * psize, pl->chunks, G, hd, c->out + i * c->ldo + g * G * hd);
     }
     return EK_OK;
 }
