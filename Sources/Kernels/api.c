@@ -105,8 +105,97 @@ static void prep_task(void *p, int64_t t, int32_t worker) {
     }
 }
 
+// Prepares the c->n rows of x once for c->vt's kernels (int8 q8 rows when c->q8, else f32 rows in the
+// variant's permutation; fast = the matrix layout the fast kernels need) into the calling thread's
+// scratch slot 1, and points c->xp / c->xps at them.
+static int32_t gemv_prepare(gemv_ctx *c, const float *x, int64_t ldx, int64_t cols, int fast) {
+    const int64_t n = c->n;
+    prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = c->q8, .group = c->vt->q8_group,
+                   .chunk = fast ? c->vt->f32_chunk : 0};
+    if (c->q8) {
+        c->xps = ek_q8_row_bytes(cols, c->vt->q8_group);
+        uint8_t *xq = ek_scratch(1, (size_t)(c->xps * n));
+        if (!xq) return EK_ERR_NOMEM;
+        c->xp = xq;
+    } else {
+        c->xps = cols;
+        float *xp = ek_scratch(1, (size_t)(cols * n) * sizeof(float));
+        if (!xp) return EK_ERR_NOMEM;
+        c->xp = xp;
+    }
+    pc.out = (void *)c->xp;
+    pc.outs = c->xps;
+    // Preparing 128 prompt rows of 1536 values is ~10% of a prefill product: split it over the pool too.
+    pc.per_task = EK_MAX(1, 4096 / cols);
+    ek_parallel((n + pc.per_task - 1) / pc.per_task, prep_task, &pc);
+    return EK_OK;
+}
+
 static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                         int32_t flags);
+
+// Matrix m owns tasks [first[m], first[m + 1]) of the shared job; parts[m] is its own GEMV context.
+typedef struct {
+    gemv_ctx parts[EK_GEMV_MULTI_MAX];
+    int64_t first[EK_GEMV_MULTI_MAX + 1];
+    int32_t count;
+} gemv_multi_ctx;
+
+static void gemv_multi_task(void *p, int64_t t, int32_t worker) {
+    gemv_multi_ctx *c = p;
+    int32_t m = 0;
+    while (t >= c->first[m + 1]) m++;
+    gemv_task(&c->parts[m], t - c->first[m], worker);
+}
+
+int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                          float *const *ys, const int64_t *ldys, int32_t flags) {
+    if (count < 1 || count > EK_GEMV_MULTI_MAX) return EK_ERR_SHAPE;
+    if (!ws || !ys || !ldys) return EK_ERR_NULL;
+    for (int32_t m = 0; m < count; m++) {
+        int32_t st = check_product(&ws[m], x, n, ldx, ws[0].cols, ys[m], ldys[m], ws[m].rows);
+        if (st) return st;
+        if (ws[m].cols != ws[0].cols) return EK_ERR_SHAPE;
+    }
+    if (n == 0) return EK_OK;
+    const int fast = fast_layout(&ws[0]);
+    for (int32_t m = 1; m < count; m++)
+        if (fast_layout(&ws[m]) != fast) {
+            // Different blocksizes put the matrices on different kernels: no shared preparation.
+            for (int32_t j = 0; j < count; j++) {
+                int32_t st = gemv_run(&ws[j], x, n, ldx, ys[j], ldys[j], flags);
+                if (st) return st;
+            }
+            return EK_OK;
+        }
+    gemv_multi_ctx mc = {.count = count};
+    gemv_ctx *c0 = &mc.parts[0];
+    *c0 = (gemv_ctx){.vt = fast ? ek_active() : ek_vtable_scalar(), .n = n, .acc = flags & EK_ACCUMULATE,
+                     .q8 = fast && (flags & EK_ACT_INT8)};
+    int32_t st = gemv_prepare(c0, x, ldx, ws[0].cols, fast);
+    if (st) return st;
+    // One chunk size for every matrix, from their total rows (gemv_run's rule for one matrix): the
+    // tasks are equal units of work whichever matrix they belong to, so the pool balances them.
+    int64_t total = 0;
+    for (int32_t m = 0; m < count; m++) total += ws[m].rows;
+    const int64_t rpt = EK_MAX(16, EK_MIN((total / (ek_threads() * 8) + 3) / 4 * 4, 256));
+    for (int32_t m = 0; m < count; m++) {
+        gemv_ctx *c = &mc.parts[m];
+        if (m > 0) *c = (gemv_ctx){.vt = c0->vt, .xp = c0->xp, .n = n, .xps = c0->xps, .acc = c0->acc, .q8 = c0->q8};
+        c->w = &ws[m];
+        c->y = ys[m];
+        c->ldy = ldys[m];
+        c->rows_per_task = rpt;
+        atomic_init(&c->err, EK_OK);
+        mc.first[m + 1] = mc.first[m] + (ws[m].rows + rpt - 1) / rpt;
+    }
+    ek_parallel(mc.first[count], gemv_multi_task, &mc);
+    for (int32_t m = 0; m < count; m++) {
+        int32_t err = atomic_load(&mc.parts[m].err);
+        if (err) return err;
+    }
+    return EK_OK;
+}
 
 int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                     int32_t flags) {
@@ -122,23 +211,8 @@ static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64
     const int q8 = fast && (flags & EK_ACT_INT8);
     const int64_t cols = w->cols;
     gemv_ctx c = {.vt = vt, .w = w, .n = n, .y = y, .ldy = ldy, .acc = flags & EK_ACCUMULATE, .q8 = q8};
-    prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = q8, .group = vt->q8_group, .chunk = fast ? vt->f32_chunk : 0};
-    if (q8) {
-        c.xps = ek_q8_row_bytes(cols, vt->q8_group);
-        uint8_t *xq = ek_scratch(1, (size_t)(c.xps * n));
-        if (!xq) return EK_ERR_NOMEM;
-        c.xp = xq;
-    } else {
-        c.xps = cols;
-        float *xp = ek_scratch(1, (size_t)(cols * n) * sizeof(float));
-        if (!xp) return EK_ERR_NOMEM;
-        c.xp = xp;
-    }
-    pc.out = (void *)c.xp;
-    pc.outs = c.xps;
-    // Preparing 128 prompt rows of 1536 values is ~10% of a prefill product: split it over the pool too.
-    pc.per_task = EK_MAX(1, 4096 / cols);
-    ek_parallel((n + pc.per_task - 1) / pc.per_task, prep_task, &pc);
+    st = gemv_prepare(&c, x, ldx, cols, fast);
+    if (st) return st;
     // Enough tasks that every core stays busy on a 576-row SmolLM2 matrix; a multiple of 4 rows
     // because the SIMD kernels work on 4 weight rows at a time.
     int64_t threads = ek_threads();
@@ -622,6 +696,135 @@ static void attn_task(void *p, int64_t t, int32_t worker) {
                      c->out + i * c->ldo + h * c->hd, scores);
 }
 
+// ---- Attention by KV group (variants with attn_group) ----
+// Work unit: one (query row, KV head): the group's query heads share every K/V row loaded. Rows longer
+// than 64 positions are cut into up to 16 position chunks whose partials (max, sum, unnormalised
+// values) are merged by attn_merge; the cut depends only on the row's length. A decode-sized batch
+// (few rows x KV heads) gives each chunk its own task so every core has work, and the caller merges;
+// a prefill batch has enough rows, so each task runs its row's chunks in turn and merges them itself.
+// Both run the same chunks and the same merge: a row's numbers never depend on its batch-mates.
+typedef struct {
+    int64_t first_task, chunks, chunk;
+    float *partials;   // split rows with chunks > 1: per (KV head, chunk) group * (hd + 2) floats [m | l | acc]
+} attn_row_plan;
+
+typedef struct {
+    const ek_vtable *vt;
+    const float *q;
+    const ek_attn_row *rows;
+    const attn_row_plan *plan;
+    int64_t n, ldq, nkv, group, hd, kv_stride, ldo, max_chunk, max_chunks;
+    int32_t dtype, split;
+    float scale;
+    float *out;
+    _Atomic int32_t err;
+} attn_group_ctx;
+
+static int64_t attn_chunks(int64_t len) { return EK_MIN(16, (len + 63) / 64); }
+
+// Merges `chunks` partials (consecutive, group * (hd + 2) floats each) into the group's heads at out
+// (head j at out + j*hd): out = sum_c e^(m_c - M) acc_c / sum_c e^(m_c - M) l_c.
+static void attn_merge(const ek_vtable *vt, const float *first, int64_t chunks, int64_t G, int64_t hd, float *out) {
+    const int64_t psize = G * (hd + 2);
+    for (int64_t j = 0; j < G; j++) {
+        float mx = -INFINITY;
+        for (int64_t ch = 0; ch < chunks; ch++) mx = fmaxf(mx, first[ch * psize + j]);
+        float *o = out + j * hd, total = 0;
+        for (int64_t d = 0; d < hd; d++) o[d] = 0;
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const float *pc = first + ch * psize;
+            const float f = expf(pc[j] - mx);
+            total += f * pc[G + j];
+            vt->axpy(f, pc + 2 * G + j * hd, o, hd);
+        }
+        const float inv = 1.0f / total;
+        for (int64_t d = 0; d < hd; d++) o[d] *= inv;
+    }
+}
+
+static void attn_group_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    attn_group_ctx *c = p;
+    int64_t lo = 0, hi = c->n - 1;   // the last row whose first task <= t
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (c->plan[mid].first_task <= t) lo = mid; else hi = mid - 1;
+    }
+    const int64_t i = lo;
+    const attn_row_plan *pl = &c->plan[i];
+    const int64_t r = t - pl->first_task, G = c->group, hd = c->hd, len = c->rows[i].len, psize = G * (hd + 2);
+    const int64_t g = c->split ? r / pl->chunks : r;
+    float *scratch = ek_scratch(2, (size_t)(G * (c->max_chunk + 16) + 16 * hd + 2 * G) * sizeof(float));
+    if (!scratch) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    const float *q = c->q + i * c->ldq + g * G * hd;
+    float *out = c->out + i * c->ldo + g * G * hd;   // the group's heads are adjacent
+    if (pl->chunks == 1) {
+        float *m = scratch, *l = m + G;
+        c->vt->attn_group(q, G, &c->rows[i], g, 0, len, hd, c->kv_stride, c->dtype, c->scale, m, l, out, l + G);
+        for (int64_t j = 0; j < G; j++) {
+            const float inv = 1.0f / l[j];
+            for (int64_t d = 0; d < hd; d++) out[j * hd + d] *= inv;
+        }
+        return;
+    }
+    if (c->split) {
+        const int64_t ch = r % pl->chunks, p0 = ch * pl->chunk;
+        float *part = pl->partials + (g * pl->chunks + ch) * psize;
+        c->vt->attn_group(q, G, &c->rows[i], g, p0, EK_MIN(len, p0 + pl->chunk), hd, c->kv_stride, c->dtype, c->scale,
+                          part, part + G, part + 2 * G, scratch);
+        return;
+    }
+    float *parts = ek_scratch(3, (size_t)(c->max_chunks * psize) * sizeof(float));
+    if (!parts) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    for (int64_t ch = 0; ch < pl->chunks; ch++) {
+        const int64_t p0 = ch * pl->chunk;
+        float *part = parts + ch * psize;
+        c->vt->attn_group(q, G, &c->rows[i], g, p0, EK_MIN(len, p0 + pl->chunk), hd, c->kv_stride, c->dtype, c->scale,
+                          part, part + G, part + 2 * G, scratch);
+    }
+    attn_merge(c->vt, parts, pl->chunks, G, hd, out);
+}
+
+static int32_t attention_by_group(attn_group_ctx *c) {
+    const int64_t n = c->n, G = c->group, hd = c->hd, psize = G * (hd + 2);
+    // Split chunks over tasks only when rows x KV heads alone would leave cores idle.
+    c->split = n * c->nkv < 4 * (int64_t)ek_threads();
+    int64_t tasks = 0, pfloats = 0;
+    for (int64_t i = 0; i < n && c->split; i++) {
+        const int64_t chunks = attn_chunks(c->rows[i].len);
+        if (chunks > 1) pfloats += c->nkv * chunks * psize;
+    }
+    attn_row_plan *plan = ek_scratch(1, (size_t)n * sizeof(attn_row_plan) + (size_t)pfloats * sizeof(float) + 64);
+    if (!plan) return EK_ERR_NOMEM;
+    float *parts = (float *)(plan + n);
+    c->max_chunk = c->max_chunks = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const int64_t len = c->rows[i].len, chunks = attn_chunks(len);
+        // Chunks of whole 16-position blocks, as even as that allows.
+        const int64_t chunk = ((len + chunks - 1) / chunks + 15) / 16 * 16;
+        plan[i] = (attn_row_plan){.first_task = tasks, .chunks = (len + chunk - 1) / chunk, .chunk = chunk};
+        if (c->split && plan[i].chunks > 1) {
+            plan[i].partials = parts;
+            parts += c->nkv * plan[i].chunks * psize;
+        }
+        tasks += c->nkv * (c->split ? plan[i].chunks : 1);
+        c->max_chunk = EK_MAX(c->max_chunk, EK_MIN(chunk, len));
+        c->max_chunks = EK_MAX(c->max_chunks, plan[i].chunks);
+    }
+    c->plan = plan;
+    atomic_init(&c->err, EK_OK);
+    ek_parallel(tasks, attn_group_task, c);
+    int32_t err = atomic_load(&c->err);
+    if (err || !c->split) return err;
+    for (int64_t i = 0; i < n; i++) {
+        const attn_row_plan *pl = &plan[i];
+        if (pl->chunks == 1) continue;
+        for (int64_t g = 0; g < c->nkv; g++)
+            attn_merge(c->vt, pl->partials + g * pl->chunks * psize, pl->chunks, G, hd, c->out + i * c->ldo + g * G * hd);
+    }
+    return EK_OK;
+}
+
 int32_t ek_attention(const float *q, int64_t n, int64_t ldq, const ek_attn_row *rows, int64_t nheads,
                      int64_t nkv_heads, int64_t head_dim, int64_t kv_stride, int32_t kv_dtype, float scale,
                      float *out, int64_t ldo) {
@@ -634,7 +837,14 @@ int32_t ek_attention(const float *q, int64_t n, int64_t ldq, const ek_attn_row *
         if (rows[i].len <= 0) return EK_ERR_SHAPE;
         if (!rows[i].k || !rows[i].v) return EK_ERR_NULL;
     }
-    attn_ctx c = {.vt = ek_active(), .q = q, .rows = rows, .ldq = ldq, .nheads = nheads,
+    const ek_vtable *vt = ek_active();
+    if (vt->attn_group && head_dim % 16 == 0) {
+        attn_group_ctx gc = {.vt = vt, .q = q, .rows = rows, .n = n, .ldq = ldq, .nkv = nkv_heads,
+                             .group = nheads / nkv_heads, .hd = head_dim, .kv_stride = kv_stride, .ldo = ldo,
+                             .dtype = kv_dtype, .scale = scale, .out = out};
+        return attention_by_group(&gc);
+    }
+    attn_ctx c = {.vt = vt, .q = q, .rows = rows, .ldq = ldq, .nheads = nheads,
                   .group = nheads / nkv_heads, .hd = head_dim, .kv_stride = kv_stride, .ldo = ldo,
                   .dtype = kv_dtype, .scale = scale, .out = out};
     atomic_init(&c.err, EK_OK);

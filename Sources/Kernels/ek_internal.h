@@ -69,11 +69,23 @@ typedef struct ek_vtable {
                      float *u);
     void (*attn_head)(const float *q, const ek_attn_row *row, int64_t g, int64_t head_dim,
                       int64_t kv_stride, int32_t kv_dtype, float scale, float *out, float *scores);
+    // Optional (NULL: ek_attention runs attn_head per query head). The `group` query heads q + j*hd
+    // that read KV head g, over positions [p0, p1) of row: m[j] = max score, l[j] = sum_p e_p,
+    // acc[j*hd ..< +hd] = sum_p e_p v_p with e_p = exp(score_p - m[j]) (unnormalised, so position
+    // ranges merge). hd % 16 == 0; scratch: group * (p1 - p0 + 16) + 16 * hd floats.
+    void (*attn_group)(const float *q, int64_t group, const ek_attn_row *row, int64_t g, int64_t p0, int64_t p1,
+                       int64_t hd, int64_t kv_stride, int32_t kv_dtype, float scale, float *m, float *l, float *acc,
+                       float *scratch);
     void (*rmsnorm_row)(const float *x, const float *weight, int64_t dim, float eps, float *y);
     void (*silu_mul)(const float *gate, const float *up, float *out, int64_t count);
     void (*softmax_row)(float *x, int64_t dim);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t count);
 } ek_vtable;
+
+// attention_avx512.c (the avx512 table's attn_group).
+void ek_attn_group_avx512(const float *q, int64_t group, const ek_attn_row *row, int64_t g, int64_t p0, int64_t p1,
+                          int64_t hd, int64_t kv_stride, int32_t kv_dtype, float scale, float *m, float *l, float *acc,
+                          float *scratch);
 
 const ek_vtable *ek_vtable_scalar(void);
 const ek_vtable *ek_vtable_avx2(void);     // NULL when not built for x86-64

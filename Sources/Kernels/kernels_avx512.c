@@ -460,6 +460,7 @@ static ek_vtable avx512_table = {
     .decode_absmax = decode_absmax_avx512,
     .lora_row = lora_row_avx512,
     .attn_head = attn_head_avx512,
+    .attn_group = ek_attn_group_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,
     .silu_mul = silu_mul_avx512,
     .softmax_row = softmax_row_avx512,

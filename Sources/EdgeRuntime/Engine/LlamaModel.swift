@@ -169,9 +169,9 @@ public final class LlamaModel: @unchecked Sendable {
 
         // y[n, out] = x[n, in] · W^T + Σ_k w_k s_k B_k (A_k x) per sequence.
         func project(_ layer: Int, _ p: LlamaProjection, _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
-                     _ output: UnsafeMutablePointer<Float>, _ ldOut: Int) throws(EngineError) {
+                     _ output: UnsafeMutablePointer<Float>, _ ldOut: Int, decodeDone: Bool = false) throws(EngineError) {
             var m = weights.layers[layer][p]
-            if decodeRows > 0 {
+            if decodeRows > 0 && !decodeDone {
                 try check(ek_nf4_gemv(&m, input, Int64(decodeRows), Int64(ldIn), output, Int64(ldOut), int8), "nf4_gemv(\(p.moduleName))")
             }
             if n > decodeRows {
@@ -201,12 +201,30 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
 
+        // Projections that read the same input (q/k/v, gate/up): their decode rows go through one
+        // ek_nf4_gemv_multi call (the input prepared once, one pool job for all their rows; the same
+        // numbers as separate GEMVs), then each gets its prompt rows and LoRA deltas as above.
+        // The pointer tables are built once per forward, not per layer.
+        let qkv: [LlamaProjection] = [.q, .k, .v], gateUp: [LlamaProjection] = [.gate, .up]
+        let qkvOut: [UnsafeMutablePointer<Float>?] = [q.pointer, k.pointer, v.pointer], qkvLd: [Int64] = [Int64(qDim), Int64(kvDim), Int64(kvDim)]
+        let gateUpOut: [UnsafeMutablePointer<Float>?] = [gate.pointer, up.pointer], gateUpLd: [Int64] = [Int64(inter), Int64(inter)]
+        var matrices = [ek_nf4_matrix](repeating: ek_nf4_matrix(), count: 3)
+        func projectTogether(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>,
+                             _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
+            if decodeRows > 0 {
+                for (j, p) in ps.enumerated() { matrices[j] = weights.layers[layer][p] }
+                try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(hidden), outputs, lds, int8),
+                          "nf4_gemv_multi(\(ps.map(\.moduleName).joined(separator: ",")))")
+            }
+            for (j, p) in ps.enumerated() {
+                try project(layer, p, input, hidden, outputs[j]!, Int(lds[j]), decodeDone: true)
+            }
+        }
+
         for layer in 0..<hp.layerCount {
             let w = weights.layers[layer]
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.attentionNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
-            try project(layer, .q, h.pointer, hidden, q.pointer, qDim)
-            try project(layer, .k, h.pointer, hidden, k.pointer, kvDim)
-            try project(layer, .v, h.pointer, hidden, v.pointer, kvDim)
+            try projectTogether(layer, qkv, h.pointer, qkvOut, qkvLd)
             try check(ek_rope_cos_sin(q.pointer, Int64(n), Int64(qDim), Int64(hp.headCount), Int64(headDim), cosTable.pointer, sinTable.pointer), "rope(q)")
             try check(ek_rope_cos_sin(k.pointer, Int64(n), Int64(kvDim), Int64(hp.kvHeadCount), Int64(headDim), cosTable.pointer, sinTable.pointer), "rope(k)")
             for (i, s) in ordered.enumerated() {
@@ -223,8 +241,7 @@ public final class LlamaModel: @unchecked Sendable {
             try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
             cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
-            try project(layer, .gate, h.pointer, hidden, gate.pointer, inter)
-            try project(layer, .up, h.pointer, hidden, up.pointer, inter)
+            try projectTogether(layer, gateUp, h.pointer, gateUpOut, gateUpLd)
             try check(ek_silu_mul(gate.pointer, up.pointer, gate.pointer, Int64(n * inter)), "silu_mul")
             try project(layer, .down, gate.pointer, inter, h.pointer, hidden)
             cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)

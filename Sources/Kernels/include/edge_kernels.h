@@ -121,6 +121,14 @@ int32_t ek_nf4_matmul(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t
 // The same product forced through the GEMV kernel (rows of W streamed once, every x row per W row).
 int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
                     float *y, int64_t ldy, int32_t flags);
+// Several GEMVs over one input: Y_m[n, ws[m].rows] = X[n, cols] · W_m^T for m < count (the q/k/v or
+// gate/up projections of a decode step). X is prepared (int8-quantised or permuted) once and one pool
+// job covers the row tasks of every matrix, instead of one preparation and one job per matrix. Every
+// ws[m] must have the same cols; ys[m] row i at ys[m] + i*ldys[m]. Y_m equals what ek_nf4_gemv(&ws[m],
+// x, n, ldx, ys[m], ldys[m], flags) computes, bit for bit. count in 1...EK_GEMV_MULTI_MAX.
+#define EK_GEMV_MULTI_MAX 8
+int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                          float *const *ys, const int64_t *ldys, int32_t flags);
 // The prefill/training product (f32 throughout; EK_ACT_INT8 is ignored). Two strategies, chosen per
 // variant by measurement: dequantise a W tile (32 rows x 256 cols) once and run an f32 microkernel over
 // all n rows; or (AVX-512, where it measured faster) the register-blocked kernel that decodes 4 W rows
