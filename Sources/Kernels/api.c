@@ -108,6 +108,12 @@ static void prep_task(void *p, int64_t t, int32_t worker) {
 // Prepares the c->n rows of x once for c->vt's kernels (int8 q8 rows when c->q8, else f32 rows in the
 // variant's permutation; fast = the matrix layout the fast kernels need) into the calling thread's
 // scratch slot 1, and points c->xp / c->xps at them.
+// Weight rows per GEMV task for `rows` rows in all: enough tasks that every core stays busy on a
+// 576-row SmolLM2 matrix, a multiple of 4 rows because the SIMD kernels work on 4 weight rows at a time.
+static int64_t gemv_rows_per_task(int64_t rows) {
+    return EK_MAX(16, EK_MIN((rows / (ek_threads() * 8) + 3) / 4 * 4, 256));
+}
+
 static int32_t gemv_prepare(gemv_ctx *c, const float *x, int64_t ldx, int64_t cols, int fast) {
     const int64_t n = c->n;
     prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = c->q8, .group = c->vt->q8_group,
@@ -178,7 +184,7 @@ int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x
     // tasks are equal units of work whichever matrix they belong to, so the pool balances them.
     int64_t total = 0;
     for (int32_t m = 0; m < count; m++) total += ws[m].rows;
-    const int64_t rpt = EK_MAX(16, EK_MIN((total / (ek_threads() * 8) + 3) / 4 * 4, 256));
+    const int64_t rpt = gemv_rows_per_task(total);
     for (int32_t m = 0; m < count; m++) {
         gemv_ctx *c = &mc.parts[m];
         if (m > 0) *c = (gemv_ctx){.vt = c0->vt, .xp = c0->xp, .n = n, .xps = c0->xps, .acc = c0->acc, .q8 = c0->q8};
@@ -213,11 +219,7 @@ static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64
     gemv_ctx c = {.vt = vt, .w = w, .n = n, .y = y, .ldy = ldy, .acc = flags & EK_ACCUMULATE, .q8 = q8};
     st = gemv_prepare(&c, x, ldx, cols, fast);
     if (st) return st;
-    // Enough tasks that every core stays busy on a 576-row SmolLM2 matrix; a multiple of 4 rows
-    // because the SIMD kernels work on 4 weight rows at a time.
-    int64_t threads = ek_threads();
-    int64_t rpt = (w->rows / (threads * 8) + 3) / 4 * 4;
-    c.rows_per_task = EK_MAX(16, EK_MIN(rpt, 256));
+    c.rows_per_task = gemv_rows_per_task(w->rows);
     atomic_init(&c.err, EK_OK);
     ek_parallel((w->rows + c.rows_per_task - 1) / c.rows_per_task, gemv_task, &c);
     return atomic_load(&c.err);
