@@ -9,7 +9,8 @@ public struct AdapterCacheConfiguration: Sendable {
     /// Decoded adapters in RAM.
     public var ramBudgetBytes: Int64 = 1 << 30
     /// How decoded adapters are held in RAM (and counted against `ramBudgetBytes`): `.f32` as decoded,
-    /// or `.f16` (half the bytes; the serving engine's choice, see `LoRAAdapter.converted(to:)`).
+    /// `.f16` (half the bytes) or `.int8` (rows with a scale each, about a quarter; what the daemon's
+    /// fastest mode uses), see `LoRAAdapter.converted(to:)`.
     public var ramPrecision: LoRAPrecision = .f32
     public var store: StoreLocation?
     /// Base64 ed25519 public keys whose signatures are trusted. When non-empty, a signed adapter
