@@ -179,31 +179,25 @@ static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) {
 static inline void EKG(v16_store)(float *p, EKG(v16) a) { memcpy(p, a.f, sizeof a.f); }
 #endif
 
-// dot of half a[n] with f32 x[n]: the same 16 partial sums and tree as dot.
-static float EKG(dot_f16)(const uint16_t *a, const float *x, int64_t n) {
-    EKG(v16) v = EKG(v16_zero)();
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) v = EKG(v16_fma)(EKG(v16_half)(a + k), EKG(v16_load)(x + k), v);
-    float acc[16];
-    EKG(v16_store)(acc, v);
-    for (int l = 0; k < n; k++, l++) acc[l] += ek_f16_bits_to_f32(a[k]) * x[k];
-    for (int st = 8; st > 0; st >>= 1)
-        for (int l = 0; l < st; l++) acc[l] += acc[l + st];
+// dot of a[n] stored narrow (LOADW: 16 values as f32, CONVT: one) with f32 x[n]: the same 16
+// partial sums and tree as dot.
+#define EK_DOT1_BODY(LOADW, CONVT)                                                                      \
+    EKG(v16) v = EKG(v16_zero)();                                                                       \
+    int64_t k = 0;                                                                                      \
+    for (; k + 16 <= n; k += 16) v = EKG(v16_fma)(LOADW(a + k), EKG(v16_load)(x + k), v);               \
+    float acc[16];                                                                                      \
+    EKG(v16_store)(acc, v);                                                                             \
+    for (int l = 0; k < n; k++, l++) acc[l] += CONVT(a[k]) * x[k];                                      \
+    for (int st = 8; st > 0; st >>= 1)                                                                  \
+        for (int l = 0; l < st; l++) acc[l] += acc[l + st];                                             \
     return acc[0];
-}
 
-// dot of int8 a[n] (exact as floats) with f32 x[n]: the same 16 partial sums and tree as dot.
-static float EKG(dot_i8)(const int8_t *a, const float *x, int64_t n) {
-    EKG(v16) v = EKG(v16_zero)();
-    int64_t k = 0;
-    for (; k + 16 <= n; k += 16) v = EKG(v16_fma)(EKG(v16_i8)(a + k), EKG(v16_load)(x + k), v);
-    float acc[16];
-    EKG(v16_store)(acc, v);
-    for (int l = 0; k < n; k++, l++) acc[l] += (float)a[k] * x[k];
-    for (int st = 8; st > 0; st >>= 1)
-        for (int l = 0; l < st; l++) acc[l] += acc[l + st];
-    return acc[0];
-}
+#define EK_I8_TO_FLOAT(v) ((float)(v))
+static float EKG(dot_f16)(const uint16_t *a, const float *x, int64_t n) { EK_DOT1_BODY(EKG(v16_half), ek_f16_bits_to_f32) }
+// int8 values are exact as floats.
+static float EKG(dot_i8)(const int8_t *a, const float *x, int64_t n) { EK_DOT1_BODY(EKG(v16_i8), EK_I8_TO_FLOAT) }
+#undef EK_I8_TO_FLOAT
+#undef EK_DOT1_BODY
 
 // Four dots of consecutive rows a + q*lda (q < 4) with one x: four independent FMA chains that share
 // each x load (one chain alone is latency-bound: in/16 dependent FMAs per rank row). Each row sums in
