@@ -146,6 +146,20 @@ public struct KernelBenchmark {
     static let headShape = (49152, 576)
     static let decodeBatch = [1, 8]
 
+    /// One cold row per variant and decode batch size: `call(copy, n)` runs the product on copy `copy`.
+    private func batchRows(_ variants: [String], impl: (String) -> String, m: Int, k: Int, threads: Int, copies: Int,
+                           bytes: Double, _ call: (Int, Int) -> Void) -> [Row] {
+        var rows: [Row] = []
+        for v in variants {
+            _ = ek_set_variant(v)
+            for n in Self.decodeBatch {
+                let us = time(cycles: copies) { c in call(c, n) }
+                rows.append(row("gemv", impl(v), m, n, k, threads, "cold", us, bytes))
+            }
+        }
+        return rows
+    }
+
     /// Cold int8 GEMV and int8 head at n = 1 and n = 8 rows (op "gemv", impl "nf4-VARIANT-int8" and
     /// "q8head-VARIANT"), with the plain memory read and OpenBLAS sgemv (n = 1) of the same shape.
     func decodeRows(threads: Int, variants: [String], progress: (String) -> Void) -> [Row] {
@@ -155,15 +169,10 @@ public struct KernelBenchmark {
             let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), "cold"))
             let x = randomFloats(8 * k, seed: 3)
             var y = [Float](repeating: 0, count: 8 * m)
-            for v in variants {
-                _ = ek_set_variant(v)
-                for n in Self.decodeBatch {
-                    let us = time(cycles: nf4.count) { c in
-                        var w = nf4.matrix(c)
-                        _ = ek_nf4_gemv(&w, x, Int64(n), Int64(k), &y, Int64(m), Int32(EK_ACT_INT8))
-                    }
-                    rows.append(row("gemv", "nf4-\(v)-int8", m, n, k, threads, "cold", us, Double(nf4.bytesPerCopy)))
-                }
+            rows += batchRows(variants, impl: { "nf4-\($0)-int8" }, m: m, k: k, threads: threads, copies: nf4.count,
+                              bytes: Double(nf4.bytesPerCopy)) { c, n in
+                var w = nf4.matrix(c)
+                _ = ek_nf4_gemv(&w, x, Int64(n), Int64(k), &y, Int64(m), Int32(EK_ACT_INT8))
             }
             let readUs = time(cycles: nf4.count) { c in _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy)) }
             rows.append(row("gemv", "memread", m, 1, k, threads, "cold", readUs, Double(nf4.bytesPerCopy), flops: 0))
@@ -180,15 +189,10 @@ public struct KernelBenchmark {
         let head = HeadCopies(rows: m, cols: k, ld: ld, copies: copies(for: headBytes, "cold"))
         let x = randomFloats(8 * k, seed: 4)
         var y = [Float](repeating: 0, count: 8 * m)
-        for v in variants {
-            _ = ek_set_variant(v)
-            for n in Self.decodeBatch {
-                let us = time(cycles: head.count) { c in
-                    var w = head.matrix(c)
-                    _ = ek_q8_matmul(&w, x, Int64(n), Int64(k), &y, Int64(m))
-                }
-                rows.append(row("gemv", "q8head-\(v)", m, n, k, threads, "cold", us, Double(headBytes)))
-            }
+        rows += batchRows(variants, impl: { "q8head-\($0)" }, m: m, k: k, threads: threads, copies: head.count,
+                          bytes: Double(headBytes)) { c, n in
+            var w = head.matrix(c)
+            _ = ek_q8_matmul(&w, x, Int64(n), Int64(k), &y, Int64(m))
         }
         let readUs = time(cycles: head.count) { c in _ = ek_bench_read(head.raw(c), Int64(m * ld)) }
         rows.append(row("gemv", "memread", m, 1, k, threads, "cold", readUs, Double(m * ld), flops: 0))
