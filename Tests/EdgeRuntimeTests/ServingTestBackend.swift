@@ -55,6 +55,10 @@ final class ScriptedBackend: GenerationBackend, Sendable {
         let bytes = Array(replyText(for: request).utf8)
         let delay = tokenDelay
         let counters = self.counters
+        // Set by the producer once it has yielded its last event. A consumer may stop iterating as
+        // soon as it sees `.finished`, which ends the stream as "cancelled" before the producer's own
+        // `finish()`; that stream still ran to its end and is counted as finished.
+        let completed = NIOLockedValueBox(false)
         return AsyncThrowingStream { continuation in
             let task = Task {
                 if request.echo {
@@ -85,6 +89,7 @@ final class ScriptedBackend: GenerationBackend, Sendable {
                     produced += 1
                 }
                 let reason: FinishReason = produced < bytes.count ? .length : .stop
+                completed.withLockedValue { $0 = true }
                 continuation.yield(.finished(GenerationSummary(finishReason: reason, promptTokens: request.prompt.count, completionTokens: produced)))
                 continuation.finish()
             }
@@ -92,7 +97,7 @@ final class ScriptedBackend: GenerationBackend, Sendable {
                 task.cancel()
                 counters.withLockedValue { c in
                     c.active -= 1
-                    if case .cancelled = termination { c.cancelled += 1 } else { c.finished += 1 }
+                    if case .cancelled = termination, !completed.withLockedValue({ $0 }) { c.cancelled += 1 } else { c.finished += 1 }
                 }
             }
         }
