@@ -266,11 +266,61 @@ static void gemm_task(void *p, int64_t t, int32_t worker) {
     }
 }
 
+// bf16 prompt product: the activations rounded once by the caller, then panels of EK_BF16_PANEL W
+// rows, each dequantised once into the worker's scratch and applied to every activation row.
+typedef struct {
+    const ek_vtable *vt;
+    const ek_nf4_matrix *w;
+    const uint16_t *xb;
+    int64_t n, ldy, ntasks;
+    float *y;
+    int acc;
+    _Atomic int32_t err;
+} bf16_ctx;
+
+static void bf16_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    bf16_ctx *c = p;
+    const ek_nf4_matrix *w = c->w;
+    const int64_t panels = (w->rows + EK_BF16_PANEL - 1) / EK_BF16_PANEL;
+    const int64_t p0 = panels * t / c->ntasks, p1 = panels * (t + 1) / c->ntasks;
+    uint16_t *tile = ek_scratch(0, (size_t)(EK_BF16_PANEL * w->cols) * sizeof(uint16_t));
+    if (!tile) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    for (int64_t pi = p0; pi < p1; pi++) {
+        const int64_t r0 = pi * EK_BF16_PANEL;
+        c->vt->gemm_bf16_panel(w, r0, EK_MIN(EK_BF16_PANEL, w->rows - r0), c->xb, c->n, w->cols, c->y, c->ldy,
+                               c->acc, tile);
+    }
+}
+
+static int bf16_applies(const ek_vtable *vt, const ek_nf4_matrix *w) {
+    return vt->gemm_bf16_panel && fast_layout(w) && w->cols % 32 == 0;
+}
+
+int ek_bf16_native(void) { return ek_active()->gemm_bf16_panel != NULL; }
+
+static int32_t gemm_bf16(const ek_vtable *vt, const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
+                         float *y, int64_t ldy, int acc) {
+    const int64_t cols = w->cols;
+    uint16_t *xb = ek_scratch(1, (size_t)(n * cols) * sizeof(uint16_t));
+    if (!xb) return EK_ERR_NOMEM;
+    for (int64_t i = 0; i < n; i++) vt->bf16_from_f32(x + i * ldx, cols, xb + i * cols);
+    bf16_ctx c = {.vt = vt, .w = w, .xb = xb, .n = n, .ldy = ldy, .y = y, .acc = acc};
+    // Panels are whole units of work; more tasks than threads lets a core that finishes early take
+    // another (SmolLM2's k/v projections have only 12 panels).
+    const int64_t panels = (w->rows + EK_BF16_PANEL - 1) / EK_BF16_PANEL;
+    c.ntasks = EK_MIN(panels, (int64_t)ek_threads() * 4);
+    atomic_init(&c.err, EK_OK);
+    ek_parallel(c.ntasks, bf16_task, &c);
+    return atomic_load(&c.err);
+}
+
 int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                     int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
     const ek_vtable *vt = ek_active();
+    if ((flags & EK_ACT_BF16) && bf16_applies(vt, w)) return gemm_bf16(vt, w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
     if (vt->gemm_by_rows && fast_layout(w) && !(flags & EK_GEMM_TILES))
         return gemv_run(w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
     gemm_ctx c = {.vt = vt, .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,

@@ -21,7 +21,7 @@
 #endif
 #endif
 
-typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, vnni, vbmi, neon, dotprod; } ek_cpu;
+typedef struct { int avx2, fma, f16c, avx512f, avx512bw, avx512vl, avx512dq, vnni, vbmi, bf16, neon, dotprod; } ek_cpu;
 
 static ek_cpu g_cpu;
 static const ek_vtable *g_active;
@@ -53,6 +53,8 @@ static void read_cpu(ek_cpu *c) {
         c->avx512vl = (b >> 31) & 1;
         c->vnni = (cx >> 11) & 1;
         c->vbmi = (cx >> 1) & 1;
+        unsigned a1, b1, c1, d1;
+        if (a >= 1 && __get_cpuid_count(7, 1, &a1, &b1, &c1, &d1)) c->bf16 = (a1 >> 5) & 1;
     }
 #elif defined(EK_ARM64)
     c->neon = 1;
@@ -89,6 +91,7 @@ static const char *best_name(void) {
 
 int ek_avx512_has_vnni(void) { return g_cpu.vnni; }
 int ek_avx512_has_vbmi(void) { return g_cpu.vbmi; }
+int ek_avx512_has_bf16(void) { return g_cpu.bf16; }
 
 static void init_once(void) {
     ek_tables_init();
@@ -105,16 +108,18 @@ static void init_once(void) {
         }
     }
     g_active = table_named(choice);
-    char feats[160];
-    snprintf(feats, sizeof feats, "%s%s%s%s%s%s%s%s%s%s",
+    char feats[192];
+    snprintf(feats, sizeof feats, "%s%s%s%s%s%s%s%s%s%s%s",
              g_cpu.avx2 ? " avx2" : "", g_cpu.fma ? " fma" : "", g_cpu.f16c ? " f16c" : "",
              g_cpu.avx512f ? " avx512f" : "", g_cpu.avx512bw ? " avx512bw" : "",
              g_cpu.avx512vl ? " avx512vl" : "", g_cpu.avx512dq ? " avx512dq" : "",
-             g_cpu.vnni ? " avx512vnni" : "", g_cpu.neon ? " neon" : "", g_cpu.dotprod ? " dotprod" : "");
-    snprintf(g_line, sizeof g_line, "kernels: variant=%s (%s%s) cpu=[%s ] int8=%s",
+             g_cpu.vnni ? " avx512vnni" : "", g_cpu.bf16 ? " avx512bf16" : "", g_cpu.neon ? " neon" : "",
+             g_cpu.dotprod ? " dotprod" : "");
+    snprintf(g_line, sizeof g_line, "kernels: variant=%s (%s%s) cpu=[%s ] int8=%s bf16=%s",
              choice, why, note, feats[0] ? feats + 1 : "baseline",
              strcmp(choice, "avx512") == 0 ? (g_cpu.vnni ? "vnni" : "avx2-maddubs")
-             : strcmp(choice, "avx2") == 0 ? "maddubs" : strcmp(choice, "neon") == 0 ? "sdot" : "scalar");
+             : strcmp(choice, "avx2") == 0 ? "maddubs" : strcmp(choice, "neon") == 0 ? "sdot" : "scalar",
+             g_active->gemm_bf16_panel ? "dpbf16" : "f32");
 }
 
 const ek_vtable *ek_active(void) {

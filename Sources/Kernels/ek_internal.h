@@ -80,7 +80,20 @@ typedef struct ek_vtable {
     void (*silu_mul)(const float *gate, const float *up, float *out, int64_t count);
     void (*softmax_row)(float *x, int64_t dim);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t count);
+    // bf16 prompt products (EK_ACT_BF16); NULL where the CPU has no bf16 dot product. bf16_from_f32
+    // rounds count values (a multiple of 32) to nearest even. gemm_bf16_panel computes
+    // y[i, r0 + j] (+)= the bf16 dot of x row i and W row r0 + j for i < n, j < nr <= 16, in the order
+    // ek_nf4_gemm_bf16_reference defines; tile: EK_BF16_PANEL * cols values of scratch. Needs
+    // cols % blocksize == 0 and cols % 32 == 0.
+    void (*bf16_from_f32)(const float *x, int64_t count, uint16_t *out);
+    void (*gemm_bf16_panel)(const ek_nf4_matrix *w, int64_t r0, int64_t nr, const uint16_t *xb, int64_t n,
+                            int64_t ldxb, float *y, int64_t ldy, int acc, uint16_t *tile);
 } ek_vtable;
+
+// Weight rows per bf16 panel (dequantised once per call, applied to every activation row).
+#define EK_BF16_PANEL 16
+// gemm_bf16_avx512.c: fills the bf16 entries of the AVX-512 table (called when the CPU has AVX512_BF16).
+void ek_bf16_install_avx512(ek_vtable *t);
 
 // attention_avx512.c (the avx512 table's attn_group).
 void ek_attn_group_avx512(const float *q, int64_t group, const ek_attn_row *row, int64_t g, int64_t p0, int64_t p1,
@@ -108,6 +121,8 @@ static inline float ek_absmax_at(const ek_nf4_matrix *w, int64_t b) {
 }
 // Decodes the absmax of blocks [b0, b0+count) into out (count may be 0).
 void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out);
+// f32 -> bf16 bits as vcvtneps2bf16 does it: round to nearest even, denormals to signed zero, NaN quiet.
+uint16_t ek_bf16_bits(float f);
 
 // Scratch bytes q8w_rows may use for n activation rows of ld bytes: 128 per row and 64 values.
 #define EK_Q8W_SCRATCH(n, ld) ((size_t)(n) * (size_t)((ld) / 64) * 128 + 64)

@@ -10,6 +10,7 @@
 
 int ek_avx512_has_vnni(void);
 int ek_avx512_has_vbmi(void);
+int ek_avx512_has_bf16(void);
 void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
                       int64_t n, float *y, int64_t ldy, void *scratch);
 void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
@@ -469,6 +470,7 @@ static ek_vtable avx512_table = {
 
 const ek_vtable *ek_vtable_avx512(void) {
     if (ek_avx512_has_vnni() && ek_avx512_has_vbmi()) avx512_table.gemv_q8 = gemv_q8_vbmi;
+    if (ek_avx512_has_bf16()) ek_bf16_install_avx512(&avx512_table);
     // Without VNNI (Skylake-SP), the int8 path uses the AVX2 maddubs kernel and its layout.
     if (!ek_avx512_has_vnni()) {
         avx512_table.q8_group = 64;

@@ -2,7 +2,9 @@
 // variants do not take (blocks spanning rows). Also the shared helpers every variant uses
 // (activation preparation, absmax decoding, f16 conversion).
 #include "ek_internal.h"
+#include <float.h>
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 int8_t ek_nf4_q8_code[16];
@@ -167,6 +169,61 @@ static void gemv_q8_scalar(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const
 #include "ek_generic_impl.h"
 #undef EKG
 
+uint16_t ek_bf16_bits(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7f800000u) == 0) return (uint16_t)((u >> 16) & 0x8000u);           // zero, denormal
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);  // NaN, kept quiet
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+static float bf16_value(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// One step of vdpbf16ps for one lane: the product of two bf16 values is exact in f32, so acc + a*b
+// rounds once, as the instruction's fused add does; results below FLT_MIN become zero.
+static float bf16_step(float acc, float a, float b) {
+    float r = acc + a * b;
+    return fabsf(r) < FLT_MIN ? copysignf(0.0f, r) : r;
+}
+
+int32_t ek_nf4_gemm_bf16_reference(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
+                                   float *y, int64_t ldy, int32_t flags) {
+    int32_t st = ek_nf4_check(w);
+    if (st) return st;
+    if (n < 0 || w->cols % 32 != 0 || w->cols % w->blocksize != 0) return EK_ERR_SHAPE;
+    if (n > 0 && (!x || !y)) return EK_ERR_NULL;
+    if (ldx < w->cols || ldy < w->rows) return EK_ERR_STRIDE;
+    const int64_t cols = w->cols;
+    float *wr = malloc((size_t)cols * sizeof(float)), *xr = malloc((size_t)cols * sizeof(float));
+    if (!wr || !xr) { free(wr); free(xr); return EK_ERR_NOMEM; }
+    for (int64_t r = 0; r < w->rows; r++) {
+        dequant_tile_scalar(w, r, 1, 0, cols, wr, cols);
+        for (int64_t k = 0; k < cols; k++) wr[k] = bf16_value(ek_bf16_bits(wr[k]));
+        for (int64_t i = 0; i < n; i++) {
+            for (int64_t k = 0; k < cols; k++) xr[k] = bf16_value(ek_bf16_bits(x[i * ldx + k]));
+            float p[16] = {0};
+            for (int64_t s = 0; s < cols; s += 32)
+                for (int l = 0; l < 16; l++) {
+                    p[l] = bf16_step(p[l], xr[s + 2 * l + 1], wr[s + 2 * l + 1]);
+                    p[l] = bf16_step(p[l], xr[s + 2 * l], wr[s + 2 * l]);
+                }
+            for (int h = 8; h >= 1; h /= 2)
+                for (int l = 0; l < h; l++) p[l] += p[l + h];
+            float *o = y + i * ldy + r;
+            *o = (flags & EK_ACCUMULATE) ? *o + p[0] : p[0];
+        }
+    }
+    free(wr);
+    free(xr);
+    return EK_OK;
+}
+
 static const ek_vtable scalar_table = {
     .name = "scalar",
     .f32_chunk = 0,
@@ -188,3 +245,4 @@ static const ek_vtable scalar_table = {
 };
 
 const ek_vtable *ek_vtable_scalar(void) { return &scalar_table; }
+

@@ -17,7 +17,7 @@ struct EngineOptions: ParsableArguments {
     @Option(name: .long, help: "Context length to allocate (default: the model's max_position_embeddings).")
     var ctx: Int?
 
-    @Option(name: .long, help: "Activation precision of decode products: f32 (reference) or int8 (fastest).")
+    @Option(name: .long, help: "Activation precision: f32 (the accuracy reference) or int8 (fastest: int8 decode products, bf16 prompt products where the CPU has AVX512_BF16).")
     var activations: String?
 
     @Option(name: .long, help: "KV cache precision: f32 (default) or f16 (half the bytes).")

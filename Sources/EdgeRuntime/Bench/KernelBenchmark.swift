@@ -111,8 +111,11 @@ public struct KernelBenchmark {
                     let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), cache))
                     for v in fast {
                         _ = ek_set_variant(v)
-                        // The variant's choice, and the dequantised-tile strategy forced, to show the choice is measured.
-                        for (flags, suffix) in [(Int32(0), ""), (Int32(EK_GEMM_TILES), "-tiles")] {
+                        // The variant's choice, and the dequantised-tile strategy forced, to show the choice is measured;
+                        // and the bf16 prompt product of the fastest mode where the CPU has bf16 dot products.
+                        var strategies = [(Int32(0), ""), (Int32(EK_GEMM_TILES), "-tiles")]
+                        if ek_bf16_native() == 1 { strategies.append((Int32(EK_ACT_BF16), "-bf16")) }
+                        for (flags, suffix) in strategies {
                             let us = time(cycles: nf4.count) { c in
                                 var w = nf4.matrix(c)
                                 _ = ek_nf4_gemm(&w, x, Int64(n), Int64(k), &y, Int64(m), flags)

@@ -106,7 +106,14 @@ enum {
                          // (GEMV path only; relative error budget EK_INT8_REL_ERROR). Matrices whose
                          // blocks span rows (cols % blocksize != 0) run the f32 portable path instead.
     EK_GEMM_TILES = 4,   // ek_nf4_gemm: always dequantise W tiles + f32 microkernel (see below)
+    EK_ACT_BF16 = 8,     // ek_nf4_gemm (prompt rows): round activations and dequantised weights to bf16
+                         // and sum their products in f32 (vdpbf16ps), twice the multiply-adds per
+                         // instruction of f32. Only where ek_bf16_native() says so; elsewhere the flag
+                         // is ignored and the product is f32. Error budget EK_BF16_REL_ERROR.
 };
+// Error budget of EK_ACT_BF16 relative to the f32 product: |y_bf16 - y_f32| <= EK_BF16_REL_ERROR *
+// sum_k |x_k * w_k| (each operand rounded by at most 2^-9 of itself, so each product by < 2^-8).
+#define EK_BF16_REL_ERROR 0.004f
 // Error budget of EK_ACT_INT8 relative to the f32 product: |y_int8 - y_f32| <= EK_INT8_REL_ERROR *
 // sum_k |x_k * w_k| (per output). Measured (KernelsTests, random codes, heavy-tailed activations): worst
 // 0.0071 * sum|wx|, rms error 1.2% of rms y — from the int8 codebook round(code*127) (<= 0.4% of absmax
@@ -121,6 +128,16 @@ int32_t ek_nf4_matmul(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t
 // The same product forced through the GEMV kernel (rows of W streamed once, every x row per W row).
 int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
                     float *y, int64_t ldy, int32_t flags);
+// 1 when the active variant computes EK_ACT_BF16 products with bf16 dot-product instructions.
+int ek_bf16_native(void);
+// The exact arithmetic of EK_ACT_BF16, in portable C (the reference the bf16 kernels are tested
+// against): x and the dequantised W (code * absmax in f32) rounded to bf16 (nearest even, denormals to
+// zero). Each output is 16 f32 partial sums — partial l adds, for s = 0, 1, ..., x·w at k = 32s+2l+1
+// and then at k = 32s+2l, flushing results below FLT_MIN to zero (vdpbf16ps' order) — added as a tree:
+// p[l] + p[l+8], then + [l+4], + [l+2], + [l+1]. Needs cols % blocksize == 0 and cols % 32 == 0
+// (EK_ERR_SHAPE otherwise). Honours EK_ACCUMULATE.
+int32_t ek_nf4_gemm_bf16_reference(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
+                                   float *y, int64_t ldy, int32_t flags);
 // Several GEMVs over one input: Y_m[n, ws[m].rows] = X[n, cols] · W_m^T for m < count (the q/k/v or
 // gate/up projections of a decode step). X is prepared (int8-quantised or permuted) once and one pool
 // job covers the row tasks of every matrix, instead of one preparation and one job per matrix. Every
@@ -129,10 +146,12 @@ int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t l
 #define EK_GEMV_MULTI_MAX 8
 int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
                           float *const *ys, const int64_t *ldys, int32_t flags);
-// The prefill/training product (f32 throughout; EK_ACT_INT8 is ignored). Two strategies, chosen per
-// variant by measurement: dequantise a W tile (32 rows x 256 cols) once and run an f32 microkernel over
-// all n rows; or (AVX-512, where it measured faster) the register-blocked kernel that decodes 4 W rows
-// in registers and applies them to 4 activation rows at a time. EK_GEMM_TILES forces the first.
+// The prefill/training product (f32 unless EK_ACT_BF16; EK_ACT_INT8 is ignored). Two f32 strategies,
+// chosen per variant by measurement: dequantise a W tile (32 rows x 256 cols) once and run an f32
+// microkernel over all n rows; or (AVX-512, where it measured faster) the register-blocked kernel that
+// decodes 4 W rows in registers and applies them to 4 activation rows at a time. EK_GEMM_TILES forces
+// the first. With EK_ACT_BF16 where ek_bf16_native(): panels of 16 W rows dequantised to bf16 once,
+// each row's result bit-identical to ek_nf4_gemm_bf16_reference (whatever n).
 int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
                     float *y, int64_t ldy, int32_t flags);
 // Backward through the base weight: dX[n, cols] = dY[n, rows] · W   (+ dX when EK_ACCUMULATE).
