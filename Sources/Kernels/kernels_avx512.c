@@ -297,6 +297,10 @@ EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE)
 // 32-block's sum and lanes 8-15 the second's (scale d of that block), accumulated in fp32 per lane
 // and reduced at the end: the same operations in the same order for a row whatever its batch.
 // Per activation row and 64-value chunk, scratch holds the lane bias (16 int32) and scale (16 float).
+// Head rows are short (576 bytes for SmolLM2) and read 2-4 at a time, a pattern the hardware
+// prefetchers follow poorly: each weight line is fetched this many rows ahead (two 4-row passes).
+// Measured cold 49152x576 at 1 thread: n=1 3.9 -> 2.8 ms, n=8 6.1 -> 3.9 ms; 16 rows measured no better.
+#define EK_Q8W_PREFETCH_ROWS 8
 static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matrix *w, int64_t r, const int JR,
                                                                const int8_t *xq, const uint8_t *lane, const int NX,
                                                                int64_t nc, float *y, int64_t ldy) {
@@ -312,7 +316,10 @@ static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matr
 #pragma clang loop unroll(disable)
     for (int64_t c = 0; c < nc; c++) {
         __m512i wu[4];
-        for (int j = 0; j < JR; j++) wu[j] = _mm512_xor_si512(_mm512_loadu_si512(wr[j] + 64 * c), flip);
+        for (int j = 0; j < JR; j++) {
+            _mm_prefetch((const char *)(wr[j] + EK_Q8W_PREFETCH_ROWS * ld + 64 * c), _MM_HINT_T0);
+            wu[j] = _mm512_xor_si512(_mm512_loadu_si512(wr[j] + 64 * c), flip);
+        }
 #pragma clang loop unroll(full)
         for (int i = 0; i < NX; i++) {
             const __m512i xv = _mm512_loadu_si512(xq + i * ld + 64 * c);
