@@ -23,6 +23,9 @@ struct BenchGenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Repetitions (the best is reported).")
     var repeats: Int = 3
 
+    @Option(name: .long, help: "Rounds: our engine and llama.cpp measured back to back this many times. Figures are per-round medians and each ratio is the median of its per-round ratios, so a noisy neighbour slows both sides of a ratio.")
+    var rounds: Int = 1
+
     @Option(name: .long, help: "Also decode this many sequences together, one batched forward per token, as the daemon's scheduler does (1: skip). Reports their aggregate decode tokens/s: the engine's ceiling for concurrent streams, without the socket.")
     var batch: Int = 1
 
@@ -38,7 +41,7 @@ struct BenchGenerateCommand: ParsableCommand {
     func validate() throws { try PlotError.checkPath(plot) }
 
     func run() throws {
-        guard promptTokens > 0, decodeTokens > 0, repeats > 0 else { throw ValidationError("token counts and --repeats must be positive") }
+        guard promptTokens > 0, decodeTokens > 0, repeats > 0, rounds > 0 else { throw ValidationError("token counts, --repeats and --rounds must be positive") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
         let (local, model, mix) = try engine.open(defaultPrecision: .int8)
         let threads = Int(ek_threads())
@@ -49,22 +52,27 @@ struct BenchGenerateCommand: ParsableCommand {
         var prompt: [Int32] = []
         while prompt.count < promptTokens { prompt += local.tokenizer.encode(seedText, addSpecial: false, parseSpecial: false) }
         prompt = Array(prompt.prefix(promptTokens))
-        var bestPrefill = 0.0, bestDecode = 0.0, bestTTFT = Double.infinity
-        for _ in 0..<repeats {
-            let runner = SequenceRunner(model: model, adapters: mix, capacity: promptTokens + decodeTokens + 1, prefillChunk: promptTokens)
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            var logits = try runner.feed(prompt)
-            var token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
-            let t1 = DispatchTime.now().uptimeNanoseconds
-            for _ in 0..<decodeTokens {
-                logits = try runner.feed([token])
-                token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+        // Without --gguf, the GGUF the test model comes from (EDGE_TEST_GGUF, as scripts/test sets it).
+        let reference = gguf ?? ProcessInfo.processInfo.environment["EDGE_TEST_GGUF"].flatMap { FileManager.default.fileExists(atPath: $0) ? $0 : nil }
+        var ours: [Figures] = []
+        var theirs: [[String: [String: Any]]] = []
+        var unavailable: String?
+        var roundRatios: [[String: Double]] = []
+        for _ in 0..<rounds {
+            let mine = try measure(model: model, mix: mix, prompt: prompt)
+            ours.append(mine)
+            guard let reference, unavailable == nil else { continue }
+            switch LlamaCppBench.run(gguf: reference, threads: threads, promptTokens: promptTokens, decodeTokens: decodeTokens) {
+            case .success(let figures):
+                theirs.append(figures)
+                let d = figures.values.compactMap { $0["decode_tokens_per_s"] as? Double }.max() ?? 0
+                let p = figures.values.compactMap { $0["prefill_tokens_per_s"] as? Double }.max() ?? 0
+                if d > 0, p > 0 { roundRatios.append(["decode": mine.decode / d, "prefill": mine.prefill / p]) }
+            case .failure(let reason):
+                unavailable = reason.message
             }
-            let t2 = DispatchTime.now().uptimeNanoseconds
-            bestTTFT = min(bestTTFT, Double(t1 - t0) / 1e6)
-            bestPrefill = max(bestPrefill, Double(promptTokens) / (Double(t1 - t0) / 1e9))
-            bestDecode = max(bestDecode, Double(decodeTokens) / (Double(t2 - t1) / 1e9))
         }
+        let bestPrefill = median(ours.map(\.prefill)), bestDecode = median(ours.map(\.decode)), bestTTFT = median(ours.map(\.ttft))
         let batchDecode = batch > 1 ? try batchedDecode(model: model, mix: mix, prompt: prompt) : nil
         var result: [String: Any] = [
             "engine": "edge-runtime",
@@ -78,29 +86,38 @@ struct BenchGenerateCommand: ParsableCommand {
             "activations": model.activations.rawValue,
             "kernels": String(cString: ek_variant_name()),
             "adapters": mix.entries.count,
+            "rounds": rounds,
         ]
         if let batchDecode {
             result["batch"] = batch
             result["batch_decode_tokens_per_s"] = batchDecode
             result["batch_over_single"] = batchDecode / max(1e-9, bestDecode)
         }
-        // Without --gguf, the GGUF the test model comes from (EDGE_TEST_GGUF, as scripts/test sets it).
-        if let gguf = gguf ?? ProcessInfo.processInfo.environment["EDGE_TEST_GGUF"].flatMap({ FileManager.default.fileExists(atPath: $0) ? $0 : nil }) {
-            switch LlamaCppBench.run(gguf: gguf, threads: threads, promptTokens: promptTokens, decodeTokens: decodeTokens) {
-            case .success(let figures):
-                result["llama_cpp"] = figures
-                let decodeRefs = figures.values.compactMap { $0["decode_tokens_per_s"] as? Double }
-                let prefillRefs = figures.values.compactMap { $0["prefill_tokens_per_s"] as? Double }
-                if let d = decodeRefs.max(), d > 0 {
-                    result["decode_ratio_vs_best_llama_cpp"] = bestDecode / d
-                    result["llama_cpp_best_decode_tokens_per_s"] = d
+        if let unavailable {
+            result["llama_cpp"] = ["unavailable": unavailable]
+        } else if !theirs.isEmpty {
+            // Each quantisation's figures: the per-round median of each number.
+            var figures: [String: [String: Any]] = [:]
+            for name in Set(theirs.flatMap(\.keys)) {
+                let runs = theirs.compactMap { $0[name] }
+                var merged = runs.last ?? [:]
+                for key in ["prefill_tokens_per_s", "decode_tokens_per_s", "ttft_ms"] {
+                    let values = runs.compactMap { $0[key] as? Double }
+                    if !values.isEmpty { merged[key] = median(values) }
                 }
-                if let p = prefillRefs.max(), p > 0 {
-                    result["prefill_ratio_vs_best_llama_cpp"] = bestPrefill / p
-                    result["llama_cpp_best_prefill_tokens_per_s"] = p
-                }
-            case .failure(let reason):
-                result["llama_cpp"] = ["unavailable": reason.message]
+                figures[name] = merged
+            }
+            result["llama_cpp"] = figures
+            if let d = figures.values.compactMap({ $0["decode_tokens_per_s"] as? Double }).max(), d > 0 {
+                result["llama_cpp_best_decode_tokens_per_s"] = d
+            }
+            if let p = figures.values.compactMap({ $0["prefill_tokens_per_s"] as? Double }).max(), p > 0 {
+                result["llama_cpp_best_prefill_tokens_per_s"] = p
+            }
+            if !roundRatios.isEmpty {
+                result["decode_ratio_vs_best_llama_cpp"] = median(roundRatios.compactMap { $0["decode"] })
+                result["prefill_ratio_vs_best_llama_cpp"] = median(roundRatios.compactMap { $0["prefill"] })
+                result["round_ratios"] = roundRatios
             }
         }
         try BenchPlots.write(BenchPlots.generate(result), to: plot)
@@ -120,12 +137,36 @@ struct BenchGenerateCommand: ParsableCommand {
                     print(String(format: "llama.cpp %@: prefill %.1f tokens/s, decode %.1f tokens/s", name, p, d))
                 }
                 if let r = result["decode_ratio_vs_best_llama_cpp"] as? Double, let q = result["prefill_ratio_vs_best_llama_cpp"] as? Double {
-                    print(String(format: "ratio vs the faster llama.cpp: decode %.2fx, prefill %.2fx", r, q))
+                    print(String(format: "ratio vs the faster llama.cpp: decode %.2fx, prefill %.2fx", r, q)
+                          + (rounds > 1 ? " (medians of \(rounds) rounds: " + roundRatios.map { String(format: "%.2f/%.2f", $0["decode"] ?? 0, $0["prefill"] ?? 0) }.joined(separator: ", ") + ")" : ""))
                 }
             } else if let l = result["llama_cpp"] {
                 print("llama.cpp: \(l)")
             }
         }
+    }
+
+    struct Figures { var prefill, decode, ttft: Double }
+
+    /// One sequence: prefill of the prompt, then decodeTokens single-token steps; the best of `repeats`.
+    func measure(model: LlamaModel, mix: AdapterMix, prompt: [Int32]) throws -> Figures {
+        var best = Figures(prefill: 0, decode: 0, ttft: .infinity)
+        for _ in 0..<repeats {
+            let runner = SequenceRunner(model: model, adapters: mix, capacity: promptTokens + decodeTokens + 1, prefillChunk: promptTokens)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var logits = try runner.feed(prompt)
+            var token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<decodeTokens {
+                logits = try runner.feed([token])
+                token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+            }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            best.ttft = min(best.ttft, Double(t1 - t0) / 1e6)
+            best.prefill = max(best.prefill, Double(promptTokens) / (Double(t1 - t0) / 1e9))
+            best.decode = max(best.decode, Double(decodeTokens) / (Double(t2 - t1) / 1e9))
+        }
+        return best
     }
 
     /// Aggregate decode tokens/s of `batch` sequences advanced by one forward per token (the best of
