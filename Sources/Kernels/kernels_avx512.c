@@ -167,14 +167,23 @@ static inline void expand_lane_scales(const float *a, int64_t ngroups, int64_t b
 static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *const *row, const float *const *lw,       \
                                                                const int JR, const int NX, int64_t g, __mmask64 mask,   \
                                                                const int full, __m512i tbl, const uint8_t *xq,          \
-                                                               int64_t xqs, __m512 *s) {                                \
+                                                               int64_t xqs, int64_t pfo, const int EXP, __m512i lidx,  \
+                                                               int bsh, __m512 *s) {                                    \
     __m512i wh[4], wl[4];                                                                                              \
     for (int j = 0; j < JR; j++) {                                                                                     \
         __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);        \
-        if (full) _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                          \
+        if (full) {                                                                                                    \
+            _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                               \
+            _mm_prefetch((const char *)(row[j] + g * 64 + pfo), _MM_HINT_T1);                                          \
+        }                                                                                                              \
         wh[j] = UNPACK_HI(v, tbl);                                                                                     \
         wl[j] = UNPACK_LO(v, tbl);                                                                                     \
     }                                                                                                                  \
+    /* Lane scales: expanded (lw = lanes, 16 per group) or straight from the row's block absmax (lw = sa row). */     \
+    __m512 lv[4];                                                                                                      \
+    for (int j = 0; j < JR; j++)                                                                                       \
+        lv[j] = EXP ? _mm512_loadu_ps(lw[j] + g * 16)                                                                  \
+                    : _mm512_permutexvar_ps(lidx, _mm512_loadu_ps(lw[j] + ((g * 128) >> bsh)));                        \
     _Pragma("clang loop unroll(full)")                                                                                 \
     for (int i = 0; i < NX; i++) {                                                                                     \
         const uint8_t *xg = xq + i * xqs + g * 256;                                                                    \
@@ -184,8 +193,7 @@ static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *co
         _Pragma("clang loop unroll(full)")                                                                             \
         for (int j = 0; j < JR; j++) {                                                                                 \
             __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                          \
-            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), _mm512_loadu_ps(lw[j] + g * 16),  \
-                                            s[i * JR + j]);                                                            \
+            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), lv[j], s[i * JR + j]);           \
         }                                                                                                              \
     }                                                                                                                  \
 }                                                                                                                      \
@@ -193,16 +201,19 @@ static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *co
 static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t *const *row, const float *const *lw,  \
                                                                    const int JR, const uint8_t *xq, const int NX,       \
                                                                    int64_t xqs, int64_t g0, int64_t g1, int64_t nfull,  \
-                                                                   __mmask64 tail, float *accv) {                       \
+                                                                   __mmask64 tail, int64_t pfo, const int EXP, int bsh, \
+                                                                   float *accv) {                                       \
     const int first = g0 == 0;                                                                                         \
+    const __m512i lidx = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104,   \
+                                                             112, 120), (unsigned)bsh);                                 \
     int8_t tb[16];                                                                                                     \
     for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);                                            \
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));                                  \
     __m512 s[32];                                                                                                      \
     _Pragma("clang loop unroll(full)")                                                                                 \
     for (int k = 0; k < NX * JR; k++) s[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accv + 16 * k);             \
-    for (int64_t g = g0; g < EK_MIN(g1, nfull); g++) q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, 1, tbl, xq, xqs, s); \
-    if (g1 > nfull) q8_group_##X(row, lw, JR, NX, nfull, tail, 0, tbl, xq, xqs, s);                                    \
+    for (int64_t g = g0; g < EK_MIN(g1, nfull); g++) q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, 1, tbl, xq, xqs, pfo, EXP, lidx, bsh, s); \
+    if (g1 > nfull) q8_group_##X(row, lw, JR, NX, nfull, tail, 0, tbl, xq, xqs, pfo, EXP, lidx, bsh, s);                                    \
     /* Constant indices only (loops fully unrolled): one runtime index keeps all of s in memory, stored on every       \
        group. */                                                                                                       \
     _Pragma("clang loop unroll(full)")                                                                                 \
@@ -212,23 +223,23 @@ static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t
 static inline __attribute__((always_inline)) void gemv_q8_pass_##X(const uint8_t *const *row, const float *const *lw,  \
                                                                    const int JR, const uint8_t *xq, int64_t nx,         \
                                                                    int64_t xqs, int64_t g0, int64_t g1, int64_t nfull,  \
-                                                                   __mmask64 tail, float *accv) {                       \
+                                                                   __mmask64 tail, int64_t pfo, int bsh, float *accv) { \
     if (JR == 4) {                                                                                                     \
         switch (nx) {                                                                                                  \
-        case 3: gemv_q8_tile_##X(row, lw, 4, xq, 3, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, tail, accv); break;                            \
-        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, tail, accv); break;                           \
+        case 3: gemv_q8_tile_##X(row, lw, 4, xq, 3, xqs, g0, g1, nfull, tail, pfo, 0, bsh, accv); break;                            \
+        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, tail, pfo, 0, bsh, accv); break;                            \
+        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, tail, pfo, 0, bsh, accv); break;                           \
         }                                                                                                              \
     } else {                                                                                                           \
         switch (nx) {                                                                                                  \
-        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, tail, accv); break;                            \
-        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, tail, accv); break;                            \
-        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, tail, accv); break;                           \
+        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
+        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                           \
         }                                                                                                              \
     }                                                                                                                  \
 }                                                                                                                      \
@@ -241,15 +252,17 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
     const int JR = n >= 4 ? 2 : 4;                                                                                     \
     float *lanes = sa + EK_ALIGN16(EK_Q8_RB * nbr + 16), *accv = lanes + EK_Q8_RB * ngroups * 16;                      \
     const __m512i lidx = lane_block_index(w->blocksize);                                                               \
+    const int bsh = __builtin_ctzll((unsigned long long)w->blocksize);                                                 \
     /* Rows per block: their lane scales (ngroups x 64 bytes each) within ~16 KiB so they stay in L1 beside the       \
        activations; 16 rows for SmolLM2 widths, 4 for 11008 columns. */                                                \
-    const int64_t rbs = EK_MAX(4, EK_MIN(EK_Q8_RB, 16384 / (ngroups * 64)) / 4 * 4);                                   \
+    const int64_t rbs = JR == 4 ? EK_Q8_RB : EK_MAX(4, EK_MIN(EK_Q8_RB, 16384 / (ngroups * 64)) / 4 * 4);              \
     for (int64_t rb = r0; rb < r1; rb += rbs) {                                                                        \
         const int64_t nrb = EK_MIN(rbs, r1 - rb);                                                                      \
         /* The block's rows have consecutive absmax blocks: one decode, then per-lane scales per group. */             \
         decode_absmax_avx512(w, rb * nbr, nrb * nbr, sa);                                                              \
         memset(sa + nrb * nbr, 0, 16 * sizeof(float));                                                                \
-        for (int64_t j = 0; j < nrb; j++) expand_lane_scales(sa + j * nbr, ngroups, w->blocksize, lidx, lanes + j * ngroups * 16); \
+        if (JR == 2)                                                                                                   \
+            for (int64_t j = 0; j < nrb; j++) expand_lane_scales(sa + j * nbr, ngroups, w->blocksize, lidx, lanes + j * ngroups * 16); \
         for (int64_t i = 0; i < n; i += 8) {                                                                           \
             const int64_t nx = EK_MIN(8, n - i);                                                                       \
             /* Column chunks that keep 8 activation rows in L1 measured slower (the weight stream of 16 rows in short   \
@@ -261,9 +274,13 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
                 for (int j = 0; j < 4; j++) {                                                                          \
                     const int64_t jj = (r - rb) + (j < nr ? j : nr - 1);                                               \
                     row[j] = w->packed + (rb + jj) * cols / 2;                                                         \
-                    lw[j] = lanes + jj * ngroups * 16;                                                                 \
+                    lw[j] = JR == 2 ? lanes + jj * ngroups * 16 : sa + jj * nbr;                                       \
                 }                                                                                                      \
-                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, tail, accv + (r - rb) * 8 * 16); \
+                /* The next pass's rows (the same columns JR rows on, also past this task: a thread alone takes the    \
+                   next task) are fetched into L2 during this pass: at the start of a pass its JR streams begin cold,    \
+                   and the hardware prefetchers need a while to follow them. */                                          \
+                const int64_t pfo = r + JR < w->rows ? JR * cols / 2 : EK_Q8_PREFETCH;                                 \
+                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, tail, pfo, bsh, accv + (r - rb) * 8 * 16); \
             }                                                                                                          \
             /* accv of pass starting at row r holds (activation row ii, weight row j) at index ii * JR + j. */        \
             for (int64_t r = rb; r < rb + nrb; r += JR) {                                                              \
