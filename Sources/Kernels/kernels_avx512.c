@@ -346,6 +346,41 @@ static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matr
         for (int j = 0; j < JR; j++) y[i * ldy + r + j] = _mm512_reduce_add_ps(f[i][j]) * w->scale[r + j];
 }
 
+// ek_prep_q8 for group 128, byte for byte: the same fp32 ops per element (|x| max over the block, one
+// x * (127 / amax) rounded to nearest even) and per block (amax / 127 / 127); the scalar loop cost ~3 ns
+// per activation (30 us for 11008 of them, a third of a hot 128 x 11008 GEMV). NaN never enters the max
+// (max_ps returns its second operand when either is NaN, as the scalar `v > amax ? v : amax`), and
+// vpmovdb keeps the low byte as the scalar int8_t conversion does.
+static void prep_q8_vnni(const float *x, int64_t cols, uint8_t *xq) {
+    const int64_t ngroups = (cols + 127) / 128;
+    const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
+    const __m512i c128 = _mm512_set1_epi8((char)0x80);
+    for (int64_t g = 0; g < ngroups; g++) {
+        uint8_t *base = xq + g * 256;
+        float *dl = (float *)(base + 128);
+        for (int L = 0; L < 4; L++) {
+            const int64_t e0 = g * 128 + 32 * L;
+            const int64_t left = cols - e0;
+            const __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+            const __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+            const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + e0), v1 = _mm512_maskz_loadu_ps(m1, x + e0 + 16);
+            __m512 mx = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
+            mx = _mm512_max_ps(_mm512_abs_ps(v1), mx);
+            const float amax = _mm512_reduce_max_ps(mx);
+            const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
+            const __m512 idv = _mm512_set1_ps(id);
+            const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
+            _mm_storeu_si128((__m128i *)(base + 16 * L), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, ie, q1)));
+            _mm_storeu_si128((__m128i *)(base + 64 + 16 * L), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, io, q1)));
+            _mm_storeu_ps(dl + 4 * L, _mm_set1_ps(d / 127.0f));
+        }
+        const __m512i ev = _mm512_loadu_si512(base), od = _mm512_loadu_si512(base + 64);
+        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, ev), c128, od);
+        _mm512_storeu_si512(base + 192, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+    }
+}
+
 static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
                           int64_t n, float *y, int64_t ldy, void *scratch) {
     const int64_t ld = w->ld, nc = ld / 64;
@@ -469,6 +504,7 @@ static ek_vtable avx512_table = {
     .gemv_f32 = gemv_f32_avx512,
     .q8_group = 128,
     .gemv_q8 = gemv_q8_vnni,
+    .prep_q8 = prep_q8_vnni,
     .dequant_tile = dequant_tile_fast_avx512,
     .mk32 = mk32_fast_avx512,
     .dot = dot_avx512,
@@ -489,6 +525,7 @@ const ek_vtable *ek_vtable_avx512(void) {
     // Without VNNI (Skylake-SP), the int8 path uses the AVX2 maddubs kernel and its layout.
     if (!ek_avx512_has_vnni()) {
         avx512_table.q8_group = 64;
+        avx512_table.prep_q8 = 0;
         avx512_table.gemv_q8 = ek_gemv_q8_avx2;
         avx512_table.q8w_rows = ek_q8w_rows_avx2;
     }
