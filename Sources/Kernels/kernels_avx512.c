@@ -127,173 +127,150 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
 // ---- int8 GEMV: JR weight rows x NX activation rows per pass -----------------------------------------
 // Each 128-weight group of JR rows is loaded and unpacked once per pass and applied to up to 8
 // activation rows while it is in registers, so a decode batch of 8 streams reads and unpacks every
-// weight byte once (the old 4 x 4 passes did it twice). JR = 4 for 1-3 activation rows (more
-// independent load streams per activation load), 2 for 4-8 (2 x 8 = 16 accumulators, 4 unpacked
-// weight vectors and 4 activation vectors fit the 32 zmm registers; the per-lane weight scales are
-// read from memory). Accumulators are kept only in registers when every index into them is a
-// constant: the loops over them are fully unrolled (otherwise clang stored all 16 on every group). Every (activation row, weight row) output runs the same
-// operations in the same order whatever JR, NX and the batch are, so a row's bits never depend on its
-// batch-mates.
-// Software prefetch distance per weight row (bytes). On this Zen 4 VM 0, 1024 and 2048 measured within
-// the run-to-run noise (cold 4096x11008); kept for CPUs whose prefetchers follow 2-4 streams less well.
+// weight byte once. JR = 4 for 1-3 activation rows (more independent load streams per activation
+// load), 2 for 4-8 (2 x 8 = 16 accumulators). Accumulators are kept only in registers when every index
+// into them is a constant: the loops over them are fully unrolled (otherwise clang stored all 16 on
+// every group). Every (activation row, weight row) output runs the same operations in the same order
+// whatever JR, NX and the batch are, so a row's bits never depend on its batch-mates.
+// The lane scales (absmax of the block of each int32 lane: lane l of group g covers weights
+// 8l ..< 8l+8, block (g*128 + 8l) / bs) are one permute of the row's decoded absmax per group and row.
+// Writing them out expanded per group first (16 floats per group and row) cost a store per group and
+// row: without it the hot one-row GEMV ran ~25% faster and the 8-row one ~30%.
+// Software prefetch distance per weight row (bytes) within a pass; the next pass's rows are prefetched
+// too (see gemv_q8_X).
 #define EK_Q8_PREFETCH 1024
-#define EK_ALIGN16(v) (((v) + 15) / 16 * 16)
-// At most this many weight rows have their absmax decoded and lane scales laid out together (scratch
-// per task: EK_Q8_RB rows of absmax and lane scales, and 8 partial-sum vectors per row).
+// At most this many weight rows have their absmax decoded together (scratch per task: EK_Q8_RB rows of
+// absmax + 16 floats, and 8 partial-sum vectors per row).
 #define EK_Q8_RB 16
 
-// The absmax of each int32 lane of each 128-weight group (lane l covers weights 8l ..< 8l+8, block
-// (g*128 + 8l) / bs), laid out so the kernel reads them as one aligned vector per group and row —
-// expanding them inside the group loop cost 3 registers the 2 x 8 tile does not have.
-// a: the row's block absmax followed by 16 readable floats; idx from lane_block_index(bs).
-static inline __m512i lane_block_index(int64_t bs) {
-    // 8l / bs by a shift (an integer division per lane, per pass, cost a third of a small GEMV).
-    const int sh = __builtin_ctzll((unsigned long long)bs);
-    return _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104, 112, 120), (unsigned)sh);
-}
-
-static inline void expand_lane_scales(const float *a, int64_t ngroups, int64_t bs, __m512i idx, float *out) {
-    if (bs >= 128) {
-        const int sh = __builtin_ctzll((unsigned long long)bs);
-        for (int64_t g = 0; g < ngroups; g++) _mm512_storeu_ps(out + g * 16, _mm512_set1_ps(a[(g * 128) >> sh]));
-        return;
-    }
-    const int64_t per = 128 / bs;
-    for (int64_t g = 0; g < ngroups; g++)
-        _mm512_storeu_ps(out + g * 16, _mm512_permutexvar_ps(idx, _mm512_loadu_ps(a + g * per)));
-}
-
-#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO, DECODE)                                                                     \
-static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *const *row, const float *const *lw,       \
-                                                               const int JR, const int NX, int64_t g, __mmask64 mask,   \
-                                                               const int full, __m512i tbl, const uint8_t *xq,          \
-                                                               int64_t xqs, int64_t pfo, const int EXP, __m512i lidx,  \
-                                                               int bsh, __m512 *s) {                                    \
-    __m512i wh[4], wl[4];                                                                                              \
-    for (int j = 0; j < JR; j++) {                                                                                     \
-        __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);        \
-        if (full) {                                                                                                    \
-            _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                               \
-            _mm_prefetch((const char *)(row[j] + g * 64 + pfo), _MM_HINT_T1);                                          \
-        }                                                                                                              \
-        wh[j] = UNPACK_HI(v, tbl);                                                                                     \
-        wl[j] = UNPACK_LO(v, tbl);                                                                                     \
-    }                                                                                                                  \
-    /* Lane scales: expanded (lw = lanes, 16 per group) or straight from the row's block absmax (lw = sa row). */     \
-    __m512 lv[4];                                                                                                      \
-    for (int j = 0; j < JR; j++)                                                                                       \
-        lv[j] = EXP ? _mm512_loadu_ps(lw[j] + g * 16)                                                                  \
-                    : _mm512_permutexvar_ps(lidx, _mm512_loadu_ps(lw[j] + ((g * 128) >> bsh)));                        \
-    _Pragma("clang loop unroll(full)")                                                                                 \
-    for (int i = 0; i < NX; i++) {                                                                                     \
-        const uint8_t *xg = xq + i * xqs + g * 256;                                                                    \
-        __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);                                         \
-        __m512 dl = _mm512_loadu_ps(xg + 128);                                                                         \
-        __m512i bias = _mm512_loadu_si512(xg + 192);                                                                   \
-        _Pragma("clang loop unroll(full)")                                                                             \
-        for (int j = 0; j < JR; j++) {                                                                                 \
-            __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                          \
-            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), lv[j], s[i * JR + j]);           \
-        }                                                                                                              \
-    }                                                                                                                  \
-}                                                                                                                      \
-                                                                                                                       \
-static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t *const *row, const float *const *lw,  \
-                                                                   const int JR, const uint8_t *xq, const int NX,       \
-                                                                   int64_t xqs, int64_t g0, int64_t g1, int64_t nfull,  \
-                                                                   __mmask64 tail, int64_t pfo, const int EXP, int bsh, \
-                                                                   float *accv) {                                       \
-    const int first = g0 == 0;                                                                                         \
-    const __m512i lidx = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96, 104,   \
-                                                             112, 120), (unsigned)bsh);                                 \
-    int8_t tb[16];                                                                                                     \
-    for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);                                            \
-    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));                                  \
-    __m512 s[32];                                                                                                      \
-    _Pragma("clang loop unroll(full)")                                                                                 \
-    for (int k = 0; k < NX * JR; k++) s[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accv + 16 * k);             \
-    for (int64_t g = g0; g < EK_MIN(g1, nfull); g++) q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, 1, tbl, xq, xqs, pfo, EXP, lidx, bsh, s); \
-    if (g1 > nfull) q8_group_##X(row, lw, JR, NX, nfull, tail, 0, tbl, xq, xqs, pfo, EXP, lidx, bsh, s);                                    \
-    /* Constant indices only (loops fully unrolled): one runtime index keeps all of s in memory, stored on every       \
-       group. */                                                                                                       \
-    _Pragma("clang loop unroll(full)")                                                                                 \
-    for (int k = 0; k < NX * JR; k++) _mm512_storeu_ps(accv + 16 * k, s[k]);                                           \
-}                                                                                                                      \
-                                                                                                                       \
-static inline __attribute__((always_inline)) void gemv_q8_pass_##X(const uint8_t *const *row, const float *const *lw,  \
-                                                                   const int JR, const uint8_t *xq, int64_t nx,         \
-                                                                   int64_t xqs, int64_t g0, int64_t g1, int64_t nfull,  \
-                                                                   __mmask64 tail, int64_t pfo, int bsh, float *accv) { \
-    if (JR == 4) {                                                                                                     \
-        switch (nx) {                                                                                                  \
-        case 3: gemv_q8_tile_##X(row, lw, 4, xq, 3, xqs, g0, g1, nfull, tail, pfo, 0, bsh, accv); break;                            \
-        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, tail, pfo, 0, bsh, accv); break;                            \
-        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, tail, pfo, 0, bsh, accv); break;                           \
-        }                                                                                                              \
-    } else {                                                                                                           \
-        switch (nx) {                                                                                                  \
-        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                            \
-        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, tail, pfo, 1, bsh, accv); break;                           \
-        }                                                                                                              \
-    }                                                                                                                  \
-}                                                                                                                      \
-                                                                                                                       \
-static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,                  \
-                         int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {                                     \
-    const int64_t cols = w->cols, nbr = cols / w->blocksize, ngroups = (cols + 127) / 128;                             \
-    const int64_t tail_bytes = (cols % 128) / 2, nfull = tail_bytes ? ngroups - 1 : ngroups;                           \
-    const __mmask64 tail = tail_bytes ? ((__mmask64)1 << tail_bytes) - 1 : 0;                                          \
-    const int JR = n >= 4 ? 2 : 4;                                                                                     \
-    float *lanes = sa + EK_ALIGN16(EK_Q8_RB * nbr + 16), *accv = lanes + EK_Q8_RB * ngroups * 16;                      \
-    const __m512i lidx = lane_block_index(w->blocksize);                                                               \
-    const int bsh = __builtin_ctzll((unsigned long long)w->blocksize);                                                 \
-    /* Rows per block: their lane scales (ngroups x 64 bytes each) within ~16 KiB so they stay in L1 beside the       \
-       activations; 16 rows for SmolLM2 widths, 4 for 11008 columns. */                                                \
-    const int64_t rbs = JR == 4 ? EK_Q8_RB : EK_MAX(4, EK_MIN(EK_Q8_RB, 16384 / (ngroups * 64)) / 4 * 4);              \
-    for (int64_t rb = r0; rb < r1; rb += rbs) {                                                                        \
-        const int64_t nrb = EK_MIN(rbs, r1 - rb);                                                                      \
-        /* The block's rows have consecutive absmax blocks: one decode, then per-lane scales per group. */             \
-        DECODE(w, rb * nbr, nrb * nbr, sa);                                                                            \
-        memset(sa + nrb * nbr, 0, 16 * sizeof(float));                                                                \
-        if (JR == 2)                                                                                                   \
-            for (int64_t j = 0; j < nrb; j++) expand_lane_scales(sa + j * nbr, ngroups, w->blocksize, lidx, lanes + j * ngroups * 16); \
-        for (int64_t i = 0; i < n; i += 8) {                                                                           \
-            const int64_t nx = EK_MIN(8, n - i);                                                                       \
-            /* Column chunks that keep 8 activation rows in L1 measured slower (the weight stream of 16 rows in short   \
-               runs), so every pass runs whole rows. */                                                                \
-            for (int64_t r = rb; r < rb + nrb; r += JR) {                                                              \
-                const int64_t nr = EK_MIN(JR, rb + nrb - r);                                                           \
-                const uint8_t *row[4];                                                                                 \
-                const float *lw[4];                                                                                    \
-                for (int j = 0; j < 4; j++) {                                                                          \
-                    const int64_t jj = (r - rb) + (j < nr ? j : nr - 1);                                               \
-                    row[j] = w->packed + (rb + jj) * cols / 2;                                                         \
-                    lw[j] = JR == 2 ? lanes + jj * ngroups * 16 : sa + jj * nbr;                                       \
-                }                                                                                                      \
-                /* The next pass's rows (the same columns JR rows on, also past this task: a thread alone takes the    \
-                   next task) are fetched into L2 during this pass: at the start of a pass its JR streams begin cold,    \
-                   and the hardware prefetchers need a while to follow them. */                                          \
-                const int64_t pfo = r + JR < w->rows ? JR * cols / 2 : EK_Q8_PREFETCH;                                 \
-                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, tail, pfo, bsh, accv + (r - rb) * 8 * 16); \
-            }                                                                                                          \
-            /* accv of pass starting at row r holds (activation row ii, weight row j) at index ii * JR + j. */        \
-            for (int64_t r = rb; r < rb + nrb; r += JR) {                                                              \
-                const int64_t nr = EK_MIN(JR, rb + nrb - r);                                                           \
-                for (int64_t ii = 0; ii < nx; ii++)                                                                    \
-                    for (int64_t j = 0; j < nr; j++) {                                                                 \
+#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO, DECODE)                                                       \
+static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *const *row, const float *const *lw, \
+                                                               const int JR, const int NX, int64_t g,             \
+                                                               __mmask64 mask, const int full, __m512i tbl,       \
+                                                               const uint8_t *xq, int64_t xqs, int64_t pfo,       \
+                                                               __m512i lidx, int bsh, __m512 *s) {                \
+    __m512i wh[4], wl[4];                                                                                        \
+    __m512 lv[4];                                                                                                \
+    for (int j = 0; j < JR; j++) {                                                                               \
+        __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);  \
+        if (full) {                                                                                              \
+            _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                         \
+            _mm_prefetch((const char *)(row[j] + g * 64 + pfo), _MM_HINT_T1);                                    \
+        }                                                                                                        \
+        wh[j] = UNPACK_HI(v, tbl);                                                                               \
+        wl[j] = UNPACK_LO(v, tbl);                                                                               \
+        lv[j] = _mm512_permutexvar_ps(lidx, _mm512_loadu_ps(lw[j] + ((g * 128) >> bsh)));                        \
+    }                                                                                                            \
+    _Pragma("clang loop unroll(full)")                                                                           \
+    for (int i = 0; i < NX; i++) {                                                                               \
+        const uint8_t *xg = xq + i * xqs + g * 256;                                                              \
+        __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);                                   \
+        __m512 dl = _mm512_loadu_ps(xg + 128);                                                                   \
+        __m512i bias = _mm512_loadu_si512(xg + 192);                                                             \
+        _Pragma("clang loop unroll(full)")                                                                       \
+        for (int j = 0; j < JR; j++) {                                                                           \
+            __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                    \
+            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), lv[j], s[i * JR + j]);     \
+        }                                                                                                        \
+    }                                                                                                            \
+}                                                                                                                \
+                                                                                                                 \
+/* lw[j]: weight row j's decoded block absmax (+ 16 readable floats); bsh = log2(blocksize). */                  \
+static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t *const *row, const float *const *lw, \
+                                                                   const int JR, const uint8_t *xq, const int NX, \
+                                                                   int64_t xqs, int64_t g0, int64_t g1,           \
+                                                                   int64_t nfull, __mmask64 tail, int64_t pfo,    \
+                                                                   int bsh, float *accv) {                        \
+    const int first = g0 == 0;                                                                                   \
+    /* Lane l's block within the group's first block: 8l / bs (bs >= 32, a power of two). */                     \
+    const __m512i lidx = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96,   \
+                                                             104, 112, 120), (unsigned)bsh);                      \
+    int8_t tb[16];                                                                                               \
+    for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);                                      \
+    const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));                            \
+    __m512 s[32];                                                                                                \
+    _Pragma("clang loop unroll(full)")                                                                           \
+    for (int k = 0; k < NX * JR; k++) s[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accv + 16 * k);       \
+    for (int64_t g = g0; g < EK_MIN(g1, nfull); g++)                                                             \
+        q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, 1, tbl, xq, xqs, pfo, lidx, bsh, s);                     \
+    if (g1 > nfull) q8_group_##X(row, lw, JR, NX, nfull, tail, 0, tbl, xq, xqs, pfo, lidx, bsh, s);              \
+    /* Constant indices only (loops fully unrolled): one runtime index keeps all of s in memory, stored on every \
+       group. */                                                                                                 \
+    _Pragma("clang loop unroll(full)")                                                                           \
+    for (int k = 0; k < NX * JR; k++) _mm512_storeu_ps(accv + 16 * k, s[k]);                                     \
+}                                                                                                                \
+                                                                                                                 \
+static inline __attribute__((always_inline)) void gemv_q8_pass_##X(const uint8_t *const *row, const float *const *lw, \
+                                                                   const int JR, const uint8_t *xq, int64_t nx,   \
+                                                                   int64_t xqs, int64_t g0, int64_t g1,           \
+                                                                   int64_t nfull, __mmask64 tail, int64_t pfo,    \
+                                                                   int bsh, float *accv) {                        \
+    if (JR == 4) {                                                                                               \
+        switch (nx) {                                                                                            \
+        case 3: gemv_q8_tile_##X(row, lw, 4, xq, 3, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;           \
+        }                                                                                                        \
+    } else {                                                                                                     \
+        switch (nx) {                                                                                            \
+        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
+        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;           \
+        }                                                                                                        \
+    }                                                                                                            \
+}                                                                                                                \
+                                                                                                                 \
+static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,            \
+                         int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {                               \
+    const int64_t cols = w->cols, nbr = cols / w->blocksize, ngroups = (cols + 127) / 128;                       \
+    const int64_t tail_bytes = (cols % 128) / 2, nfull = tail_bytes ? ngroups - 1 : ngroups;                     \
+    const __mmask64 tail = tail_bytes ? ((__mmask64)1 << tail_bytes) - 1 : 0;                                    \
+    const int JR = n >= 4 ? 2 : 4;                                                                               \
+    const int bsh = __builtin_ctzll((unsigned long long)w->blocksize);                                           \
+    float *accv = sa + (EK_Q8_RB * nbr + 16 + 15) / 16 * 16;                                                     \
+    for (int64_t rb = r0; rb < r1; rb += EK_Q8_RB) {                                                             \
+        const int64_t nrb = EK_MIN(EK_Q8_RB, r1 - rb);                                                           \
+        /* The block's rows have consecutive absmax blocks: one decode. */                                       \
+        DECODE(w, rb * nbr, nrb * nbr, sa);                                                                      \
+        memset(sa + nrb * nbr, 0, 16 * sizeof(float));                                                          \
+        for (int64_t i = 0; i < n; i += 8) {                                                                     \
+            const int64_t nx = EK_MIN(8, n - i);                                                                 \
+            /* Column chunks that keep 8 activation rows in L1 measured slower (the weight stream of 16 rows in   \
+               short runs), so every pass runs whole rows. */                                                    \
+            for (int64_t r = rb; r < rb + nrb; r += JR) {                                                        \
+                const int64_t nr = EK_MIN(JR, rb + nrb - r);                                                     \
+                const uint8_t *row[4];                                                                           \
+                const float *lw[4];                                                                              \
+                for (int j = 0; j < 4; j++) {                                                                    \
+                    const int64_t jj = (r - rb) + (j < nr ? j : nr - 1);                                         \
+                    row[j] = w->packed + (rb + jj) * cols / 2;                                                   \
+                    lw[j] = sa + jj * nbr;                                                                       \
+                }                                                                                                \
+                /* The next pass's rows (the same columns JR rows on, also past this task: a thread alone takes   \
+                   the next task) are fetched into L2 during this pass: at the start of a pass its JR streams     \
+                   begin cold, and the hardware prefetchers need a while to follow them. Cold 4096 x 11008 at 2   \
+                   threads went from ~45% to ~70% of the read bandwidth with it (into L1 instead: ~50%). */      \
+                const int64_t pfo = r + JR < w->rows ? JR * cols / 2 : EK_Q8_PREFETCH;                           \
+                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, tail, pfo, bsh,          \
+                                 accv + (r - rb) * 8 * 16);                                                      \
+            }                                                                                                    \
+            /* accv of pass starting at row r holds (activation row ii, weight row j) at index ii * JR + j. */  \
+            for (int64_t r = rb; r < rb + nrb; r += JR) {                                                        \
+                const int64_t nr = EK_MIN(JR, rb + nrb - r);                                                     \
+                for (int64_t ii = 0; ii < nx; ii++)                                                              \
+                    for (int64_t j = 0; j < nr; j++) {                                                           \
                         const float v = _mm512_reduce_add_ps(_mm512_loadu_ps(accv + ((r - rb) * 8 + ii * JR + j) * 16)); \
-                        float *o = y + (i + ii) * ldy + r + j;                                                         \
-                        *o = acc ? *o + v : v;                                                                         \
-                    }                                                                                                  \
-            }                                                                                                          \
-        }                                                                                                              \
-    }                                                                                                                  \
+                        float *o = y + (i + ii) * ldy + r + j;                                                   \
+                        *o = acc ? *o + v : v;                                                                   \
+                    }                                                                                            \
+            }                                                                                                    \
+        }                                                                                                        \
+    }                                                                                                            \
 }
 
 // ---- int8 GEMV with VNNI: weights as unsigned bytes (code + 128) via one byte shuffle per nibble ------
