@@ -45,6 +45,8 @@ typedef struct ek_vtable {
                      int64_t xps, float *y, int64_t ldy, int acc, float *sa);
     // int8 GEMV fast path: xq rows of q8_row_bytes(cols) bytes in the layout above with group q8_group.
     int32_t q8_group;
+    // Optional (NULL: the scalar code): ek_prep_q8 for group q8_group, bit-identical to it.
+    void (*prep_q8)(const float *x, int64_t cols, uint8_t *xq);
     void (*gemv_q8)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
                     int64_t xqs, float *y, int64_t ldy, int acc, float *sa);
     // out[j, kk] = W[r0 + j, k0 + kk] for j < nr, kk < kc (row stride ldo); fast path needs
@@ -111,6 +113,7 @@ const ek_vtable *ek_active(void);
 // Shared helpers (kernels_scalar.c).
 void ek_prep_f32(const float *x, int64_t cols, int32_t chunk, float *xp);
 int64_t ek_q8_row_bytes(int64_t cols, int32_t group);
+// ek_prep_q8 runs the active table's prep_q8 when it has one for this group (the same bytes).
 void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq);
 float ek_f16_bits_to_f32(uint16_t h);
 // Absmax of block b (double quantisation decoded).

@@ -81,6 +81,11 @@ int64_t ek_q8_row_bytes(int64_t cols, int32_t group) {
 }
 
 void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq) {
+    const ek_vtable *vt = ek_active();
+    if (vt->prep_q8 && vt->q8_group == group) {
+        vt->prep_q8(x, cols, xq);
+        return;
+    }
     const int64_t ngroups = (cols + group - 1) / group;
     const int32_t lanes = group / 8, blocks = group / 32;
     for (int64_t g = 0; g < ngroups; g++) {

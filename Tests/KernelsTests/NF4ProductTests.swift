@@ -262,6 +262,25 @@ final class NF4ProductTests: XCTestCase {
         }
     }
 
+    /// The same for nested blocks of other sizes: AVX-512 VBMI decodes 64 blocks per step when nested
+    /// blocks hold at least 64 (runs cut at each nested boundary) and falls back below that.
+    func testAbsmaxDecodeBitForBitWithOtherNestedBlocksizes() {
+        for nbs in [32, 64, 100, 4096] {
+            let t = NF4TestMatrix(rows: 24, cols: 1536, blocksize: 64, doubleQuant: true, nestedBlocksize: nbs, seed: UInt64(12 + nbs))
+            var m = t.matrix
+            let ranges = [(0, t.blocks), (5, 300), (63, 130), (t.blocks - 70, 70)]
+            _ = forEachVariant { v in
+                for (first, count) in ranges {
+                    var a = [Float](repeating: .nan, count: count)
+                    XCTAssertEqual(ek_nf4_decode_absmax(&m, Int64(first), Int64(count), &a), Int32(EK_OK))
+                    for b in 0..<count {
+                        XCTAssertEqual(a[b].bitPattern, t.absmaxValue(first + b).bitPattern, "\(v) nested \(nbs) block \(first + b)")
+                    }
+                }
+            }
+        }
+    }
+
     func testDequantizeAndAbsmaxDecode() {
         let t = NF4TestMatrix(rows: 7, cols: 96, blocksize: 32, doubleQuant: true, seed: 9)
         var m = t.matrix

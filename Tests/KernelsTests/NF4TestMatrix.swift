@@ -27,10 +27,12 @@ final class NF4TestMatrix {
     let nested: UnsafeMutableBufferPointer<Float>?
     let map: UnsafeMutableBufferPointer<Float>?
     let offset: Float
+    let nestedBlocksize: Int
     var blocks: Int { (rows * cols + blocksize - 1) / blocksize }
 
-    init(rows: Int, cols: Int, blocksize: Int = 64, doubleQuant: Bool = false, seed: UInt64) {
+    init(rows: Int, cols: Int, blocksize: Int = 64, doubleQuant: Bool = false, nestedBlocksize: Int = 256, seed: UInt64) {
         self.rows = rows
+        self.nestedBlocksize = nestedBlocksize
         self.cols = cols
         self.blocksize = blocksize
         var rng = SplitMix(seed: seed)
@@ -42,7 +44,7 @@ final class NF4TestMatrix {
             absmax = nil
             let q = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: nb)
             for i in 0..<nb { q[i] = UInt8(truncatingIfNeeded: rng.next()) }
-            let nn = (nb + 255) / 256
+            let nn = (nb + nestedBlocksize - 1) / nestedBlocksize
             let ne = UnsafeMutableBufferPointer<Float>.allocate(capacity: nn)
             for i in 0..<nn { ne[i] = 0.01 + 0.02 * rng.unit() }
             let m = UnsafeMutableBufferPointer<Float>.allocate(capacity: 256)
@@ -69,7 +71,8 @@ final class NF4TestMatrix {
             absmax_q8: q8.map { UnsafePointer($0.baseAddress) } ?? nil,
             nested_absmax: nested.map { UnsafePointer($0.baseAddress) } ?? nil,
             dq_map: map.map { UnsafePointer($0.baseAddress) } ?? nil, offset: offset,
-            rows: Int64(rows), cols: Int64(cols), blocksize: Int32(blocksize), nested_blocksize: 256)
+            rows: Int64(rows), cols: Int64(cols), blocksize: Int32(blocksize),
+            nested_blocksize: Int32(nestedBlocksize))
     }
 
     static let codes: [Float] = withUnsafeBytes(of: ek_nf4_code_bits) { raw in
@@ -79,7 +82,7 @@ final class NF4TestMatrix {
     /// Absmax of block b, decoded in fp32 in the order NF4.md fixes.
     func absmaxValue(_ b: Int) -> Float {
         if let absmax { return absmax[b] }
-        let m = map![Int(q8![b])] * nested![b / 256]
+        let m = map![Int(q8![b])] * nested![b / nestedBlocksize]
         return m + offset
     }
 
