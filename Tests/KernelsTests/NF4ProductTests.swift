@@ -249,21 +249,26 @@ final class NF4ProductTests: XCTestCase {
         }
     }
 
-    /// Every variant's absmax decoding (vectorised where it can be) equals the fp32 rule bit for bit,
-    /// across nested-block boundaries and from unaligned first blocks.
-    func testAbsmaxDecodeBitForBitInEveryVariant() {
-        let t = NF4TestMatrix(rows: 40, cols: 1536, blocksize: 64, doubleQuant: true, seed: 11)
+    /// Every variant decodes the absmax of blocks [first, first + count) for each range bit for bit as
+    /// the fp32 rule does.
+    func assertAbsmaxDecodeBitForBit(_ t: NF4TestMatrix, _ ranges: [(Int, Int)], _ what: String) {
         var m = t.matrix
-        let ranges = [(0, t.blocks), (3, 200), (250, 17), (255, 2), (511, 1), (t.blocks - 37, 37)]
         _ = forEachVariant { v in
             for (first, count) in ranges {
                 var a = [Float](repeating: .nan, count: count)
                 XCTAssertEqual(ek_nf4_decode_absmax(&m, Int64(first), Int64(count), &a), Int32(EK_OK))
                 for b in 0..<count {
-                    XCTAssertEqual(a[b].bitPattern, t.absmaxValue(first + b).bitPattern, "\(v) block \(first + b)")
+                    XCTAssertEqual(a[b].bitPattern, t.absmaxValue(first + b).bitPattern, "\(v) \(what) block \(first + b)")
                 }
             }
         }
+    }
+
+    /// Every variant's absmax decoding (vectorised where it can be) equals the fp32 rule bit for bit,
+    /// across nested-block boundaries and from unaligned first blocks.
+    func testAbsmaxDecodeBitForBitInEveryVariant() {
+        let t = NF4TestMatrix(rows: 40, cols: 1536, blocksize: 64, doubleQuant: true, seed: 11)
+        assertAbsmaxDecodeBitForBit(t, [(0, t.blocks), (3, 200), (250, 17), (255, 2), (511, 1), (t.blocks - 37, 37)], "nested 256")
     }
 
     /// The same for nested blocks of other sizes: AVX-512 VBMI decodes 64 blocks per step when nested
@@ -271,17 +276,7 @@ final class NF4ProductTests: XCTestCase {
     func testAbsmaxDecodeBitForBitWithOtherNestedBlocksizes() {
         for nbs in [32, 64, 100, 4096] {
             let t = NF4TestMatrix(rows: 24, cols: 1536, blocksize: 64, doubleQuant: true, nestedBlocksize: nbs, seed: UInt64(12 + nbs))
-            var m = t.matrix
-            let ranges = [(0, t.blocks), (5, 300), (63, 130), (t.blocks - 70, 70)]
-            _ = forEachVariant { v in
-                for (first, count) in ranges {
-                    var a = [Float](repeating: .nan, count: count)
-                    XCTAssertEqual(ek_nf4_decode_absmax(&m, Int64(first), Int64(count), &a), Int32(EK_OK))
-                    for b in 0..<count {
-                        XCTAssertEqual(a[b].bitPattern, t.absmaxValue(first + b).bitPattern, "\(v) nested \(nbs) block \(first + b)")
-                    }
-                }
-            }
+            assertAbsmaxDecodeBitForBit(t, [(0, t.blocks), (5, 300), (63, 130), (t.blocks - 70, 70)], "nested \(nbs)")
         }
     }
 
