@@ -77,10 +77,10 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
     (void)worker;
     gemv_ctx *c = p;
     int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
-    // Up to 16 rows of per-block absmax (+16 zeros: vector kernels read up to 16 past a row), 16 rows
-    // of per-lane scales (16 floats per 128-weight group) and 16 x 8 partial-sum vectors (AVX-512 int8).
+    // Up to 16 rows of per-block absmax (+16 zeros: vector kernels read up to 16 past a row) and
+    // 16 x 8 partial-sum vectors of 16 floats (AVX-512 int8).
     const int64_t cols = c->w->cols;
-    float *sa = ek_scratch(0, (size_t)(16 * (cols / 32 + 16) + 256 * ((cols + 127) / 128) + 2048 + 64) * sizeof(float));
+    float *sa = ek_scratch(0, (size_t)(16 * (cols / 32 + 16) + 2048 + 64) * sizeof(float));
     if (!sa) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
     if (c->q8)
         c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
@@ -105,15 +105,15 @@ static void prep_task(void *p, int64_t t, int32_t worker) {
     }
 }
 
-// Prepares the c->n rows of x once for c->vt's kernels (int8 q8 rows when c->q8, else f32 rows in the
-// variant's permutation; fast = the matrix layout the fast kernels need) into the calling thread's
-// scratch slot 1, and points c->xp / c->xps at them.
 // Weight rows per GEMV task for `rows` rows in all: enough tasks that every core stays busy on a
 // 576-row SmolLM2 matrix, a multiple of 4 rows because the SIMD kernels work on 4 weight rows at a time.
 static int64_t gemv_rows_per_task(int64_t rows) {
     return EK_MAX(16, EK_MIN((rows / (ek_threads() * 8) + 3) / 4 * 4, 256));
 }
 
+// Prepares the c->n rows of x once for c->vt's kernels (int8 q8 rows when c->q8, else f32 rows in the
+// variant's permutation; fast = the matrix layout the fast kernels need) into the calling thread's
+// scratch slot 1, and points c->xp / c->xps at them.
 static int32_t gemv_prepare(gemv_ctx *c, const float *x, int64_t ldx, int64_t cols, int fast) {
     const int64_t n = c->n;
     prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = c->q8, .group = c->vt->q8_group,
