@@ -81,25 +81,29 @@ public struct KernelBenchmark {
                     progress("gemv \(m)x\(k) threads=\(t) \(cache)")
                     let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), cache))
                     let x = randomFloats(k, seed: 1)
-                    var y = [Float](repeating: 0, count: m)
+                    let y = UnsafeMutablePointer<Float>.allocate(capacity: m)
+                    defer { y.deallocate() }
+                    let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, cache))
+                    // Every implementation of the shape, timed round-robin (see timeRoundRobin): the targets
+                    // read ratios between these rows (% of memread, x sgemv).
+                    var timed: [Timed] = []
                     // The scalar variant only on the small shapes: it is the reference, not a contender.
                     for v in (m * k <= 1 << 20 ? variants : fast) {
-                        _ = ek_set_variant(v)
                         for (flags, suffix) in [(Int32(0), ""), (Int32(EK_ACT_INT8), "-int8")] {
-                            let us = time(cycles: nf4.count) { c in
+                            timed.append((impl: "nf4-\(v)\(suffix)", n: 1, bytes: Double(nf4.bytesPerCopy), flops: nil, cycles: nf4.count, body: { c in
+                                _ = ek_set_variant(v)
                                 var w = nf4.matrix(c)
-                                _ = ek_nf4_gemv(&w, x, 1, Int64(k), &y, Int64(m), flags)
-                            }
-                            rows.append(row("gemv", "nf4-\(v)\(suffix)", m, 1, k, t, cache, us, Double(nf4.bytesPerCopy)))
+                                _ = ek_nf4_gemv(&w, x, 1, Int64(k), y, Int64(m), flags)
+                            }))
                         }
                     }
-                    let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, cache))
-                    let blasUs = time(cycles: f32.count) { c in
-                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, &y, 1)
-                    }
-                    rows.append(row("gemv", "openblas-sgemv", m, 1, k, t, cache, blasUs, Double(m * k * 4)))
-                    let readUs = time(cycles: nf4.count) { c in _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy)) }
-                    rows.append(row("gemv", "memread", m, 1, k, t, cache, readUs, Double(nf4.bytesPerCopy), flops: 0))
+                    timed.append((impl: "openblas-sgemv", n: 1, bytes: Double(m * k * 4), flops: nil, cycles: f32.count, body: { c in
+                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, y, 1)
+                    }))
+                    timed.append((impl: "memread", n: 1, bytes: Double(nf4.bytesPerCopy), flops: 0, cycles: nf4.count, body: { c in
+                        _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy))
+                    }))
+                    rows += roundRobinRows(timed, m: m, k: k, threads: t, cache: cache)
                 }
             }
             for (m, k) in gemmShapes {
@@ -149,41 +153,52 @@ public struct KernelBenchmark {
     static let headShape = (49152, 576)
     static let decodeBatch = [1, 8]
 
-    /// One cold row per variant and decode batch size: `call(copy, n)` runs the product on copy `copy`.
-    private func batchRows(_ variants: [String], impl: (String) -> String, m: Int, k: Int, threads: Int, copies: Int,
-                           bytes: Double, _ call: (Int, Int) -> Void) -> [Row] {
-        var rows: [Row] = []
-        for v in variants {
-            _ = ek_set_variant(v)
-            for n in Self.decodeBatch {
-                let us = time(cycles: copies) { c in call(c, n) }
-                rows.append(row("gemv", impl(v), m, n, k, threads, "cold", us, bytes))
+    /// A timed implementation: its row's impl name, bytes and flops (nil: 2 m n k), the copies it cycles
+    /// through and the call on copy `c`.
+    typealias Timed = (impl: String, n: Int, bytes: Double, flops: Double?, cycles: Int, body: (Int) -> Void)
+
+    /// GEMV rows of one shape, timed round-robin.
+    private func roundRobinRows(_ timed: [Timed], m: Int, k: Int, threads: Int, cache: String = "cold") -> [Row] {
+        let us = timeRoundRobin(timed.map { (cycles: $0.cycles, body: $0.body) })
+        return timed.enumerated().map { i, t in row("gemv", t.impl, m, t.n, k, threads, cache, us[i], t.bytes, flops: t.flops) }
+    }
+
+    /// One entry per variant and decode batch size: `call(copy, n)` runs the product on copy `copy`.
+    private func batchEntries(_ variants: [String], impl: (String) -> String, copies: Int, bytes: Double,
+                              _ call: @escaping (Int, Int) -> Void) -> [Timed] {
+        variants.flatMap { v in
+            Self.decodeBatch.map { n in
+                (impl: impl(v), n: n, bytes: bytes, flops: nil, cycles: copies, body: { c in
+                    _ = ek_set_variant(v)
+                    call(c, n)
+                })
             }
         }
-        return rows
     }
 
     /// Cold int8 GEMV and int8 head at n = 1 and n = 8 rows (op "gemv", impl "nf4-VARIANT-int8" and
-    /// "q8head-VARIANT"), with the plain memory read and OpenBLAS sgemv (n = 1) of the same shape.
+    /// "q8head-VARIANT"), with the plain memory read and OpenBLAS sgemv (n = 1) of the same shape,
+    /// timed round-robin per shape.
     func decodeRows(threads: Int, variants: [String], progress: (String) -> Void) -> [Row] {
         var rows: [Row] = []
         for (m, k) in Self.decodeShapes {
             progress("decode int8 gemv \(m)x\(k) n=1,8 threads=\(threads) cold")
             let nf4 = NF4Copies(rows: m, cols: k, copies: copies(for: NF4Copies.bytes(rows: m, cols: k), "cold"))
-            let x = randomFloats(8 * k, seed: 3)
-            var y = [Float](repeating: 0, count: 8 * m)
-            rows += batchRows(variants, impl: { "nf4-\($0)-int8" }, m: m, k: k, threads: threads, copies: nf4.count,
-                              bytes: Double(nf4.bytesPerCopy)) { c, n in
-                var w = nf4.matrix(c)
-                _ = ek_nf4_gemv(&w, x, Int64(n), Int64(k), &y, Int64(m), Int32(EK_ACT_INT8))
-            }
-            let readUs = time(cycles: nf4.count) { c in _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy)) }
-            rows.append(row("gemv", "memread", m, 1, k, threads, "cold", readUs, Double(nf4.bytesPerCopy), flops: 0))
             let f32 = F32Copies(rows: m, cols: k, copies: copies(for: m * k * 4, "cold"))
-            let blasUs = time(cycles: f32.count) { c in
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, &y, 1)
+            let x = randomFloats(8 * k, seed: 3)
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: 8 * m)
+            defer { y.deallocate() }
+            var timed = batchEntries(variants, impl: { "nf4-\($0)-int8" }, copies: nf4.count, bytes: Double(nf4.bytesPerCopy)) { c, n in
+                var w = nf4.matrix(c)
+                _ = ek_nf4_gemv(&w, x, Int64(n), Int64(k), y, Int64(m), Int32(EK_ACT_INT8))
             }
-            rows.append(row("gemv", "openblas-sgemv", m, 1, k, threads, "cold", blasUs, Double(m * k * 4)))
+            timed.append((impl: "memread", n: 1, bytes: Double(nf4.bytesPerCopy), flops: 0, cycles: nf4.count, body: { c in
+                _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy))
+            }))
+            timed.append((impl: "openblas-sgemv", n: 1, bytes: Double(m * k * 4), flops: nil, cycles: f32.count, body: { c in
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, y, 1)
+            }))
+            rows += roundRobinRows(timed, m: m, k: k, threads: threads)
         }
         let (m, k) = Self.headShape
         progress("decode int8 head \(m)x\(k) n=1,8 threads=\(threads) cold")
@@ -191,14 +206,16 @@ public struct KernelBenchmark {
         let headBytes = m * ld + 4 * m
         let head = HeadCopies(rows: m, cols: k, ld: ld, copies: copies(for: headBytes, "cold"))
         let x = randomFloats(8 * k, seed: 4)
-        var y = [Float](repeating: 0, count: 8 * m)
-        rows += batchRows(variants, impl: { "q8head-\($0)" }, m: m, k: k, threads: threads, copies: head.count,
-                          bytes: Double(headBytes)) { c, n in
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: 8 * m)
+        defer { y.deallocate() }
+        var timed = batchEntries(variants, impl: { "q8head-\($0)" }, copies: head.count, bytes: Double(headBytes)) { c, n in
             var w = head.matrix(c)
-            _ = ek_q8_matmul(&w, x, Int64(n), Int64(k), &y, Int64(m))
+            _ = ek_q8_matmul(&w, x, Int64(n), Int64(k), y, Int64(m))
         }
-        let readUs = time(cycles: head.count) { c in _ = ek_bench_read(head.raw(c), Int64(m * ld)) }
-        rows.append(row("gemv", "memread", m, 1, k, threads, "cold", readUs, Double(m * ld), flops: 0))
+        timed.append((impl: "memread", n: 1, bytes: Double(m * ld), flops: 0, cycles: head.count, body: { c in
+            _ = ek_bench_read(head.raw(c), Int64(m * ld))
+        }))
+        rows += roundRobinRows(timed, m: m, k: k, threads: threads)
         return rows
     }
 
@@ -253,8 +270,27 @@ public struct KernelBenchmark {
         cache == "hot" ? 1 : max(2, (coldBytes + bytes - 1) / bytes)
     }
 
-    /// Mean microseconds per call over at least minSeconds (after a warm-up pass over every copy).
-    func time(cycles: Int, _ body: (Int) -> Void) -> Double {
+    /// Rounds of `timeRoundRobin` (one in --quick runs).
+    var rounds: Int { options.quick ? 1 : 5 }
+
+    /// Median microseconds per call of each body, timed round-robin: `rounds` rounds, each giving every
+    /// body minSeconds / rounds in turn, so a neighbour that is busy during part of the run slows every
+    /// implementation alike instead of whichever happened to run then (on this shared VM one pass per
+    /// implementation put the same kernel anywhere between 77% and 92% of the memory read).
+    func timeRoundRobin(_ bodies: [(cycles: Int, body: (Int) -> Void)]) -> [Double] {
+        var samples = [[Double]](repeating: [], count: bodies.count)
+        for _ in 0..<rounds {
+            for (i, b) in bodies.enumerated() {
+                samples[i].append(time(cycles: b.cycles, seconds: minSeconds / Double(rounds), b.body))
+            }
+        }
+        return samples.map { $0.sorted()[$0.count / 2] }
+    }
+
+    /// Mean microseconds per call over at least `seconds` (default minSeconds; after a warm-up pass over
+    /// every copy).
+    func time(cycles: Int, seconds: Double? = nil, _ body: (Int) -> Void) -> Double {
+        let minSeconds = seconds ?? self.minSeconds
         // Warm-up: one call, then (for cheap calls) a pass over the copies so page faults are not timed.
         let first = DispatchTime.now().uptimeNanoseconds
         body(0)
