@@ -415,12 +415,14 @@ static void EKG(rmsnorm_row)(const float *x, const float *weight, int64_t dim, f
     for (int64_t k = 0; k < dim; k++) y[k] = x[k] * inv * weight[k];
 }
 
+#if !defined(EK_HAVE_SILU_MUL)
 static void EKG(silu_mul)(const float *gate, const float *up, float *out, int64_t count) {
     for (int64_t k = 0; k < count; k++) {
         float g = gate[k];
         out[k] = g / (1.0f + expf(-g)) * up[k];
     }
 }
+#endif
 
 static void EKG(softmax_row)(float *x, int64_t dim) {
     float mx = -INFINITY;

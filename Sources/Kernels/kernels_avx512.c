@@ -20,9 +20,25 @@ void ek_gemv_q8_avx2(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8
 
 #define EK_HAVE_F16C 1
 #define EK_HAVE_AVX512_F16 1
+#define EK_HAVE_SILU_MUL 1
 #define EKG(name) name##_avx512
 #include "ek_generic_impl.h"
 #undef EKG
+#include "ek_exp_avx512.h"
+
+// out = silu(gate) * up, 16 at a time: the scalar loop's expf call was ~4% of an 8-stream decode step.
+// sigmoid(g) from t = exp(-|g|) <= 1, which never overflows: 1 / (1 + t) for g >= 0, t / (1 + t) below.
+static void silu_mul_avx512(const float *gate, const float *up, float *out, int64_t count) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    for (int64_t k = 0; k < count; k += 16) {
+        const __mmask16 m = count - k >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (count - k)) - 1);
+        const __m512 g = _mm512_maskz_loadu_ps(m, gate + k), u = _mm512_maskz_loadu_ps(m, up + k);
+        const __m512 t = exp_le0(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_abs_ps(g)));
+        const __mmask16 neg = _mm512_cmp_ps_mask(g, _mm512_setzero_ps(), _CMP_LT_OQ);
+        const __m512 sig = _mm512_div_ps(_mm512_mask_blend_ps(neg, one, t), _mm512_add_ps(one, t));
+        _mm512_mask_storeu_ps(out + k, m, _mm512_mul_ps(_mm512_mul_ps(g, sig), u));
+    }
+}
 
 // ek_decode_absmax_range 16 blocks at a time (it was 8% of a decode profile as scalar code): the
 // 256-entry map read by 8 two-table permutes (index bits 4:0) and a blend tree on bits 7:5 — a
