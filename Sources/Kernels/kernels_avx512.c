@@ -153,8 +153,9 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
 // 8l ..< 8l+8, block (g*128 + 8l) / bs) are one permute of the row's decoded absmax per group and row.
 // Writing them out expanded per group first (16 floats per group and row) cost a store per group and
 // row: without it the hot one-row GEMV ran ~25% faster and the 8-row one ~30%.
-// Software prefetch distance per weight row (bytes) within a pass; the next pass's rows are prefetched
-// too (see gemv_q8_X).
+// Software prefetch distance per weight row (bytes) within a pass, into L2 like the next pass's rows
+// (see gemv_q8_X): into L1 the prefetches compete for the L1 miss buffers with the loads (cold 576x1536
+// at 2 threads 70% -> ~80% of the memory read with L2, 4096x11008 86% -> 89%).
 #define EK_Q8_PREFETCH 1024
 // At most this many weight rows have their absmax decoded together (scratch per task: EK_Q8_RB rows of
 // absmax + 16 floats, and 8 partial-sum vectors per row).
@@ -171,7 +172,7 @@ static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *co
     for (int j = 0; j < JR; j++) {                                                                               \
         __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);  \
         if (full) {                                                                                              \
-            _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T0);                         \
+            _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T1);                         \
             _mm_prefetch((const char *)(row[j] + g * 64 + pfo), _MM_HINT_T1);                                    \
         }                                                                                                        \
         wh[j] = UNPACK_HI(v, tbl);                                                                               \
@@ -308,9 +309,10 @@ EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE, decode_absma
 // and reduced at the end: the same operations in the same order for a row whatever its batch.
 // Per activation row and 64-value chunk, scratch holds the lane bias (16 int32) and scale (16 float).
 // Head rows are short (576 bytes for SmolLM2) and read 2-4 at a time, a pattern the hardware
-// prefetchers follow poorly: each weight line is fetched this many rows ahead (two 4-row passes).
-// Measured cold 49152x576 at 1 thread: n=1 3.9 -> 2.8 ms, n=8 6.1 -> 3.9 ms; 16 rows measured no better.
-#define EK_Q8W_PREFETCH_ROWS 8
+// prefetchers follow poorly: each weight line is fetched this many rows ahead, into L2 (prefetcht1).
+// Into L1 (t0) the prefetches held the L1 miss buffers and capped the stream: cold 49152x576, n=1, at
+// 37% of the memory read at 1 thread and 59% at 2; into L2 32 rows ahead 75% and 90% (n=8: 34 -> 60%).
+#define EK_Q8W_PREFETCH_ROWS 32
 static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matrix *w, int64_t r, const int JR,
                                                                const int8_t *xq, const uint8_t *lane, const int NX,
                                                                int64_t nc, float *y, int64_t ldy) {
@@ -327,7 +329,7 @@ static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matr
     for (int64_t c = 0; c < nc; c++) {
         __m512i wu[4];
         for (int j = 0; j < JR; j++) {
-            _mm_prefetch((const char *)(wr[j] + EK_Q8W_PREFETCH_ROWS * ld + 64 * c), _MM_HINT_T0);
+            _mm_prefetch((const char *)(wr[j] + EK_Q8W_PREFETCH_ROWS * ld + 64 * c), _MM_HINT_T1);
             wu[j] = _mm512_xor_si512(_mm512_loadu_si512(wr[j] + 64 * c), flip);
         }
 #pragma clang loop unroll(full)
