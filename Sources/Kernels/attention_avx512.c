@@ -50,8 +50,9 @@ static inline __attribute__((always_inline)) void value_block(const float *const
     for (int j = 0; j < NH; j++)
         for (int c = 0; c < NV; c++) acc[j][c] = _mm512_setzero_ps();
     for (int64_t p = 0; p < np; p++) {
-        // Rows are kv_stride apart (other heads' slices between): prefetch a few rows ahead.
-        for (int c = 0; c < NV; c++) _mm_prefetch((const char *)vb + ((p + 8) * stride + c0 + 16 * c) * esz, _MM_HINT_T0);
+        // Rows are kv_stride apart (other heads' slices between): prefetch a few rows ahead, into L2 as
+        // the weight kernels do (into L1 the requests wait on the L1 miss buffers).
+        for (int c = 0; c < NV; c++) _mm_prefetch((const char *)vb + ((p + 8) * stride + c0 + 16 * c) * esz, _MM_HINT_T1);
         __m512 vv[4];
         for (int c = 0; c < NV; c++) vv[c] = load16(vb, dtype, p * stride + c0 + 16 * c);
         for (int j = 0; j < NH; j++) {
@@ -80,7 +81,7 @@ void ek_attn_group_avx512(const float *q, int64_t group, const ek_attn_row *row,
         const int64_t nb = EK_MIN(16, np - b);
         // The next block's K rows, one prefetch per 64-byte line of each row's slice.
         for (int64_t pp = b + 16; pp < EK_MIN(np, b + 32); pp++)
-            for (int64_t o = 0; o < hd * (int64_t)esz; o += 64) _mm_prefetch(kb + (pp * kv_stride) * (int64_t)esz + o, _MM_HINT_T0);
+            for (int64_t o = 0; o < hd * (int64_t)esz; o += 64) _mm_prefetch(kb + (pp * kv_stride) * (int64_t)esz + o, _MM_HINT_T1);
         // The block's K rows as f32 (rows past the range as zeros), at stride kst.
         const float *kr;
         int64_t kst;
