@@ -257,12 +257,11 @@ static inline __attribute__((always_inline)) void q8w_tile_avx2(const ek_q8_matr
     _Pragma("clang loop unroll(full)")
     for (int k = 0; k < NX * JR; k++) f[k] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        // Rows are short (576 bytes for SmolLM2), a pattern the hardware prefetchers follow poorly:
-        // fetch the rows 32 ahead explicitly, into L2 (into L1 the prefetches filled the L1 miss buffers:
-        // cold n=1 at 33% of the memory read at 1 thread and 52% at 2; into L2 79% and 87%).
+        // Short rows: prefetch EK_Q8W_PREFETCH_ROWS ahead into L2 (ek_internal.h), one line per two steps.
         if ((b & 1) == 0)
             _Pragma("clang loop unroll(full)")
-            for (int j = 0; j < JR; j++) _mm_prefetch((const char *)(wr + (32 + j) * ld + 32 * b), _MM_HINT_T1);
+            for (int j = 0; j < JR; j++)
+                _mm_prefetch((const char *)(wr + (EK_Q8W_PREFETCH_ROWS + j) * ld + 32 * b), _MM_HINT_T1);
         __m256i wv[4];
         _Pragma("clang loop unroll(full)")
         for (int j = 0; j < JR; j++) wv[j] = _mm256_loadu_si256((const __m256i *)(wr + j * ld + 32 * b));

@@ -308,11 +308,7 @@ EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE, decode_absma
 // 32-block's sum and lanes 8-15 the second's (scale d of that block), accumulated in fp32 per lane
 // and reduced at the end: the same operations in the same order for a row whatever its batch.
 // Per activation row and 64-value chunk, scratch holds the lane bias (16 int32) and scale (16 float).
-// Head rows are short (576 bytes for SmolLM2) and read 2-4 at a time, a pattern the hardware
-// prefetchers follow poorly: each weight line is fetched this many rows ahead, into L2 (prefetcht1).
-// Into L1 (t0) the prefetches held the L1 miss buffers and capped the stream: cold 49152x576, n=1, at
-// 37% of the memory read at 1 thread and 59% at 2; into L2 32 rows ahead 75% and 90% (n=8: 34 -> 60%).
-#define EK_Q8W_PREFETCH_ROWS 32
+// Each weight line is prefetched EK_Q8W_PREFETCH_ROWS rows ahead into L2 (ek_internal.h).
 static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matrix *w, int64_t r, const int JR,
                                                                const int8_t *xq, const uint8_t *lane, const int NX,
                                                                int64_t nc, float *y, int64_t ldy) {

@@ -97,12 +97,7 @@ public struct KernelBenchmark {
                             }))
                         }
                     }
-                    timed.append((impl: "openblas-sgemv", n: 1, bytes: Double(m * k * 4), flops: nil, cycles: f32.count, body: { c in
-                        cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, y, 1)
-                    }))
-                    timed.append((impl: "memread", n: 1, bytes: Double(nf4.bytesPerCopy), flops: 0, cycles: nf4.count, body: { c in
-                        _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy))
-                    }))
+                    timed += [sgemvEntry(f32, m: m, k: k, x: x, y: y), memreadEntry(nf4)]
                     rows += roundRobinRows(timed, m: m, k: k, threads: t, cache: cache)
                 }
             }
@@ -163,6 +158,20 @@ public struct KernelBenchmark {
         return timed.enumerated().map { i, t in row("gemv", t.impl, m, t.n, k, threads, cache, us[i], t.bytes, flops: t.flops) }
     }
 
+    /// OpenBLAS sgemv of one activation row over the f32 copies (the f32 baseline of a GEMV shape).
+    private func sgemvEntry(_ f32: F32Copies, m: Int, k: Int, x: [Float], y: UnsafeMutablePointer<Float>) -> Timed {
+        (impl: "openblas-sgemv", n: 1, bytes: Double(m * k * 4), flops: nil, cycles: f32.count, body: { c in
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, y, 1)
+        })
+    }
+
+    /// A plain read of the NF4 copies' bytes (the bandwidth ceiling of a GEMV shape).
+    private func memreadEntry(_ nf4: NF4Copies) -> Timed {
+        (impl: "memread", n: 1, bytes: Double(nf4.bytesPerCopy), flops: 0, cycles: nf4.count, body: { c in
+            _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy))
+        })
+    }
+
     /// One entry per variant and decode batch size: `call(copy, n)` runs the product on copy `copy`.
     private func batchEntries(_ variants: [String], impl: (String) -> String, copies: Int, bytes: Double,
                               _ call: @escaping (Int, Int) -> Void) -> [Timed] {
@@ -192,12 +201,7 @@ public struct KernelBenchmark {
                 var w = nf4.matrix(c)
                 _ = ek_nf4_gemv(&w, x, Int64(n), Int64(k), y, Int64(m), Int32(EK_ACT_INT8))
             }
-            timed.append((impl: "memread", n: 1, bytes: Double(nf4.bytesPerCopy), flops: 0, cycles: nf4.count, body: { c in
-                _ = ek_bench_read(nf4.raw(c), Int64(nf4.bytesPerCopy))
-            }))
-            timed.append((impl: "openblas-sgemv", n: 1, bytes: Double(m * k * 4), flops: nil, cycles: f32.count, body: { c in
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(m), Int32(k), 1, f32.pointer(c), Int32(k), x, 1, 0, y, 1)
-            }))
+            timed += [memreadEntry(nf4), sgemvEntry(f32, m: m, k: k, x: x, y: y)]
             rows += roundRobinRows(timed, m: m, k: k, threads: threads)
         }
         let (m, k) = Self.headShape
