@@ -1,3 +1,4 @@
+import COpenBLAS
 import EdgeRuntime
 import XCTest
 
@@ -36,6 +37,16 @@ final class EngineTests: XCTestCase {
         let mixed = try model.forward([.init(cache: cc, tokens: b), .init(cache: ca, tokens: [42])])
         XCTAssertEqual(mixed[1], decodeAlone, "a decode row must not depend on batch-mates")
         XCTAssertEqual(ca.length, 8)
+    }
+
+    /// OpenBLAS threads spin for ~0.1 s after a threaded call and take the cores the kernels' pool
+    /// waits for; a forward pass must never leave OpenBLAS threaded (whoever set it so before).
+    func testForwardKeepsOpenBLASOnOneThread() throws {
+        let model = LlamaModel(weights: try EngineTestModel.weights(), activations: .int8)
+        openblas_set_num_threads(2)
+        defer { openblas_set_num_threads(1) }
+        _ = try SequenceRunner(model: model).feed(prompt)
+        XCTAssertEqual(openblas_get_num_threads(), 1)
     }
 
     func testContextOverflowIsAClearErrorAndLeavesTheCache() throws {

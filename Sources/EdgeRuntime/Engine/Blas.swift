@@ -8,7 +8,10 @@ import Kernels
 /// kernels' pool (`ek_parallel_for`). Its own threads busy-wait ~0.1 s after every call
 /// (OPENBLAS_THREAD_TIMEOUT defaults to 2^28 cycles) and so took the cores the NF4 kernels' pool
 /// was waiting for: a QLoRA step spent a third of its samples in sched_yield and ran 11% faster with
-/// that timeout cut. One pool for both avoids the fight.
+/// that timeout cut. One pool for both avoids the fight. Every OpenBLAS call of the engine goes
+/// through here, so none can run before OpenBLAS is made single-threaded: a prompt's residual adds
+/// (128 × 576 values) are past OpenBLAS's own threading threshold, and its threads then spun through
+/// the first 70 ms of decoding (decode 9–17% slower in `bench generate`).
 enum Blas {
     /// Below this many multiply-adds a product stays on the calling thread (pool hand-off costs µs).
     static let parallelThreshold = 1 << 21
@@ -19,7 +22,7 @@ enum Blas {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         if m == 0 || n == 0 { return }
-        _ = singleThreaded
+        keepOpenBLASSingleThreaded()
         var job = Job(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha, a: a, lda: lda, b: b,
                       ldb: ldb, beta: beta, c: c, ldc: ldc, splitColumns: n >= m, tasks: 1)
         let threads = Int(ek_threads())
@@ -40,8 +43,17 @@ enum Blas {
         }
     }
 
-    /// OpenBLAS's thread count is set once, to 1, on first use: the pool does the parallel work.
-    private static let singleThreaded: Void = { openblas_set_num_threads(1) }()
+    /// y += alpha · x over `count` values, on the calling thread.
+    static func axpy(count: Int, alpha: Float = 1, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+        keepOpenBLASSingleThreaded()
+        cblas_saxpy(blasint(count), alpha, x, 1, y, 1)
+    }
+
+    /// Puts OpenBLAS back to one thread whenever something (a benchmark's reference product, a
+    /// library) has changed it: the pool does the parallel work. Reading the count is one load.
+    private static func keepOpenBLASSingleThreaded() {
+        if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
+    }
 
     /// One product and how it is cut: slice t covers columns (or rows) [t·len/tasks, (t+1)·len/tasks).
     private struct Job {

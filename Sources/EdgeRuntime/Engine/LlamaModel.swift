@@ -1,4 +1,3 @@
-import COpenBLAS
 import Foundation
 import Kernels
 
@@ -243,12 +242,12 @@ public final class LlamaModel: @unchecked Sendable {
             try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
                                    Int64(kvDim), kvPrecision.kernelDType, scale, att.pointer, Int64(qDim)), "attention")
             try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
-            cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
+            Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
             try projectTogether(layer, gateUp, h.pointer, gateUpOut, gateUpLd)
             try check(ek_silu_mul(gate.pointer, up.pointer, gate.pointer, Int64(n * inter)), "silu_mul")
             try project(layer, .down, gate.pointer, inter, h.pointer, hidden)
-            cblas_saxpy(Int32(n * hidden), 1, h.pointer, 1, x.pointer, 1)
+            Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
         }
 
         // Final norm and output head, only over the rows whose logits were asked for.
