@@ -370,9 +370,9 @@ public final class InferenceScheduler: @unchecked Sendable {
             rows += end - s.promptDone
         }
         guard !steps.isEmpty else { return }
-        let outputs: [[Float]]
+        let outputs: LlamaModel.StepLogits
         do {
-            outputs = try model.forward(steps)
+            outputs = try model.forwardInPlace(steps)
         } catch {
             for s in members { fail(s, error) }
             running.removeAll { $0.done }
@@ -402,7 +402,7 @@ public final class InferenceScheduler: @unchecked Sendable {
                     s.promptLogprobs = []
                 }
             }
-            let last = logits.count > vocab ? Array(logits[(logits.count - vocab)...]) : logits
+            let last = logits.count > vocab ? UnsafeBufferPointer(rebasing: logits[(logits.count - vocab)...]) : logits
             if s.pending != nil { generatedTokens += 1 }
             emitNext(s, logits: last)
         }
@@ -414,23 +414,21 @@ public final class InferenceScheduler: @unchecked Sendable {
     }
 
     /// Logprobs of prompt tokens: the row after token j predicts token j + 1.
-    private func collectPromptLogprobs(_ s: Sequence, logits: [Float], start: Int, count: Int) {
+    private func collectPromptLogprobs(_ s: Sequence, logits all: UnsafeBufferPointer<Float>, start: Int, count: Int) {
         let vocab = model.hyperparameters.vocabularySize
         let prompt = s.request.prompt
-        logits.withUnsafeBufferPointer { all in
-            for j in 0..<count {
-                let p = start + j
-                if p == 0 { s.promptLogprobs.append(PromptTokenLogprob(id: prompt[0], logprob: nil)) }
-                guard p + 1 < prompt.count else { continue }
-                let row = UnsafeBufferPointer(rebasing: all[(j * vocab)..<((j + 1) * vocab)])
-                let summary = Logprobs.summarize(row, token: prompt[p + 1], top: s.request.topLogprobs)
-                s.promptLogprobs.append(PromptTokenLogprob(id: prompt[p + 1], logprob: summary.logprob,
-                                                           topLogprobs: summary.top.map { TokenLogprob(id: $0.id, logprob: $0.logprob) }))
-            }
+        for j in 0..<count {
+            let p = start + j
+            if p == 0 { s.promptLogprobs.append(PromptTokenLogprob(id: prompt[0], logprob: nil)) }
+            guard p + 1 < prompt.count else { continue }
+            let row = UnsafeBufferPointer(rebasing: all[(j * vocab)..<((j + 1) * vocab)])
+            let summary = Logprobs.summarize(row, token: prompt[p + 1], top: s.request.topLogprobs)
+            s.promptLogprobs.append(PromptTokenLogprob(id: prompt[p + 1], logprob: summary.logprob,
+                                                       topLogprobs: summary.top.map { TokenLogprob(id: $0.id, logprob: $0.logprob) }))
         }
     }
 
-    private func emitNext(_ s: Sequence, logits: [Float]) {
+    private func emitNext(_ s: Sequence, logits: UnsafeBufferPointer<Float>) {
         if s.request.maxTokens <= 0 { finish(s, .length); return }
         let token = s.sampler.sample(logits)
         let stop = s.request.stopTokenIDs.contains(token) || (!s.request.ignoreEOS && s.endOfGeneration.contains(token))
@@ -438,7 +436,7 @@ public final class InferenceScheduler: @unchecked Sendable {
         s.sampler.accept(token)
         var event = GeneratedToken(id: token, text: s.detokenizer.feed(token))
         if s.request.logprobs || s.request.topLogprobs > 0 {
-            let summary = logits.withUnsafeBufferPointer { Logprobs.summarize($0, token: token, top: s.request.topLogprobs) }
+            let summary = Logprobs.summarize(logits, token: token, top: s.request.topLogprobs)
             event.logprob = summary.logprob
             event.topLogprobs = summary.top.map { TokenLogprob(id: $0.id, logprob: $0.logprob) }
         }

@@ -21,6 +21,11 @@ public final class LlamaModel: @unchecked Sendable {
     /// How the caches made by `makeCache` store keys and values (f16 halves their bytes).
     public let kvPrecision: SequenceCache.Precision
     private let inverseFrequencies: [Float]
+    /// The logits buffer of the last forward call, reused by the next when it fits: a fresh 1.5 MB
+    /// buffer per 8-stream decode step was page-faulted in (and zeroed by the kernel) every step,
+    /// 3-5% of the daemon's time. Only buffers up to `reusedLogitsRows` rows are kept.
+    private var logitsStorage: FloatBuffer?
+    private static let reusedLogitsRows = 64
 
     public enum ActivationPrecision: String, Sendable, CaseIterable {
         /// f32 activations everywhere: the accuracy reference.
@@ -86,12 +91,33 @@ public final class LlamaModel: @unchecked Sendable {
         SequenceCache.byteCount(hyperparameters: hyperparameters, capacity: positions, precision: kvPrecision)
     }
 
+    /// Logits of one `forwardInPlace` call, per step in the given order: empty for `.none`, `vocab`
+    /// values for `.last`, `tokens.count × vocab` (row-major) for `.all`. They live in a buffer the
+    /// model reuses: valid until its next forward call.
+    public struct StepLogits {
+        fileprivate let storage: FloatBuffer?
+        fileprivate let ranges: [Range<Int>]
+
+        public var count: Int { ranges.count }
+
+        public subscript(_ step: Int) -> UnsafeBufferPointer<Float> {
+            guard let storage, !ranges[step].isEmpty else { return UnsafeBufferPointer(start: nil, count: 0) }
+            return UnsafeBufferPointer(start: storage.pointer + ranges[step].lowerBound, count: ranges[step].count)
+        }
+    }
+
     /// Runs one batch. Returns, per step in the given order, its logits: empty for `.none`,
     /// `vocab` values for `.last`, `tokens.count × vocab` (row-major) for `.all`.
     /// On error no cache is advanced.
     public func forward(_ steps: [Step]) throws(EngineError) -> [[Float]] {
+        let logits = try forwardInPlace(steps)
+        return (0..<logits.count).map { Array(logits[$0]) }
+    }
+
+    /// `forward` without copying the logits out: what the scheduler's decode loop calls every step.
+    public func forwardInPlace(_ steps: [Step]) throws(EngineError) -> StepLogits {
         let hp = hyperparameters
-        guard !steps.isEmpty else { return [] }
+        guard !steps.isEmpty else { return StepLogits(storage: nil, ranges: []) }
         for step in steps {
             guard !step.tokens.isEmpty else { throw .invalidRequest("a batch step has no tokens") }
             let needed = step.cache.length + step.tokens.count
@@ -260,15 +286,20 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
         for (i, s) in ordered.enumerated() { s.cache.length += s.tokens.count; _ = i }
-        var results = [[Float]](repeating: [], count: steps.count)
-        guard !logitRows.isEmpty else { return results }
+        guard !logitRows.isEmpty else { return StepLogits(storage: nil, ranges: Array(repeating: 0..<0, count: steps.count)) }
         let m = logitRows.count, vocab = hp.vocabularySize
         let normed = FloatBuffer(count: m * hidden, zeroed: false)
         for (i, r) in logitRows.enumerated() {
             (normed.pointer + i * hidden).update(from: x.pointer + r * hidden, count: hidden)
         }
         try check(ek_rmsnorm(normed.pointer, Int64(m), Int64(hidden), weights.finalNorm.pointer, Int64(hidden), hp.rmsNormEps, normed.pointer, Int64(hidden)), "rmsnorm")
-        let logits = FloatBuffer(count: m * vocab, zeroed: false)
+        let logits: FloatBuffer
+        if let kept = logitsStorage, kept.count >= m * vocab {
+            logits = kept
+        } else {
+            logits = FloatBuffer(count: m * vocab, zeroed: false)
+            if m <= Self.reusedLogitsRows { logitsStorage = logits }
+        }
         let int8Head = activations == .int8 ? try weights.int8Head() : nil
         switch weights.outputHead {
         case .dense(let head):
@@ -312,6 +343,7 @@ public final class LlamaModel: @unchecked Sendable {
         case .nf4(var head):
             try check(ek_nf4_gemm(&head, normed.pointer, Int64(m), Int64(hidden), logits.pointer, Int64(vocab), 0), "nf4_gemm(lm_head)")
         }
+        var ranges = [Range<Int>](repeating: 0..<0, count: steps.count)
         var next = 0
         for (i, s) in ordered.enumerated() {
             let rows: Int
@@ -320,11 +352,9 @@ public final class LlamaModel: @unchecked Sendable {
             case .last: rows = 1
             case .all: rows = s.tokens.count
             }
-            if rows > 0 {
-                results[order[i]] = Array(UnsafeBufferPointer(start: logits.pointer + next * vocab, count: rows * vocab))
-            }
+            ranges[order[i]] = next * vocab..<(next + rows) * vocab
             next += rows
         }
-        return results
+        return StepLogits(storage: logits, ranges: ranges)
     }
 }
