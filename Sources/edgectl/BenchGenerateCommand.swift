@@ -155,11 +155,11 @@ struct BenchGenerateCommand: ParsableCommand {
             let runner = SequenceRunner(model: model, adapters: mix, capacity: promptTokens + decodeTokens + 1, prefillChunk: promptTokens)
             let t0 = DispatchTime.now().uptimeNanoseconds
             var logits = try runner.feed(prompt)
-            var token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+            var token = Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) })
             let t1 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<decodeTokens {
                 logits = try runner.feed([token])
-                token = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+                token = Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) })
             }
             let t2 = DispatchTime.now().uptimeNanoseconds
             best.ttft = min(best.ttft, Double(t1 - t0) / 1e6)
@@ -183,13 +183,13 @@ struct BenchGenerateCommand: ParsableCommand {
                 let shift = i % prompt.count
                 let logits = try runner.feed(Array(prompt[shift...] + prompt[..<shift]))
                 caches.append(runner.cache)
-                next.append(Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] }))
+                next.append(Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) }))
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<decodeTokens {
                 let outputs = try model.forward(caches.indices.map { .init(cache: caches[$0], tokens: [next[$0]], adapters: mix, logits: .last) })
                 for (i, logits) in outputs.enumerated() {
-                    next[i] = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+                    next[i] = Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) })
                 }
             }
             let t1 = DispatchTime.now().uptimeNanoseconds

@@ -14,6 +14,31 @@ final class SamplingTests: XCTestCase {
         XCTAssertEqual(s.sample([5, 1, 5, 0]), 0)
     }
 
+    /// The vectorised argmax against the scalar rule (first index of the largest non-NaN value, 0
+    /// when nothing is above -infinity) on lengths around the 16-lane width, ties, NaN and -inf.
+    func testArgmaxAgreesWithTheScalarRule() {
+        func scalar(_ v: [Float]) -> Int {
+            var best = 0, bestValue = -Float.infinity
+            for (i, x) in v.enumerated() where x > bestValue { best = i; bestValue = x }
+            return best
+        }
+        var rng = Xoshiro256(seed: 3)
+        for n in [1, 2, 15, 16, 17, 31, 32, 33, 100, 49152] {
+            for trial in 0..<20 {
+                // Few distinct values, so ties are common; some NaN and -inf.
+                var v = (0..<n).map { _ in Float(Int(rng.nextUnit() * 8)) - 4 }
+                for _ in 0..<(trial % 4) { v[Int(rng.nextUnit() * Double(n))] = .nan }
+                if trial % 5 == 0 { v[Int(rng.nextUnit() * Double(n))] = -.infinity }
+                if trial == 7 { v = v.map { _ in -.infinity } }
+                if trial == 8 { v = v.map { _ in .nan } }
+                if trial == 9 { v[n - 1] = 100 }
+                let got = v.withUnsafeBufferPointer { TokenSampler.argmax($0) }
+                XCTAssertEqual(got, scalar(v), "n \(n) trial \(trial)")
+            }
+        }
+        XCTAssertEqual(TokenSampler.argmax(UnsafeBufferPointer(start: nil, count: 0)), 0)
+    }
+
     func testSameSeedSameTokensAndDifferentSeedDiffers() {
         let logits: [Float] = (0..<50).map { Float($0 % 7) * 0.3 }
         func draw(_ seed: UInt64) -> [Int32] {

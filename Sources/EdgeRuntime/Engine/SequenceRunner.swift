@@ -43,7 +43,7 @@ public final class SequenceRunner {
         var logits = last
         var out: [Int32] = []
         while out.count < count {
-            let next = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+            let next = Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) })
             if stop.contains(next) { break }
             out.append(next)
             if out.count == count || cache.length >= cache.capacity { break }

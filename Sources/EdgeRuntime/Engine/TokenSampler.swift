@@ -54,6 +54,7 @@ public struct TokenSampler: Sendable {
         }
 
         if p.temperature <= 0 {
+            if !needsPenalty { return Int32(Self.argmax(logits)) }
             var best = 0
             var bestValue = -Float.infinity
             for i in 0..<logits.count {
@@ -111,6 +112,34 @@ public struct TokenSampler: Sendable {
         }
         weights.removeAll()
         return candidates[candidates.count - 1].id
+    }
+
+    /// The greedy choice: the lowest index of the largest value, NaNs ignored; 0 when no value is
+    /// above -infinity. Sixteen lanes at a time: the scalar loop over a 49152-token vocabulary was 2%
+    /// of the daemon's time with 8 streams, one pass per stream and step.
+    public static func argmax(_ values: UnsafeBufferPointer<Float>) -> Int {
+        guard let base = values.baseAddress else { return 0 }
+        let n = values.count, raw = UnsafeRawPointer(base)
+        var lanes = SIMD16<Float>(repeating: -.infinity)
+        var i = 0
+        while i + 16 <= n {
+            let v = raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self)
+            lanes.replace(with: v, where: lanes .< v)   // a NaN never passes `<`: ignored
+            i += 16
+        }
+        var best = lanes.max()
+        while i < n {
+            if values[i] > best { best = values[i] }
+            i += 1
+        }
+        guard best > -.infinity else { return 0 }
+        i = 0
+        while i + 16 <= n {
+            if any(raw.loadUnaligned(fromByteOffset: i * 4, as: SIMD16<Float>.self) .== best) { break }
+            i += 16
+        }
+        while values[i] != best { i += 1 }
+        return i
     }
 
     public mutating func sample(_ logits: [Float]) -> Int32 {

@@ -46,7 +46,7 @@ public final class HeldOutAnswerEvaluator {
             var logits = try runner.feed(ex.promptIds)
             var out: [Int32] = []
             while out.count < budget {
-                let next = Int32(logits.withUnsafeBufferPointer { Logprobs.topIndices($0, count: 1)[0] })
+                let next = Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) })
                 if stop.contains(next) { break }
                 out.append(next)
                 if interruption?() == true { throw TrainingError.interrupted }
