@@ -170,6 +170,25 @@ final class LoRAAdapterTests: XCTestCase {
         XCTAssertNil(PEFTConfig.patternKey(["_proj"], matching: "model.layers.0.self_attn.q_proj"))  // suffix must start at a dot
     }
 
+    /// Keys past 256 characters (where Foundation's regex leaked its pattern copy) match as short ones do.
+    func testLongPatternKeysAndTargetRegex() throws {
+        let layers = (0..<40).map { "layers\\.\($0)" }.joined(separator: "|")
+        let key = "(\(layers))\\.self_attn\\.q_proj"
+        XCTAssertGreaterThan(key.utf16.count, 300)
+        XCTAssertEqual(PEFTConfig.patternKey(["mlp\\..*", key], matching: "model.layers.37.self_attn.q_proj"), key)
+        XCTAssertNil(PEFTConfig.patternKey([key], matching: "model.layers.41.self_attn.q_proj"))
+        let config = try PEFTConfig(data: Data("""
+            {"r": 4, "lora_alpha": 8, "rank_pattern": {\(String(reflecting: key)): 2},
+             "target_modules": \(String(reflecting: "model\\.(\(layers))\\.self_attn\\.(q|v)_proj"))}
+            """.utf8), label: "long.json")
+        XCTAssertEqual(config.rankAndAlpha(forModule: "model.layers.3.self_attn.q_proj").rank, 2)
+        XCTAssertEqual(config.rankAndAlpha(forModule: "model.layers.3.self_attn.k_proj").rank, 4)
+        XCTAssertTrue(config.targets(module: "model.layers.39.self_attn.v_proj"))
+        XCTAssertFalse(config.targets(module: "model.layers.39.self_attn.k_proj"))
+        XCTAssertFalse(config.targets(module: "model.layers.40.self_attn.q_proj"))
+        XCTAssertThrowsError(try PEFTConfig(data: Data(#"{"r": 4, "rank_pattern": {"q_proj(": 2}}"#.utf8), label: "bad.json"))
+    }
+
     func testRefusalsNameTheKey() throws {
         func expect(_ modules: [TestSupport.Module], config: String? = nil, _ check: (AdapterError) -> Bool, line: UInt = #line) throws {
             let dir = TestSupport.tempDir("bad")

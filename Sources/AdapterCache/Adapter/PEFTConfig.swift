@@ -113,10 +113,10 @@ public struct PEFTConfig: Sendable, Equatable {
             }
         default: throw .badConfig(path: label, key: "alpha_pattern", reason: "must be an object of pattern → alpha")
         }
-        for (k, _) in rp where (try? NSRegularExpression(pattern: k)) == nil {
+        for (k, _) in rp where ModulePattern(suffix: k) == nil {
             throw .badConfig(path: label, key: "rank_pattern.\(k)", reason: "is not a valid regular expression")
         }
-        for (k, _) in ap where (try? NSRegularExpression(pattern: k)) == nil {
+        for (k, _) in ap where ModulePattern(suffix: k) == nil {
             throw .badConfig(path: label, key: "alpha_pattern.\(k)", reason: "is not a valid regular expression")
         }
         rankPattern = rp
@@ -128,7 +128,7 @@ public struct PEFTConfig: Sendable, Equatable {
             if s == "all-linear" {
                 targetModules = .allLinear
             } else {
-                guard (try? NSRegularExpression(pattern: s)) != nil else {
+                guard ModulePattern(fullMatch: s) != nil else {
                     throw .badConfig(path: label, key: "target_modules", reason: "is not a valid regular expression")
                 }
                 targetModules = .regex(s)
@@ -148,11 +148,7 @@ public struct PEFTConfig: Sendable, Equatable {
     /// PEFT's `get_pattern_key`: the first pattern key `p` (in file order) for which
     /// `re.match(rf"(.*\.)?({p})$", module)` succeeds.
     public static func patternKey(_ keys: [String], matching module: String) -> String? {
-        for key in keys {
-            guard let re = try? NSRegularExpression(pattern: "^(.*\\.)?(\(key))$") else { continue }
-            if re.firstMatch(in: module, range: NSRange(module.startIndex..., in: module)) != nil { return key }
-        }
-        return nil
+        keys.first { ModulePattern(suffix: $0)?.matches(module) == true }
     }
 
     /// Rank and alpha PEFT uses for `module` (the module's name in the base model, e.g.
@@ -174,8 +170,7 @@ public struct PEFTConfig: Sendable, Equatable {
         switch targetModules {
         case .allLinear: return true
         case .regex(let pattern):
-            guard let re = try? NSRegularExpression(pattern: "^(?:\(pattern))$") else { return false }
-            return re.firstMatch(in: module, range: NSRange(module.startIndex..., in: module)) != nil
+            return ModulePattern(fullMatch: pattern)?.matches(module) == true
         case .names(let names):
             return names.contains { module == $0 || module.hasSuffix("." + $0) }
         }
@@ -188,5 +183,35 @@ public struct PEFTConfig: Sendable, Equatable {
         case .regex(let r): [r]
         case .allLinear: ["all-linear"]
         }
+    }
+}
+
+/// A PEFT module-name pattern, compiled with Swift's own regex engine.
+///
+/// Not `NSRegularExpression`: on Linux, Foundation's `_CFRegularExpressionCreate` copies a pattern
+/// longer than 256 UTF-16 units into a heap buffer it never frees, so every compile of such a key
+/// (once per module while an adapter loads) leaked it (found by the adapter-config fuzzer).
+/// Matching is by Unicode scalar, as Python's `re` matches code points.
+struct ModulePattern {
+    private let regex: Regex<AnyRegexOutput>
+
+    /// PEFT's `get_pattern_key` test, `re.match(rf"(.*\.)?({key})$", module)`: the key matches a
+    /// dot-separated suffix of the module name.
+    init?(suffix key: String) {
+        self.init(wrapped: "(.*\\.)?(\(key))")
+    }
+
+    /// PEFT's `re.fullmatch(target_modules, module)`.
+    init?(fullMatch pattern: String) {
+        self.init(wrapped: "(?:\(pattern))")
+    }
+
+    private init?(wrapped: String) {
+        guard let r = try? Regex(wrapped) else { return nil }
+        regex = r.matchingSemantics(.unicodeScalar)
+    }
+
+    func matches(_ module: String) -> Bool {
+        (try? regex.wholeMatch(in: module)) != nil
     }
 }
