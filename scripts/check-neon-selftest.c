@@ -106,6 +106,36 @@ static void run_lora_f16(void) {
     }
 }
 
+// int8 LoRA storage (EK_DTYPE_I8): integer products with a fixed float order, so neon must equal scalar
+// exactly; ranks 16 and 7, in and out not multiples of the vector widths.
+static void run_lora_i8(void) {
+    enum { IN = 99, OUT = 147, N = 3 };
+    static const int ranks[2] = {16, 7};
+    for (int ri = 0; ri < 2; ri++) {
+        int R = ranks[ri];
+        const int64_t lda = ek_lora_i8_a_stride(IN);
+        float *a = malloc(R * IN * 4), *b = malloc(OUT * R * 4), *x = malloc(N * IN * 4), as[16], bs[16], y[2][N * OUT];
+        int8_t *a8 = malloc(R * lda), *bt8 = malloc(ek_lora_i8_bt_bytes(R, OUT));
+        for (int i = 0; i < R * IN; i++) a[i] = frand();
+        for (int i = 0; i < OUT * R; i++) b[i] = frand();
+        for (int i = 0; i < N * IN; i++) x[i] = frand();
+        ek_lora_quantize_a(a, R, IN, a8, as);
+        ek_lora_quantize_bt(b, R, OUT, bt8, bs);
+        ek_lora_slot slot = {.rank = R, .scale = 0.5f, .dtype = EK_DTYPE_I8, .a8 = a8, .a8_scale = as, .bt8 = bt8,
+                             .bt8_scale = bs, .a8_ld = lda};
+        int32_t rows[N] = {0, -1, 0};
+        for (int v = 0; v < 2; v++) {
+            ek_set_variant(v ? "neon" : "scalar");
+            memset(y[v], 0, sizeof y[v]);
+            ek_lora_bgmv(&slot, 1, rows, x, N, IN, IN, y[v], OUT, OUT);
+        }
+        char name[64];
+        snprintf(name, sizeof name, "lora bgmv int8 r%d", R);
+        compare(name, y[1], y[0], N * OUT, 0.0f);
+        free(a); free(b); free(x); free(a8); free(bt8);
+    }
+}
+
 int main(void) {
     if (!ek_variant_supported("neon")) { printf("neon not supported on this CPU\n"); return 1; }
     printf("%s\n", ek_dispatch_description());
@@ -116,6 +146,7 @@ int main(void) {
     run_case(17, 65, 3, 64, 0);
     run_lora_attention();
     run_lora_f16();
+    run_lora_i8();
     printf("%s\n", failures ? "neon self-test FAILED" : "neon self-test passed");
     return failures ? 1 : 0;
 }

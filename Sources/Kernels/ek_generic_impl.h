@@ -87,9 +87,6 @@ static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
     return (EKG(v16)){_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p))};
 }
 static inline EKG(v16) EKG(v16_load)(const float *p) { return (EKG(v16)){_mm512_loadu_ps(p)}; }
-static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
-    return (EKG(v16)){_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)p)))};
-}
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) { return (EKG(v16)){_mm512_fmadd_ps(a.v, b.v, c.v)}; }
 static inline EKG(v16) EKG(v16_fma_s)(float a, EKG(v16) b, EKG(v16) c) { return (EKG(v16)){_mm512_fmadd_ps(_mm512_set1_ps(a), b.v, c.v)}; }
 static inline void EKG(v16_store)(float *p, EKG(v16) a) { _mm512_storeu_ps(p, a.v); }
@@ -100,10 +97,6 @@ static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
     return (EKG(v16)){_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p + 8)))};
 }
 static inline EKG(v16) EKG(v16_load)(const float *p) { return (EKG(v16)){_mm256_loadu_ps(p), _mm256_loadu_ps(p + 8)}; }
-static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
-    return (EKG(v16)){_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)p))),
-                      _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8))))};
-}
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
     return (EKG(v16)){_mm256_fmadd_ps(a.lo, b.lo, c.lo), _mm256_fmadd_ps(a.hi, b.hi, c.hi)};
 }
@@ -127,16 +120,6 @@ static inline EKG(v16) EKG(v16_half)(const uint16_t *p) {
 static inline EKG(v16) EKG(v16_load)(const float *p) {
     EKG(v16) r;
     for (int i = 0; i < 4; i++) r.q[i] = vld1q_f32(p + 4 * i);
-    return r;
-}
-static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
-    const int8x16_t v = vld1q_s8(p);
-    const int16x8_t lo = vmovl_s8(vget_low_s8(v)), hi = vmovl_s8(vget_high_s8(v));
-    EKG(v16) r;
-    r.q[0] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo)));
-    r.q[1] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(lo)));
-    r.q[2] = vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi)));
-    r.q[3] = vcvtq_f32_s32(vmovl_s16(vget_high_s16(hi)));
     return r;
 }
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
@@ -163,11 +146,6 @@ static inline EKG(v16) EKG(v16_load)(const float *p) {
     memcpy(r.f, p, sizeof r.f);
     return r;
 }
-static inline EKG(v16) EKG(v16_i8)(const int8_t *p) {
-    EKG(v16) r;
-    for (int l = 0; l < 16; l++) r.f[l] = (float)p[l];
-    return r;
-}
 static inline EKG(v16) EKG(v16_fma)(EKG(v16) a, EKG(v16) b, EKG(v16) c) {
     for (int l = 0; l < 16; l++) c.f[l] += a.f[l] * b.f[l];
     return c;
@@ -192,11 +170,7 @@ static inline void EKG(v16_store)(float *p, EKG(v16) a) { memcpy(p, a.f, sizeof 
         for (int l = 0; l < st; l++) acc[l] += acc[l + st];                                             \
     return acc[0];
 
-#define EK_I8_TO_FLOAT(v) ((float)(v))
 static float EKG(dot_f16)(const uint16_t *a, const float *x, int64_t n) { EK_DOT1_BODY(EKG(v16_half), ek_f16_bits_to_f32) }
-// int8 values are exact as floats.
-static float EKG(dot_i8)(const int8_t *a, const float *x, int64_t n) { EK_DOT1_BODY(EKG(v16_i8), EK_I8_TO_FLOAT) }
-#undef EK_I8_TO_FLOAT
 #undef EK_DOT1_BODY
 
 // Four dots of consecutive rows a + q*lda (q < 4) with one x: four independent FMA chains that share
@@ -229,37 +203,26 @@ static void EKG(dot4_f16)(const uint16_t *a, int64_t lda, const float *x, int64_
 static void EKG(dot4)(const float *a, int64_t lda, const float *x, int64_t n, float out[4]) {
     EK_DOT4_BODY(EKG(v16_load), EK_AS_FLOAT)
 }
-#define EK_I8_AS_FLOAT(v) ((float)(v))
-static void EKG(dot4_i8)(const int8_t *a, int64_t lda, const float *x, int64_t n, float out[4]) {
-    EK_DOT4_BODY(EKG(v16_i8), EK_I8_AS_FLOAT)
-}
-#undef EK_I8_AS_FLOAT
 #undef EK_AS_FLOAT
 #undef EK_DOT4_BODY
 
-// u[t] = scale * (A x)[t] for t < r, A rows of length in (f32, half, or int8 times its row scale),
-// four rows at a time.
+// u[t] = scale * (A x)[t] for t < r, A rows of length in (f32 or half), four rows at a time.
 static void EKG(lora_down)(const ek_lora_slot *s, const float *x, int64_t in, float *u) {
     const int64_t r = s->rank;
     int64_t t = 0;
     for (; t + 4 <= r; t += 4) {
         float d[4];
         if (s->dtype == EK_DTYPE_F16) EKG(dot4_f16)(s->a16 + t * in, in, x, in, d);
-        else if (s->dtype == EK_DTYPE_I8) EKG(dot4_i8)(s->a8 + t * in, in, x, in, d);
         else EKG(dot4)(s->a + t * in, in, x, in, d);
         for (int q = 0; q < 4; q++) u[t + q] = d[q] * s->scale;
     }
     for (; t < r; t++) {
-        float d = s->dtype == EK_DTYPE_F16 ? EKG(dot_f16)(s->a16 + t * in, x, in)
-                  : s->dtype == EK_DTYPE_I8 ? EKG(dot_i8)(s->a8 + t * in, x, in)
-                                            : EKG(dot)(s->a + t * in, x, in);
+        float d = s->dtype == EK_DTYPE_F16 ? EKG(dot_f16)(s->a16 + t * in, x, in) : EKG(dot)(s->a + t * in, x, in);
         u[t] = d * s->scale;
     }
-    if (s->dtype == EK_DTYPE_I8)
-        for (t = 0; t < r; t++) u[t] *= s->a8_scale[t];
 }
 
-// y[:out] += sum_t u[t] * Bt[t, :] with Bt [rank, out] in half or int8 (LOADB: 16 values as f32,
+// y[:out] += sum_t u[t] * Bt[t, :] with Bt [rank, out] in half (LOADB: 16 values as f32,
 // CONVB: one value). 64 outputs at a time: their sums stay in registers over the rank loop (4
 // independent FMA chains), so y is read and written once and Bt streams in as rank parallel rows.
 #define EK_LORA_UP_BODY(BT, LOADB, CONVB)                                                              \
@@ -300,20 +263,6 @@ static inline void EKG(prefetch_bytes)(const void *p, int64_t bytes) {
     for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
 }
 
-#define EK_I8_AS_FLOAT(v) ((float)(v))
-// y[:out] += scale * B (A x) with A, Bt stored as int8 rows with f32 row scales (EK_DTYPE_I8);
-// u: rank floats. Bt's row scale folds into u, so the inner loop is the f16 one with another loader.
-static void EKG(lora_row_i8)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
-                             float *u) {
-    EKG(prefetch_bytes)(s->a8, s->rank * in);
-    EKG(prefetch_bytes)(s->bt8, s->rank * out);
-    EKG(lora_down)(s, x, in, u);
-    for (int64_t t = 0; t < s->rank; t++) u[t] *= s->bt8_scale[t];
-    const int8_t *bt = s->bt8;
-    EK_LORA_UP_BODY(bt, EKG(v16_i8), EK_I8_AS_FLOAT)
-}
-#undef EK_I8_AS_FLOAT
-
 // y[:out] += scale * B (A x) with A, B stored as halves (slot dtype EK_DTYPE_F16); u: rank floats.
 static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                               float *u) {
@@ -330,11 +279,11 @@ static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in,
 }
 #undef EK_LORA_UP_BODY
 
-// y[:out] += scale * B (A x); u is scratch of rank floats.
+// y[:out] += scale * B (A x) for f32 and half slots (int8 slots: lora_down_q8 / lora_up_q8); u is
+// scratch of rank floats.
 static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                           float *u) {
     if (s->dtype == EK_DTYPE_F16) { EKG(lora_row_f16)(s, x, in, y, out, u); return; }
-    if (s->dtype == EK_DTYPE_I8) { EKG(lora_row_i8)(s, x, in, y, out, u); return; }
     const int64_t r = s->rank;
     EKG(lora_down)(s, x, in, u);
     if (s->bt) {
@@ -354,6 +303,57 @@ static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, flo
         return;
     }
     for (int64_t j = 0; j < out; j++) y[j] += EKG(dot)(s->b + j * r, u, r);
+}
+
+// ---- int8 LoRA slots (EK_DTYPE_I8): the header's arithmetic in portable C ---------------------------
+// Integer sums are exact and the float steps (fmaf, the halving sum) are written out one by one, so
+// every variant compiled from this, and the AVX-512 VNNI kernels, produce the same bits.
+
+// x per 32 values, the EK_ACT_INT8 rule: xq gets ld bytes (zero past in), xd ld / 32 scales.
+static void EKG(lora_quant_x)(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd) {
+    for (int64_t b = 0; b < ld / 32; b++) {
+        const int64_t k0 = 32 * b, k1 = EK_MIN(in, k0 + 32);
+        float amax = 0;
+        for (int64_t k = k0; k < k1; k++) amax = fmaxf(amax, fabsf(x[k]));
+        const float id = amax > 0 ? 127.0f / amax : 0.0f;
+        for (int64_t k = k0; k < k0 + 32; k++) xq[k] = k < k1 ? (int8_t)lrintf(x[k] * id) : 0;
+        xd[b] = amax / 127.0f;
+    }
+}
+
+// u[t] for t < rank: per 64-value chunk, 16 int32 lanes of 4 products each, scaled by their block's d
+// and accumulated per lane (fmaf), then halved down to one sum and times the row's scale.
+static void EKG(lora_down_q8)(const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u) {
+    const int64_t ld = s->a8_ld, nc = ld / 64;
+    for (int32_t t = 0; t < s->rank; t++) {
+        const int8_t *a = s->a8 + t * ld;
+        float f[16] = {0};
+        for (int64_t c = 0; c < nc; c++)
+            for (int l = 0; l < 16; l++) {
+                const int64_t k = 64 * c + 4 * l;
+                const int32_t lane = a[k] * xq[k] + a[k + 1] * xq[k + 1] + a[k + 2] * xq[k + 2] + a[k + 3] * xq[k + 3];
+                f[l] = fmaf((float)lane, xd[2 * c + l / 8], f[l]);
+            }
+        for (int st = 8; st > 0; st >>= 1)
+            for (int l = 0; l < st; l++) f[l] += f[l + st];
+        u[t] = f[0] * s->a8_scale[t];
+    }
+}
+
+// y[j] = fmaf(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for j < out, Bᵀ8 in rank quads of ldq outputs; v8 has the
+// rank rounded up to 4 entries (zero past rank).
+static void EKG(lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y) {
+    const int64_t nq = (rank + 3) / 4;
+    for (int64_t j0 = 0; j0 < out; j0 += 16) {
+        const int64_t nj = EK_MIN(16, out - j0);
+        int32_t acc[16] = {0};
+        for (int64_t q = 0; q < nq; q++) {
+            const int8_t *b = bt8 + (q * ldq + j0) * 4, *v = v8 + 4 * q;
+            for (int64_t l = 0; l < nj; l++)
+                acc[l] += b[4 * l] * v[0] + b[4 * l + 1] * v[1] + b[4 * l + 2] * v[2] + b[4 * l + 3] * v[3];
+        }
+        for (int64_t l = 0; l < nj; l++) y[j0 + l] = fmaf(sv, (float)acc[l], y[j0 + l]);
+    }
 }
 
 static inline float EKG(kv_at)(const void *base, int32_t dtype, int64_t idx) {

@@ -310,6 +310,121 @@ void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_
 #undef EK_Q8W_T
 }
 
+// ---- int8 LoRA slots: the same bits as lora_quant_x / lora_down_q8 / lora_up_q8 in ek_generic_impl.h.
+// Products by maddubs on |x| and sign(w, x): each pair sum is at most 2 * 127 * 127 (int8 values are
+// -127...127 here), so no int16 saturates; madd with ones makes the int32 lane of 4 products exact.
+// 16 lanes per 64 values as two 8-lane halves, scaled and accumulated per lane as the generic code.
+
+static inline __m256i dot4_i8_avx2(__m256i w, __m256i x) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x)), _mm256_set1_epi16(1));
+}
+
+// The generic halving sum over 16 lanes held as lo (0-7) and hi (8-15).
+static inline float lora_halving_sum_avx2(__m256 lo, __m256 hi) {
+    __m256 h = _mm256_add_ps(lo, hi);
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+    return _mm_cvtss_f32(q);
+}
+
+// The low byte of each int32 lane (the scalar code's int8_t conversion of lrintf), 8 lanes to 8 bytes.
+static inline void store_low_bytes_avx2(int8_t *dst, __m256i v) {
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i b = _mm256_shuffle_epi8(v, pick);
+    const int32_t lo = _mm_cvtsi128_si32(_mm256_castsi256_si128(b)), hi = _mm_cvtsi128_si32(_mm256_extracti128_si256(b, 1));
+    memcpy(dst, &lo, 4);
+    memcpy(dst + 4, &hi, 4);
+}
+
+static void lora_quant_x_avx2_simd(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t b = 0; b < ld / 32; b++) {
+        const int64_t k0 = 32 * b;
+        if (k0 + 32 > in) {   // the partial and empty blocks past in: the portable loop
+            lora_quant_x_avx2(x + k0, EK_MAX(0, in - k0), 32, xq + k0, xd + b);
+            continue;
+        }
+        __m256 v[4], mx = _mm256_setzero_ps();
+        for (int q = 0; q < 4; q++) {
+            v[q] = _mm256_loadu_ps(x + k0 + 8 * q);
+            // max(|v|, mx) returns mx when |v| is NaN, as fmaxf skips NaN.
+            mx = _mm256_max_ps(_mm256_andnot_ps(sign, v[q]), mx);
+        }
+        __m128 m = _mm_max_ps(_mm256_castps256_ps128(mx), _mm256_extractf128_ps(mx, 1));
+        m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+        const float amax = _mm_cvtss_f32(m);
+        const __m256 id = _mm256_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        for (int q = 0; q < 4; q++) store_low_bytes_avx2(xq + k0 + 8 * q, _mm256_cvtps_epi32(_mm256_mul_ps(v[q], id)));
+        xd[b] = amax / 127.0f;
+    }
+}
+
+static void lora_down_q8_avx2_simd(const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u) {
+    const int64_t ld = s->a8_ld, nc = ld / 64;
+    int32_t t = 0;
+    for (; t + 2 <= s->rank; t += 2) {
+        const int8_t *a0 = s->a8 + t * ld, *a1 = a0 + ld;
+        __m256 f0l = _mm256_setzero_ps(), f0h = f0l, f1l = f0l, f1h = f0l;
+        for (int64_t c = 0; c < nc; c++) {
+            const __m256i xl = _mm256_loadu_si256((const __m256i *)(xq + 64 * c)), xh = _mm256_loadu_si256((const __m256i *)(xq + 64 * c + 32));
+            const __m256 dl = _mm256_set1_ps(xd[2 * c]), dh = _mm256_set1_ps(xd[2 * c + 1]);
+            f0l = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c)), xl)), dl, f0l);
+            f0h = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c + 32)), xh)), dh, f0h);
+            f1l = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a1 + 64 * c)), xl)), dl, f1l);
+            f1h = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a1 + 64 * c + 32)), xh)), dh, f1h);
+        }
+        u[t] = lora_halving_sum_avx2(f0l, f0h) * s->a8_scale[t];
+        u[t + 1] = lora_halving_sum_avx2(f1l, f1h) * s->a8_scale[t + 1];
+    }
+    for (; t < s->rank; t++) {
+        const int8_t *a0 = s->a8 + t * ld;
+        __m256 fl = _mm256_setzero_ps(), fh = fl;
+        for (int64_t c = 0; c < nc; c++) {
+            const __m256i xl = _mm256_loadu_si256((const __m256i *)(xq + 64 * c)), xh = _mm256_loadu_si256((const __m256i *)(xq + 64 * c + 32));
+            fl = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c)), xl)), _mm256_set1_ps(xd[2 * c]), fl);
+            fh = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c + 32)), xh)), _mm256_set1_ps(xd[2 * c + 1]), fh);
+        }
+        u[t] = lora_halving_sum_avx2(fl, fh) * s->a8_scale[t];
+    }
+}
+
+// 8 outputs per int32 vector: 32 bytes of a rank quad, the quad's 4 v8 bytes broadcast.
+static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y) {
+    const int64_t nq = (rank + 3) / 4;
+    const __m256 s = _mm256_set1_ps(sv);
+    int64_t j = 0;
+    for (; j + 32 <= out; j += 32) {
+        __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t q = 0; q < nq; q++) {
+            int32_t vq;
+            memcpy(&vq, v8 + 4 * q, 4);
+            const __m256i v = _mm256_set1_epi32(vq);
+            const int8_t *b = bt8 + (q * ldq + j) * 4;
+            a0 = _mm256_add_epi32(a0, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)b), v));
+            a1 = _mm256_add_epi32(a1, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 32)), v));
+            a2 = _mm256_add_epi32(a2, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 64)), v));
+            a3 = _mm256_add_epi32(a3, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 96)), v));
+        }
+        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a0), _mm256_loadu_ps(y + j)));
+        _mm256_storeu_ps(y + j + 8, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a1), _mm256_loadu_ps(y + j + 8)));
+        _mm256_storeu_ps(y + j + 16, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a2), _mm256_loadu_ps(y + j + 16)));
+        _mm256_storeu_ps(y + j + 24, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a3), _mm256_loadu_ps(y + j + 24)));
+    }
+    for (; j + 8 <= out; j += 8) {
+        __m256i a = _mm256_setzero_si256();
+        for (int64_t q = 0; q < nq; q++) {
+            int32_t vq;
+            memcpy(&vq, v8 + 4 * q, 4);
+            a = _mm256_add_epi32(a, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(bt8 + (q * ldq + j) * 4)), _mm256_set1_epi32(vq)));
+        }
+        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a), _mm256_loadu_ps(y + j)));
+    }
+    if (j < out) lora_up_q8_avx2(bt8 + j * 4, rank, out - j, ldq, v8, sv, y + j);
+}
+
 #pragma clang attribute pop
 
 static const ek_vtable avx2_table = {
@@ -325,6 +440,9 @@ static const ek_vtable avx2_table = {
     .q8w_rows = ek_q8w_rows_avx2,
     .decode_absmax = ek_decode_absmax_range,
     .lora_row = lora_row_avx2,
+    .lora_quant_x = lora_quant_x_avx2_simd,
+    .lora_down_q8 = lora_down_q8_avx2_simd,
+    .lora_up_q8 = lora_up_q8_avx2_simd,
     .attn_head = attn_head_avx2,
     .rmsnorm_row = rmsnorm_row_avx2,
     .silu_mul = silu_mul_avx2,

@@ -419,6 +419,109 @@ static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const i
 #undef EK_Q8W_CASE
     }
 }
+
+// ---- int8 LoRA slots with VNNI: the same bits as lora_quant_x / lora_down_q8 / lora_up_q8 in
+// ek_generic_impl.h (exact int32 lanes from dpbusd, then the same fmas and the same halving sum).
+// dpbusd wants one unsigned operand: the stored int8 xor 0x80 is value + 128 as u8, and a bias of
+// -128 * (the sum of the other operand's bytes in the lane) takes the 128s back out.
+
+// The halving sum f[l] += f[l + s] for s = 8, 4, 2, 1, step by step (not _mm512_reduce_add_ps, whose
+// order is the compiler's choice).
+static inline float lora_halving_sum(__m512 f) {
+    __m256 h = _mm256_add_ps(_mm512_castps512_ps256(f), _mm512_extractf32x8_ps(f, 1));
+    __m128 q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+    q = _mm_add_ps(q, _mm_movehl_ps(q, q));
+    q = _mm_add_ss(q, _mm_shuffle_ps(q, q, 1));
+    return _mm_cvtss_f32(q);
+}
+
+// As prep_q8_vnni, per 32 values in natural order: the same max, product and rounding as the scalar loop.
+static void lora_quant_x_vnni(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd) {
+    for (int64_t b = 0; b < ld / 32; b++) {
+        const int64_t k0 = 32 * b, left = in - k0;
+        const __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+        const __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+        const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0), v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
+        const __m512 mx = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
+        const float amax = _mm512_reduce_max_ps(mx);
+        const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+        _mm_storeu_si128((__m128i *)(xq + k0), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, id))));
+        _mm_storeu_si128((__m128i *)(xq + k0 + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, id))));
+        xd[b] = amax / 127.0f;
+    }
+}
+
+// Up to four A rows per pass share each activation chunk, its bias and its lane scales.
+static inline __attribute__((always_inline)) void lora_down_rows_vnni(const int8_t *a, int64_t ld, const int R,
+                                                                      const int8_t *xq, const float *xd, __m512 f[4]) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (int r = 0; r < R; r++) f[r] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < ld / 64; c++) {
+        const __m512i xv = _mm512_loadu_si512(xq + 64 * c);
+        const __m512i bias = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), flip, xv));
+        const __m512 d = _mm512_insertf32x8(_mm512_set1_ps(xd[2 * c]), _mm256_set1_ps(xd[2 * c + 1]), 1);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            const __m512i av = _mm512_xor_si512(_mm512_loadu_si512(a + r * ld + 64 * c), flip);
+            f[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, av, xv)), d, f[r]);
+        }
+    }
+}
+
+static void lora_down_q8_vnni(const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u) {
+    const int64_t ld = s->a8_ld;
+    __m512 f[4];
+    int32_t t = 0;
+    for (; t + 4 <= s->rank; t += 4) {
+        lora_down_rows_vnni(s->a8 + t * ld, ld, 4, xq, xd, f);
+        for (int r = 0; r < 4; r++) u[t + r] = lora_halving_sum(f[r]) * s->a8_scale[t + r];
+    }
+    for (; t < s->rank; t++) {
+        lora_down_rows_vnni(s->a8 + t * ld, ld, 1, xq, xd, f);
+        u[t] = lora_halving_sum(f[0]) * s->a8_scale[t];
+    }
+}
+
+// 16 outputs per int32 vector: a rank quad of Bᵀ is 64 bytes (16 outputs x 4 ranks), one dpbusd with
+// the quad's 4 v8 bytes broadcast; the bias -128 * sum(v8) is the accumulators' start.
+static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y) {
+    const int64_t nq = (rank + 3) / 4;
+    int32_t vsum = 0;
+    for (int64_t t = 0; t < 4 * nq; t++) vsum += v8[t];
+    const __m512i bias = _mm512_set1_epi32(-128 * vsum), flip = _mm512_set1_epi8((char)0x80);
+    const __m512 s = _mm512_set1_ps(sv);
+    int64_t j = 0;
+    for (; j + 64 <= out; j += 64) {
+        __m512i a0 = bias, a1 = bias, a2 = bias, a3 = bias;
+        for (int64_t q = 0; q < nq; q++) {
+            int32_t vq;
+            memcpy(&vq, v8 + 4 * q, 4);
+            const __m512i v = _mm512_set1_epi32(vq);
+            const int8_t *b = bt8 + (q * ldq + j) * 4;
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(b), flip), v);
+            a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512(b + 64), flip), v);
+            a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(_mm512_loadu_si512(b + 128), flip), v);
+            a3 = _mm512_dpbusd_epi32(a3, _mm512_xor_si512(_mm512_loadu_si512(b + 192), flip), v);
+        }
+        _mm512_storeu_ps(y + j, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a0), _mm512_loadu_ps(y + j)));
+        _mm512_storeu_ps(y + j + 16, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a1), _mm512_loadu_ps(y + j + 16)));
+        _mm512_storeu_ps(y + j + 32, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a2), _mm512_loadu_ps(y + j + 32)));
+        _mm512_storeu_ps(y + j + 48, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a3), _mm512_loadu_ps(y + j + 48)));
+    }
+    for (; j < out; j += 16) {
+        const int64_t nj = EK_MIN(16, out - j);
+        const __mmask16 my = nj == 16 ? (__mmask16)0xffff : (__mmask16)((1u << nj) - 1);
+        const __mmask64 mb = nj == 16 ? ~(__mmask64)0 : ((__mmask64)1 << (4 * nj)) - 1;
+        __m512i a = bias;
+        for (int64_t q = 0; q < nq; q++) {
+            int32_t vq;
+            memcpy(&vq, v8 + 4 * q, 4);
+            // Masked-off bytes load as 0, which the xor makes 128: those lanes are never stored.
+            a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mb, bt8 + (q * ldq + j) * 4), flip), _mm512_set1_epi32(vq));
+        }
+        _mm512_mask_storeu_ps(y + j, my, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a), _mm512_maskz_loadu_ps(my, y + j)));
+    }
+}
 #pragma clang attribute pop
 // The same with AVX512_VBMI (Ice Lake, Zen 4): vpermb reads only index bits 5:0 and never zeroes, so
 // with the 16-entry table repeated four times a packed byte indexes its low nibble directly and the
@@ -578,6 +681,9 @@ static ek_vtable avx512_table = {
     .q8w_rows = q8w_rows_vnni,
     .decode_absmax = decode_absmax_avx512,
     .lora_row = lora_row_avx512,
+    .lora_quant_x = lora_quant_x_avx512,
+    .lora_down_q8 = lora_down_q8_avx512,
+    .lora_up_q8 = lora_up_q8_avx512,
     .attn_head = attn_head_avx512,
     .attn_group = ek_attn_group_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,
@@ -587,6 +693,11 @@ static ek_vtable avx512_table = {
 };
 
 const ek_vtable *ek_vtable_avx512(void) {
+    if (ek_avx512_has_vnni()) {
+        avx512_table.lora_quant_x = lora_quant_x_vnni;
+        avx512_table.lora_down_q8 = lora_down_q8_vnni;
+        avx512_table.lora_up_q8 = lora_up_q8_vnni;
+    }
     if (ek_avx512_has_vnni() && ek_avx512_has_vbmi()) {
         avx512_table.gemv_q8 = gemv_q8_vbmi;
         avx512_table.decode_absmax = decode_absmax_vbmi;

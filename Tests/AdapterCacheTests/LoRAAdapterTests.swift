@@ -60,9 +60,10 @@ final class LoRAAdapterTests: XCTestCase {
         XCTAssertEqual(Array(back.a(down)), adapter.a(down32).map { Float(Float16($0)) })
     }
 
-    /// The fastest mode's form: A and Bᵀ as int8 rows with one scale each (max |row| / 127), aligned
-    /// matrices and scales, about a quarter of the f32 bytes; back to f32 every value is within half a
-    /// step of the original, and f16 ↔ int8 goes through f32.
+    /// The fastest mode's form (EK_DTYPE_I8): A and Bᵀ as int8 rows with one scale each (max |row| / 127),
+    /// A rows padded to the kernels' stride, Bᵀ in rank quads, aligned matrices and scales, about a
+    /// quarter of the f32 bytes; back to f32 every value is within half a step of the original, and
+    /// f16 ↔ int8 goes through f32.
     func testInt8FormQuantisesEachRowAndQuartersTheBytes() throws {
         let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
         let q8 = adapter.converted(to: .int8)
@@ -75,16 +76,19 @@ final class LoRAAdapterTests: XCTestCase {
                       UnsafeRawPointer(bt8.values.baseAddress!), UnsafeRawPointer(bt8.scales.baseAddress!)] {
                 XCTAssertEqual(Int(bitPattern: p) % 64, 0, "\(m32.keyA): every matrix and scale list starts a cache line")
             }
-            let r = m32.rank, inF = m32.inFeatures, out = m32.outFeatures
+            let r = m32.rank, inF = m32.inFeatures, out = m32.outFeatures, lda = LoRAAdapter.int8AStride(m8)
+            XCTAssertEqual(lda % 64, 0)
+            XCTAssertGreaterThanOrEqual(lda, inF)
             for t in 0..<r {
                 let amax = (0..<inF).map { abs(a[t * inF + $0]) }.max()!
                 XCTAssertEqual(a8.scales[t], amax / 127, "\(m32.keyA) row \(t)")
-                for k in 0..<inF where abs(Float(a8.values[t * inF + k]) * a8.scales[t] - a[t * inF + k]) > a8.scales[t] * 0.5001 {
+                for k in 0..<inF where abs(Float(a8.values[t * lda + k]) * a8.scales[t] - a[t * inF + k]) > a8.scales[t] * 0.5001 {
                     XCTFail("\(m32.keyA)[\(t), \(k)] is more than half a step off"); break
                 }
+                XCTAssertTrue(a8.values[(t * lda + inF)..<((t + 1) * lda)].allSatisfy { $0 == 0 }, "\(m32.keyA) row \(t): zero past in")
                 let bmax = (0..<out).map { abs(b[$0 * r + t]) }.max()!
                 XCTAssertEqual(bt8.scales[t], bmax / 127, "\(m32.keyB) column \(t)")
-                for j in 0..<out where abs(Float(bt8.values[t * out + j]) * bt8.scales[t] - b[j * r + t]) > bt8.scales[t] * 0.5001 {
+                for j in 0..<out where abs(Float(bt8.values[LoRAAdapter.int8BtIndex(t, j, out: out)]) * bt8.scales[t] - b[j * r + t]) > bt8.scales[t] * 0.5001 {
                     XCTFail("\(m32.keyB)[\(j), \(t)]: Bᵀ row \(t) must be B's column \(t), within half a step"); break
                 }
             }

@@ -44,7 +44,7 @@ final class LoRAKernelTests: XCTestCase {
                         go(k + 1, acc + [ek_lora_slot(a: a.baseAddress, b: b.baseAddress, bt: transposed ? btp.baseAddress : nil,
                                                       rank: Int32(slots[k].rank), scale: slots[k].scale,
                                                       dtype: Int32(EK_DTYPE_F32), a16: nil, b16: nil, bt16: nil,
-                                                      a8: nil, a8_scale: nil, bt8: nil, bt8_scale: nil)])
+                                                      a8: nil, a8_scale: nil, bt8: nil, bt8_scale: nil, a8_ld: 0)])
                     }
                 }
             }
@@ -111,7 +111,7 @@ final class LoRAKernelTests: XCTestCase {
                 b16.withUnsafeBufferPointer { b in
                     go(k + 1, acc + [ek_lora_slot(a: nil, b: nil, bt: nil, rank: Int32(s.rank), scale: s.scale, dtype: Int32(EK_DTYPE_F16),
                                                   a16: a.baseAddress, b16: transposed ? nil : b.baseAddress, bt16: transposed ? b.baseAddress : nil,
-                                                  a8: nil, a8_scale: nil, bt8: nil, bt8_scale: nil)])
+                                                  a8: nil, a8_scale: nil, bt8: nil, bt8_scale: nil, a8_ld: 0)])
                 }
             }
         }
@@ -192,7 +192,7 @@ final class LoRAKernelTests: XCTestCase {
         h.withUnsafeBufferPointer { hp in
             // f16 slot without A16, and without either B layout.
             var s = ek_lora_slot(a: nil, b: nil, bt: nil, rank: 1, scale: 1, dtype: Int32(EK_DTYPE_F16), a16: nil, b16: hp.baseAddress, bt16: nil,
-                                 a8: nil, a8_scale: nil, bt8: nil, bt8_scale: nil)
+                                 a8: nil, a8_scale: nil, bt8: nil, bt8_scale: nil, a8_ld: 0)
             XCTAssertEqual(ek_lora_bgmv(&s, 1, [Int32(0)], x, 1, 8, 8, &y, 8, 8), Int32(EK_ERR_ADAPTER))
             s.a16 = hp.baseAddress
             s.b16 = nil

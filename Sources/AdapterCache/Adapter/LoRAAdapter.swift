@@ -7,8 +7,9 @@ import Kernels
 ///
 /// The arena is `.f32` (as decoded: `A` `[rank, in]` and `B` `[out, rank]` row-major, see `a(_:)` and
 /// `b(_:)`), `.f16` (`converted(to: .f16)`: `A` `[rank, in]` and `Bᵀ` `[rank, out]` as IEEE half bit
-/// patterns, see `a16(_:)` and `bt16(_:)`) or `.int8` (`A` and `Bᵀ` as int8 rows, each matrix followed by
-/// the f32 scales of its rows, see `a8(_:)` and `bt8(_:)`), the serving forms. Module offsets count
+/// patterns, see `a16(_:)` and `bt16(_:)`) or `.int8` (the kernels' EK_DTYPE_I8 form: `A` as int8 rows
+/// `ek_lora_i8_a_stride(in)` bytes apart and `Bᵀ` as int8 in rank quads, each matrix followed by the
+/// f32 scales of its rank rows, see `a8(_:)` and `bt8(_:)`), the serving forms. Module offsets count
 /// elements of the arena's own type (bytes for `.int8`).
 ///
 /// Immutable after init and safe to share across threads; the arena lives as long as the object, so
@@ -72,42 +73,40 @@ public final class LoRAAdapter: @unchecked Sendable {
         func padded(_ n: Int) -> Int { (n + perLine - 1) / perLine * perLine }
         // int8 rows carry one f32 scale each, stored after the matrix (an int8 arena counts bytes).
         func scales(_ rank: Int) -> Int { target == .int8 ? padded(rank * 4) : 0 }
-        let total = max(modules.reduce(0) { $0 + padded($1.rank * $1.inFeatures) + padded($1.outFeatures * $1.rank) + 2 * scales($1.rank) }, perLine)
+        func aCount(_ m: LoRAModule) -> Int { target == .int8 ? Self.int8ABytes(m) : m.rank * m.inFeatures }
+        func bCount(_ m: LoRAModule) -> Int { target == .int8 ? Self.int8BtBytes(m) : m.outFeatures * m.rank }
+        let total = max(modules.reduce(0) { $0 + padded(aCount($1)) + padded(bCount($1)) + 2 * scales($1.rank) }, perLine)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: total * target.byteWidth, alignment: 64)
         arena.initializeMemory(as: UInt8.self, repeating: 0, count: total * target.byteWidth)
         var converted: [LoRAModule] = []
         converted.reserveCapacity(modules.count)
         var offset = 0
         for m in modules {
-            let aCount = m.rank * m.inFeatures, bCount = m.outFeatures * m.rank
             let r = m.rank, out = m.outFeatures, inp = m.inFeatures
-            let aOffset = offset, bOffset = offset + padded(aCount) + scales(r)
-            offset = bOffset + padded(bCount) + scales(r)
+            let aOffset = offset, bOffset = offset + padded(aCount(m)) + scales(r)
+            offset = bOffset + padded(bCount(m)) + scales(r)
             switch (precision, target) {
             case (.f32, .f16):
                 let dst = arena.assumingMemoryBound(to: UInt16.self)
                 let a = self.a(m), b = self.b(m)
-                for i in 0..<aCount { dst[aOffset + i] = Float16(a[i]).bitPattern }
+                for i in 0..<(r * inp) { dst[aOffset + i] = Float16(a[i]).bitPattern }
                 for j in 0..<out { for t in 0..<r { dst[bOffset + t * out + j] = Float16(b[j * r + t]).bitPattern } }
             case (.f32, .int8):
                 let bytes = arena.assumingMemoryBound(to: Int8.self)
-                let aScales = (arena + aOffset + padded(aCount)).assumingMemoryBound(to: Float.self)
-                let btScales = (arena + bOffset + padded(bCount)).assumingMemoryBound(to: Float.self)
-                // Bᵀ first, so each of its rank rows (what the kernel streams) gets its own scale.
-                var bt = [Float](repeating: 0, count: bCount)
-                ek_lora_transpose_b(self.b(m).baseAddress, Int64(out), Int32(r), &bt)
-                ek_lora_quantize_rows(self.a(m).baseAddress, Int64(r), Int64(inp), Int64(inp), bytes + aOffset, aScales)
-                ek_lora_quantize_rows(bt, Int64(r), Int64(out), Int64(out), bytes + bOffset, btScales)
+                let aScales = (arena + aOffset + padded(aCount(m))).assumingMemoryBound(to: Float.self)
+                let btScales = (arena + bOffset + padded(bCount(m))).assumingMemoryBound(to: Float.self)
+                ek_lora_quantize_a(self.a(m).baseAddress, Int32(r), Int64(inp), bytes + aOffset, aScales)
+                ek_lora_quantize_bt(self.b(m).baseAddress, Int32(r), Int64(out), bytes + bOffset, btScales)
             case (.f16, .f32):
                 let dst = arena.assumingMemoryBound(to: Float.self)
                 let a = a16(m), bt = bt16(m)
-                for i in 0..<aCount { dst[aOffset + i] = Float(Float16(bitPattern: a[i])) }
+                for i in 0..<(r * inp) { dst[aOffset + i] = Float(Float16(bitPattern: a[i])) }
                 for j in 0..<out { for t in 0..<r { dst[bOffset + j * r + t] = Float(Float16(bitPattern: bt[t * out + j])) } }
             case (.int8, .f32):
                 let dst = arena.assumingMemoryBound(to: Float.self)
-                let a = a8(m), bt = bt8(m)
-                for t in 0..<r { for k in 0..<inp { dst[aOffset + t * inp + k] = Float(a.values[t * inp + k]) * a.scales[t] } }
-                for j in 0..<out { for t in 0..<r { dst[bOffset + j * r + t] = Float(bt.values[t * out + j]) * bt.scales[t] } }
+                let a = a8(m), bt = bt8(m), lda = Self.int8AStride(m)
+                for t in 0..<r { for k in 0..<inp { dst[aOffset + t * inp + k] = Float(a.values[t * lda + k]) * a.scales[t] } }
+                for j in 0..<out { for t in 0..<r { dst[bOffset + j * r + t] = Float(bt.values[Self.int8BtIndex(t, j, out: out)]) * bt.scales[t] } }
             default:
                 preconditionFailure("LoRAAdapter.converted: \(precision.rawValue) → \(target.rawValue) goes through f32")
             }
@@ -149,23 +148,32 @@ public final class LoRAAdapter: @unchecked Sendable {
         return UnsafeBufferPointer(start: storage.assumingMemoryBound(to: UInt16.self) + module.bOffset, count: module.outFeatures * module.rank)
     }
 
-    /// `A` of `module`: `rank × inFeatures` int8 values, row-major, and the f32 scale of each row
-    /// (value = scale × int8). Only for a `.int8` adapter.
+    /// `A` of `module`: `rank` rows of int8 values `int8AStride(module)` bytes apart (zero past
+    /// `inFeatures`), and the f32 scale of each row (value = scale × int8). Only for a `.int8` adapter.
     public func a8(_ module: LoRAModule) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
-        int8Rows(at: module.aOffset, rows: module.rank, cols: module.inFeatures, what: "a8")
+        int8Matrix(at: module.aOffset, bytes: Self.int8ABytes(module), rank: module.rank, what: "a8")
     }
 
-    /// `Bᵀ` of `module`: `rank × outFeatures` int8 values, row-major, and the f32 scale of each row.
+    /// `Bᵀ` of `module` (`rank × outFeatures`) as int8 in rank quads: element `(t, j)` at
+    /// `int8BtIndex(t, j, out:)`, zero for ranks past `rank`; and the f32 scale of each rank row.
     /// Only for a `.int8` adapter.
     public func bt8(_ module: LoRAModule) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
-        int8Rows(at: module.bOffset, rows: module.rank, cols: module.outFeatures, what: "bt8")
+        int8Matrix(at: module.bOffset, bytes: Self.int8BtBytes(module), rank: module.rank, what: "bt8")
     }
 
-    private func int8Rows(at offset: Int, rows: Int, cols: Int, what: String) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
+    /// Row stride of an int8 `A` (the kernels' `ek_lora_i8_a_stride`).
+    public static func int8AStride(_ m: LoRAModule) -> Int { Int(ek_lora_i8_a_stride(Int64(m.inFeatures))) }
+    /// Where element `(t, j)` of an int8 `Bᵀ` with `out` outputs sits.
+    @inline(__always)
+    public static func int8BtIndex(_ t: Int, _ j: Int, out: Int) -> Int { ((t / 4) * out + j) * 4 + t % 4 }
+    static func int8ABytes(_ m: LoRAModule) -> Int { m.rank * int8AStride(m) }
+    static func int8BtBytes(_ m: LoRAModule) -> Int { Int(ek_lora_i8_bt_bytes(Int32(m.rank), Int64(m.outFeatures))) }
+
+    private func int8Matrix(at offset: Int, bytes: Int, rank: Int, what: String) -> (values: UnsafeBufferPointer<Int8>, scales: UnsafeBufferPointer<Float>) {
         precondition(precision == .int8, "LoRAAdapter.\(what): \(label) is stored as \(precision.rawValue)")
-        let values = storage + offset, scales = storage + offset + (rows * cols + 63) / 64 * 64
-        return (UnsafeBufferPointer(start: values.assumingMemoryBound(to: Int8.self), count: rows * cols),
-                UnsafeBufferPointer(start: scales.assumingMemoryBound(to: Float.self), count: rows))
+        let values = storage + offset, scales = storage + offset + (bytes + 63) / 64 * 64
+        return (UnsafeBufferPointer(start: values.assumingMemoryBound(to: Int8.self), count: bytes),
+                UnsafeBufferPointer(start: scales.assumingMemoryBound(to: Float.self), count: rank))
     }
 
     /// Checks every module against the loaded model's shapes: `layerCount` decoder layers, and for

@@ -21,11 +21,16 @@ final class LoRACopies {
     init(shapes: [(out: Int, in: Int)], layers: Int, adapters: Int, rank: Int, seed: UInt64) {
         func padded(_ n: Int) -> Int { (n + 31) / 32 * 32 }
         let perLayer = shapes.reduce(0) { $0 + adapters * (padded(rank * $1.in) + padded(rank * $1.out)) }
+        // The int8 form (edge_kernels.h, EK_DTYPE_I8): A rows padded to 64 bytes, Bᵀ in rank quads.
+        func i8Bytes(_ shape: (out: Int, in: Int)) -> (a: Int, bt: Int) {
+            (rank * Int(ek_lora_i8_a_stride(Int64(shape.in))), (Int(ek_lora_i8_bt_bytes(Int32(rank), Int64(shape.out))) + 63) / 64 * 64)
+        }
+        let perLayer8 = shapes.reduce(0) { $0 + adapters * (i8Bytes($1).a + i8Bytes($1).bt) }
         f32BytesPerLayer = shapes.reduce(0) { $0 + adapters * rank * ($1.in + $1.out) * 4 }
         f16BytesPerLayer = f32BytesPerLayer / 2
-        i8BytesPerLayer = f32BytesPerLayer / 4 + shapes.count * adapters * 2 * rank * 4
+        i8BytesPerLayer = perLayer8 + shapes.count * adapters * 2 * rank * 4
         let scaleCount = max(shapes.count * adapters * 2 * rank * layers, 1)
-        arena8 = UnsafeMutableRawPointer.allocate(byteCount: max(perLayer * layers, 1), alignment: 64).bindMemory(to: Int8.self, capacity: max(perLayer * layers, 1))
+        arena8 = UnsafeMutableRawPointer.allocate(byteCount: max(perLayer8 * layers, 1), alignment: 64).bindMemory(to: Int8.self, capacity: max(perLayer8 * layers, 1))
         scales8 = UnsafeMutablePointer<Float>.allocate(capacity: scaleCount)
         arena32 = UnsafeMutableRawPointer.allocate(byteCount: max(perLayer * layers, 1) * 4, alignment: 64).bindMemory(to: Float.self, capacity: max(perLayer * layers, 1))
         arena16 = UnsafeMutableRawPointer.allocate(byteCount: max(perLayer * layers, 1) * 2, alignment: 64).bindMemory(to: UInt16.self, capacity: max(perLayer * layers, 1))
@@ -35,7 +40,8 @@ final class LoRACopies {
             arena32[i] = (Float(s >> 40) / Float(1 << 24) * 2 - 1) * 0.05
         }
         ek_f32_to_f16(arena32, arena16, Int64(perLayer * layers))
-        var offset = 0, scaleOffset = 0
+        var offset = 0, offset8 = 0, scaleOffset = 0
+        var b = [Float]()
         for _ in 0..<layers {
             var l32: [[ek_lora_slot]] = [], l16: [[ek_lora_slot]] = [], l8: [[ek_lora_slot]] = []
             for shape in shapes {
@@ -48,9 +54,14 @@ final class LoRACopies {
                     p16.append(.f16(a: arena16 + a, bt: arena16 + bt, rank: rank, scale: 2))
                     let sa = scales8 + scaleOffset, sbt = scales8 + scaleOffset + rank
                     scaleOffset += 2 * rank
-                    ek_lora_quantize_rows(arena32 + a, Int64(rank), Int64(shape.in), Int64(shape.in), arena8 + a, sa)
-                    ek_lora_quantize_rows(arena32 + bt, Int64(rank), Int64(shape.out), Int64(shape.out), arena8 + bt, sbt)
-                    p8.append(.int8(a: arena8 + a, aScales: sa, bt: arena8 + bt, btScales: sbt, rank: rank, scale: 2))
+                    let a8 = offset8, bt8 = offset8 + i8Bytes(shape).a
+                    offset8 = bt8 + i8Bytes(shape).bt
+                    // The same B the f32 slot reads as Bᵀ [rank, out], as B [out, rank] for the quantiser.
+                    b = [Float](repeating: 0, count: rank * shape.out)
+                    for t in 0..<rank { for j in 0..<shape.out { b[j * rank + t] = arena32[bt + t * shape.out + j] } }
+                    ek_lora_quantize_a(arena32 + a, Int32(rank), Int64(shape.in), arena8 + a8, sa)
+                    ek_lora_quantize_bt(b, Int32(rank), Int64(shape.out), arena8 + bt8, sbt)
+                    p8.append(.int8(a: arena8 + a8, aScales: sa, bt: arena8 + bt8, btScales: sbt, rank: rank, inFeatures: shape.in, scale: 2))
                 }
                 l32.append(p32)
                 l16.append(p16)

@@ -190,70 +190,93 @@ public final class LlamaModel: @unchecked Sendable {
 
         // Per-sequence LoRA segments: one segment per step, rows rowStart[i] ..< rowStart[i + 1].
         let segStart = rowStart.map { Int64($0) }
-        var slots: [ek_lora_slot] = []
-        var segSlot: [Int32] = []
-        slots.reserveCapacity(ordered.count)
-        segSlot.reserveCapacity(ordered.count)
+        // For one LoRA call: the slots of every target (projection) back to back, per target and segment
+        // the index of its slot or -1, and the targets. Reused across projections and layers.
+        var slots: [ek_lora_slot] = [], segSlot: [Int32] = [], slotCounts: [Int] = [], targets: [ek_lora_target] = []
+        slots.reserveCapacity(ordered.count * 3)
+        segSlot.reserveCapacity(ordered.count * 3)
+
+        // Σ_k w_k s_k B_k (A_k x) per sequence added to the outputs of projections `ps`, which read the
+        // same input: one ek_lora_sgmv_multi per adapter of the largest mix (x quantised once per row).
+        func addLoRA(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
+                     _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
+            guard maxMix > 0 else { return }
+            let inDim = ps[0].shape(hp).cols
+            let nseg = ordered.count
+            for mixIndex in 0..<maxMix {
+                slots.removeAll(keepingCapacity: true)
+                segSlot.removeAll(keepingCapacity: true)
+                slotCounts.removeAll(keepingCapacity: true)
+                for p in ps {
+                    var count = 0
+                    for s in ordered {
+                        if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
+                            slot.scale *= s.adapters.entries[mixIndex].weight
+                            segSlot.append(Int32(count))
+                            slots.append(slot)
+                            count += 1
+                        } else {
+                            segSlot.append(-1)
+                        }
+                    }
+                    slotCounts.append(count)
+                }
+                if slots.isEmpty { continue }
+                let status = slots.withUnsafeBufferPointer { sp in
+                    segSlot.withUnsafeBufferPointer { gp in
+                        targets.removeAll(keepingCapacity: true)
+                        var first = 0
+                        for (m, p) in ps.enumerated() where slotCounts[m] > 0 {
+                            targets.append(ek_lora_target(slots: sp.baseAddress! + first, nslots: Int64(slotCounts[m]), seg_slot: gp.baseAddress! + m * nseg,
+                                                          y: outputs[m], ldy: lds[m], out: Int64(p.shape(hp).rows)))
+                            first += slotCounts[m]
+                        }
+                        return ek_lora_sgmv_multi(targets, Int32(targets.count), segStart, Int64(nseg), input, Int64(ldIn), Int64(inDim))
+                    }
+                }
+                try check(status, "lora_sgmv(\(ps.map(\.moduleName).joined(separator: ",")))")
+            }
+        }
 
         // y[n, out] = x[n, in] · W^T + Σ_k w_k s_k B_k (A_k x) per sequence.
         func project(_ layer: Int, _ p: LlamaProjection, _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
-                     _ output: UnsafeMutablePointer<Float>, _ ldOut: Int, decodeDone: Bool = false) throws(EngineError) {
-            var m = weights.layers[layer][p]
-            if decodeRows > 0 && !decodeDone {
-                try check(ek_nf4_gemv(&m, input, Int64(decodeRows), Int64(ldIn), output, Int64(ldOut), int8), "nf4_gemv(\(p.moduleName))")
-            }
-            if n > decodeRows {
-                // Prompt rows in the fastest mode are bf16, not int8: int8 prompt products dropped the
-                // logits fixture's top-1 agreement to 0.957 (< 0.98); bf16 keeps it at 0.99 and runs twice
-                // the multiply-adds per instruction of f32. Each row's result is independent of its batch.
-                try check(ek_nf4_gemm(&m, input + decodeRows * ldIn, Int64(n - decodeRows), Int64(ldIn),
-                                      output + decodeRows * ldOut, Int64(ldOut), promptFlags), "nf4_gemm(\(p.moduleName))")
-            }
-            guard maxMix > 0 else { return }
-            let (outDim, inDim) = p.shape(hp)
-            for mixIndex in 0..<maxMix {
-                // Reused across projections and layers (capacity kept): no allocation per call.
-                slots.removeAll(keepingCapacity: true)
-                segSlot.removeAll(keepingCapacity: true)
-                for s in ordered {
-                    if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
-                        slot.scale *= s.adapters.entries[mixIndex].weight
-                        segSlot.append(Int32(slots.count))
-                        slots.append(slot)
-                    } else {
-                        segSlot.append(-1)
-                    }
-                }
-                if slots.isEmpty { continue }
-                try check(ek_lora_sgmv(slots, Int64(slots.count), segSlot, segStart, Int64(segSlot.count),
-                                       input, Int64(ldIn), Int64(inDim), output, Int64(ldOut), Int64(outDim)), "lora_sgmv(\(p.moduleName))")
-            }
+                     _ output: UnsafeMutablePointer<Float>, _ ldOut: Int) throws(EngineError) {
+            try projectTogether(layer, [p], input, ldIn, [output], [Int64(ldOut)])
         }
 
         // Projections that read the same input (q/k/v, gate/up): their decode rows go through one
         // ek_nf4_gemv_multi call (the input prepared once, one pool job for all their rows; the same
-        // numbers as separate GEMVs), then each gets its prompt rows and LoRA deltas as above.
+        // numbers as separate GEMVs); then each gets its prompt rows, and then all rows their LoRA deltas
+        // in one call per adapter (ek_lora_sgmv_multi).
         // The pointer tables are built once per forward, not per layer.
         let qkv: [LlamaProjection] = [.q, .k, .v], gateUp: [LlamaProjection] = [.gate, .up]
         let qkvOut: [UnsafeMutablePointer<Float>?] = [q.pointer, k.pointer, v.pointer], qkvLd: [Int64] = [Int64(qDim), Int64(kvDim), Int64(kvDim)]
         let gateUpOut: [UnsafeMutablePointer<Float>?] = [gate.pointer, up.pointer], gateUpLd: [Int64] = [Int64(inter), Int64(inter)]
         var matrices = [ek_nf4_matrix](repeating: ek_nf4_matrix(), count: 3)
-        func projectTogether(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>,
+        func projectTogether(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
                              _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
             if decodeRows > 0 {
                 for (j, p) in ps.enumerated() { matrices[j] = weights.layers[layer][p] }
-                try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(hidden), outputs, lds, int8),
-                          "nf4_gemv_multi(\(ps.map(\.moduleName).joined(separator: ",")))")
+                try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), outputs, lds, int8),
+                          "nf4_gemv(\(ps.map(\.moduleName).joined(separator: ",")))")
             }
-            for (j, p) in ps.enumerated() {
-                try project(layer, p, input, hidden, outputs[j]!, Int(lds[j]), decodeDone: true)
+            if n > decodeRows {
+                // Prompt rows in the fastest mode are bf16, not int8: int8 prompt products dropped the
+                // logits fixture's top-1 agreement to 0.957 (< 0.98); bf16 keeps it at 0.99 and runs twice
+                // the multiply-adds per instruction of f32. Each row's result is independent of its batch.
+                for (j, p) in ps.enumerated() {
+                    var m = weights.layers[layer][p]
+                    try check(ek_nf4_gemm(&m, input + decodeRows * ldIn, Int64(n - decodeRows), Int64(ldIn),
+                                          outputs[j]! + decodeRows * Int(lds[j]), lds[j], promptFlags), "nf4_gemm(\(p.moduleName))")
+                }
             }
+            try addLoRA(layer, ps, input, ldIn, outputs, lds)
         }
 
         for layer in 0..<hp.layerCount {
             let w = weights.layers[layer]
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.attentionNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
-            try projectTogether(layer, qkv, h.pointer, qkvOut, qkvLd)
+            try projectTogether(layer, qkv, h.pointer, hidden, qkvOut, qkvLd)
             try check(ek_rope_cos_sin(q.pointer, Int64(n), Int64(qDim), Int64(hp.headCount), Int64(headDim), cosTable.pointer, sinTable.pointer), "rope(q)")
             try check(ek_rope_cos_sin(k.pointer, Int64(n), Int64(kvDim), Int64(hp.kvHeadCount), Int64(headDim), cosTable.pointer, sinTable.pointer), "rope(k)")
             for (i, s) in ordered.enumerated() {
@@ -270,7 +293,7 @@ public final class LlamaModel: @unchecked Sendable {
             try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
             Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
-            try projectTogether(layer, gateUp, h.pointer, gateUpOut, gateUpLd)
+            try projectTogether(layer, gateUp, h.pointer, hidden, gateUpOut, gateUpLd)
             try check(ek_silu_mul(gate.pointer, up.pointer, gate.pointer, Int64(n * inter)), "silu_mul")
             try project(layer, .down, gate.pointer, inter, h.pointer, hidden)
             Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)

@@ -35,7 +35,7 @@ extension LoRABinding {
             case .int8:
                 let a = adapter.a8(m), bt = adapter.bt8(m)
                 slots[m.layer][proj.index] = .int8(a: a.values.baseAddress, aScales: a.scales.baseAddress, bt: bt.values.baseAddress,
-                                                   btScales: bt.scales.baseAddress, rank: m.rank, scale: m.scale)
+                                                   btScales: bt.scales.baseAddress, rank: m.rank, inFeatures: m.inFeatures, scale: m.scale)
             }
         }
         self.init(name: name, slots: slots, byteCount: adapter.byteCount, precision: adapter.precision, owners: [adapter])

@@ -77,22 +77,23 @@ public final class LoRABinding: @unchecked Sendable {
                 throw .adapterMismatch(adapter: name, key: pair.key, reason: "appears twice")
             }
             guard pair.scale.isFinite else { throw .adapterMismatch(adapter: name, key: pair.key, reason: "has a non-finite scale") }
-            bytes += (pair.a.count + pair.b.count) * precision.byteWidth
             switch precision {
             case .f32:
                 let a = FloatBuffer(pair.a), b = FloatBuffer(pair.b)
                 buffers += [a, b]
+                bytes += (pair.a.count + pair.b.count) * 4
                 slots[pair.layer][pair.projection.index] = .f32(a: a.pointer, b: b.pointer, rank: pair.rank, scale: pair.scale)
             case .f16:
                 let a = HalfBuffer(halving: pair.a), bt = HalfBuffer(transposingToHalf: pair.b, out: out, rank: pair.rank)
                 buffers += [a, bt]
+                bytes += (pair.a.count + pair.b.count) * 2
                 slots[pair.layer][pair.projection.index] = .f16(a: a.pointer, bt: bt.pointer, rank: pair.rank, scale: pair.scale)
             case .int8:
-                let a = Int8RowsBuffer(quantizing: pair.a, rows: pair.rank, cols: inp), bt = Int8RowsBuffer(transposing: pair.b, out: out, rank: pair.rank)
+                let a = Int8RowsBuffer(loraA: pair.a, rank: pair.rank, in: inp), bt = Int8RowsBuffer(loraB: pair.b, out: out, rank: pair.rank)
                 buffers += [a, bt]
-                bytes += 8 * pair.rank   // the row scales
+                bytes += a.byteCount + bt.byteCount
                 slots[pair.layer][pair.projection.index] = .int8(a: a.values, aScales: a.scales, bt: bt.values, btScales: bt.scales,
-                                                                 rank: pair.rank, scale: pair.scale)
+                                                                 rank: pair.rank, inFeatures: inp, scale: pair.scale)
             }
         }
         self.init(name: name, slots: slots, byteCount: bytes, precision: precision, owners: buffers)

@@ -187,9 +187,19 @@ enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1, EK_DTYPE_I8 = 2 };
 // Storage is f32 (dtype EK_DTYPE_F32, the zero default: a, b, bt; what training uses) or IEEE half
 // (dtype EK_DTYPE_F16: a16 and bt16 or b16; what serving uses, half the bytes read per token). Half
 // values are converted in registers (F16C / AVX-512 / NEON vcvt) and everything accumulates in f32;
-// activations are f32 either way. Or int8 (dtype EK_DTYPE_I8: a8 and bt8, each rank row with its own
-// f32 scale, value = scale * int8; a quarter of the f32 bytes, for the fastest mode where LoRA bytes
-// are what 8 decode streams with 8 adapters wait for). Pointers of the other dtypes are ignored.
+// activations are f32 either way. Or int8 (dtype EK_DTYPE_I8, the fastest mode's form: a quarter of
+// the f32 bytes, and integer dot products), where the whole product runs in integers:
+//   A: a8 rows a8_ld = ek_lora_i8_a_stride(in) bytes apart (zero past in), row t = a8_scale[t] * a8[t, :];
+//   Bᵀ [rank, out] in rank quads: element (t, j) at bt8[((t / 4) * out + j) * 4 + t % 4], ranks past
+//      rank zero (ek_lora_i8_bt_bytes(rank, out) bytes), row t = bt8_scale[t] * Bᵀ[t, :];
+//   x is quantised per 32 values as EK_ACT_INT8 does (d = max|x| / 127, q = round(x / d)); for each
+//   64-value chunk c and int32 lane l (values 64c + 4l ..< +4) L = exact sum of the 4 products, and
+//   f[l] = fma(L, d of block 2c + l / 8, f[l]) over the chunks in order; u[t] = (sum of f by halving:
+//   f[l] += f[l + s] for s = 8, 4, 2, 1) * a8_scale[t];
+//   v[t] = u[t] * scale * bt8_scale[t], quantised with one scale: v8 = round(v * (127 / max|v|)),
+//   sv = max|v| / 127 (no update when max|v| is 0);
+//   y[j] = fma(sv, sum_t Bᵀ8[t, j] * v8[t], y[j]) (the sum exact in int32).
+// Every variant computes exactly these numbers. Pointers of the other dtypes are ignored.
 typedef struct ek_lora_slot {
     const float *a;   // [rank, in] row-major (PEFT lora_A.weight)
     const float *b;   // [out, rank] row-major (PEFT lora_B.weight)
@@ -202,10 +212,11 @@ typedef struct ek_lora_slot {
     const uint16_t *a16;   // f16: [rank, in] half bit patterns (ek_f32_to_f16 of a)
     const uint16_t *b16;   // f16: [out, rank], or NULL when bt16 is given
     const uint16_t *bt16;  // f16: [rank, out] (ek_lora_transpose_b_f16), preferred as bt is; or NULL
-    const int8_t *a8;      // int8: [rank, in], row t is a8_scale[t] * a8[t, :] (ek_lora_quantize_rows)
+    const int8_t *a8;      // int8: [rank, a8_ld] (ek_lora_quantize_a)
     const float *a8_scale; // int8: [rank]
-    const int8_t *bt8;     // int8: Bᵀ [rank, out], row t is bt8_scale[t] * bt8[t, :]
+    const int8_t *bt8;     // int8: Bᵀ in rank quads (ek_lora_quantize_bt)
     const float *bt8_scale;// int8: [rank]
+    int64_t a8_ld;         // int8: ek_lora_i8_a_stride(in)
 } ek_lora_slot;
 
 // bt[t, j] = b[j, t]: the layout ek_lora_slot.bt wants; done once when an adapter is loaded.
@@ -218,6 +229,16 @@ void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t
 // bt8 want; an all-zero row gets scale 0.
 void ek_lora_quantize_rows(const float *m, int64_t rows, int64_t cols, int64_t ld, int8_t *q, float *scale);
 
+// The int8 slot layouts (EK_DTYPE_I8 above): A's row stride for `in` values (in rounded up to a
+// multiple of 64), and the bytes of Bᵀ in rank quads for rank ranks (rounded up to 4) and out outputs.
+int64_t ek_lora_i8_a_stride(int64_t in);
+int64_t ek_lora_i8_bt_bytes(int32_t rank, int64_t out);
+// a [rank, in] row-major f32 -> a8 rows of ek_lora_i8_a_stride(in) bytes (zero past in), one scale per
+// row as ek_lora_quantize_rows. b [out, rank] row-major (PEFT lora_B) -> Bᵀ quantised per rank row (its
+// scale over all out values) in rank quads, ek_lora_i8_bt_bytes(rank, out) bytes. rank 1...256.
+void ek_lora_quantize_a(const float *a, int32_t rank, int64_t in, int8_t *a8, float *scale);
+void ek_lora_quantize_bt(const float *b, int32_t rank, int64_t out, int8_t *bt8, float *scale);
+
 // BGMV (decode, mixed batch): for each row i with s = slot_of_row[i] >= 0,
 //   y[i, :out] += slots[s].scale * B_s (A_s x[i, :in]).   Rows with slot -1 are left unchanged.
 int32_t ek_lora_bgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *slot_of_row,
@@ -228,6 +249,19 @@ int32_t ek_lora_bgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *s
 int32_t ek_lora_sgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *seg_slot,
                      const int64_t *seg_start, int64_t nseg,
                      const float *x, int64_t ldx, int64_t in, float *y, int64_t ldy, int64_t out);
+// SGMV for several projections of the same input (q, k and v; gate and up): target m updates its own
+// y rows with its own slots, as one ek_lora_sgmv per target would, in one pool job. A row's x is
+// quantised once for all its int8 slots.
+typedef struct ek_lora_target {
+    const ek_lora_slot *slots;
+    int64_t nslots;
+    const int32_t *seg_slot;   // per segment: index into slots, or -1
+    float *y;
+    int64_t ldy, out;
+} ek_lora_target;
+#define EK_LORA_MAX_TARGETS 8
+int32_t ek_lora_sgmv_multi(const ek_lora_target *targets, int32_t count, const int64_t *seg_start, int64_t nseg,
+                           const float *x, int64_t ldx, int64_t in);
 
 // ---- Small ops of a Llama block ------------------------------------------------------------------
 // y[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * weight      (x and y may alias when ldx == ldy)
