@@ -29,6 +29,9 @@ struct BenchGenerateCommand: ParsableCommand {
     @Option(name: .long, help: "Also decode this many sequences together, one batched forward per token, as the daemon's scheduler does (1: skip). Reports their aggregate decode tokens/s: the engine's ceiling for concurrent streams, without the socket.")
     var batch: Int = 1
 
+    @Option(name: .customLong("batch-adapters"), help: "With --batch: give each of the batched sequences its own random LoRA adapter of this rank on all seven projections, held as the daemon holds them (int8 rows in the fastest mode), and also time the batch that way: the engine's ceiling for the daemon's concurrent-adapter streams (0: skip).")
+    var batchAdapterRank: Int = 0
+
     @Option(name: .long, help: "The GGUF the model was imported from: llama.cpp (llama_cpp Python package) is benchmarked on Q4_0 and IQ4_NL re-quantised from it.")
     var gguf: String?
 
@@ -43,6 +46,8 @@ struct BenchGenerateCommand: ParsableCommand {
     func run() throws {
         guard promptTokens > 0, decodeTokens > 0, repeats > 0, rounds > 0 else { throw ValidationError("token counts, --repeats and --rounds must be positive") }
         guard batch >= 1 else { throw ValidationError("--batch must be at least 1") }
+        guard batchAdapterRank >= 0, batchAdapterRank <= 256 else { throw ValidationError("--batch-adapters must be a rank of 0…256") }
+        guard batchAdapterRank == 0 || batch > 1 else { throw ValidationError("--batch-adapters needs --batch of 2 or more") }
         let (local, model, mix) = try engine.open(defaultPrecision: .int8)
         let threads = Int(ek_threads())
         // Built once per model on first use: not part of any timed token.
@@ -73,7 +78,24 @@ struct BenchGenerateCommand: ParsableCommand {
             }
         }
         let bestPrefill = median(ours.map(\.prefill)), bestDecode = median(ours.map(\.decode)), bestTTFT = median(ours.map(\.ttft))
-        let batchDecode = batch > 1 ? try batchedDecode(model: model, mix: mix, prompt: prompt) : nil
+        var batchDecode: Double?, adapterBatchDecode: Double?, adapterRatio: Double?
+        if batch > 1 {
+            let base = Array(repeating: mix, count: batch)
+            if batchAdapterRank > 0 {
+                // Base and adapter batches alternate, so a noisy neighbour slows both sides of the ratio.
+                let adapters = try SyntheticAdapter.mixes(count: batch, rank: batchAdapterRank, model: model)
+                var b: [Double] = [], a: [Double] = []
+                for _ in 0..<repeats {
+                    b.append(try batchedDecode(model: model, mixes: base, prompt: prompt, repeats: 1))
+                    a.append(try batchedDecode(model: model, mixes: adapters, prompt: prompt, repeats: 1))
+                }
+                batchDecode = b.max()
+                adapterBatchDecode = a.max()
+                adapterRatio = median(zip(a, b).map { $0 / max(1e-9, $1) })
+            } else {
+                batchDecode = try batchedDecode(model: model, mixes: base, prompt: prompt, repeats: repeats)
+            }
+        }
         var result: [String: Any] = [
             "engine": "edge-runtime",
             "prefill_tokens_per_s": bestPrefill,
@@ -92,6 +114,12 @@ struct BenchGenerateCommand: ParsableCommand {
             result["batch"] = batch
             result["batch_decode_tokens_per_s"] = batchDecode
             result["batch_over_single"] = batchDecode / max(1e-9, bestDecode)
+        }
+        if let adapterBatchDecode, let batchDecode {
+            result["batch_adapter_rank"] = batchAdapterRank
+            result["batch_adapters_decode_tokens_per_s"] = adapterBatchDecode
+            result["batch_adapters_over_batch"] = adapterRatio ?? adapterBatchDecode / max(1e-9, batchDecode)
+            result["batch_adapters_over_single"] = adapterBatchDecode / max(1e-9, bestDecode)
         }
         if let unavailable {
             result["llama_cpp"] = ["unavailable": unavailable]
@@ -129,6 +157,10 @@ struct BenchGenerateCommand: ParsableCommand {
             print(String(format: "decode:  %.1f tokens/s (%d tokens)", bestDecode, decodeTokens))
             if let batchDecode {
                 print(String(format: "decode, %d sequences together: %.1f tokens/s (%.2fx one sequence)", batch, batchDecode, batchDecode / max(1e-9, bestDecode)))
+                if let adapterBatchDecode, let adapterRatio {
+                    print(String(format: "decode, %d sequences with %d rank-%d adapters: %.1f tokens/s (%.2fx the same batch on the base, median of %d alternating runs; %.2fx one sequence)",
+                                 batch, batch, batchAdapterRank, adapterBatchDecode, adapterRatio, repeats, adapterBatchDecode / max(1e-9, bestDecode)))
+                }
             }
             print("peak RSS: \(Self.peakRSS() / (1 << 20)) MiB, threads: \(threads), kernels: \(String(cString: ek_variant_name())), activations: \(model.activations.rawValue)")
             if let figures = result["llama_cpp"] as? [String: [String: Any]] {
@@ -169,16 +201,17 @@ struct BenchGenerateCommand: ParsableCommand {
         return best
     }
 
-    /// Aggregate decode tokens/s of `batch` sequences advanced by one forward per token (the best of
-    /// `repeats`). Each sequence is prefilled alone first (not timed), with its own prompt so the
-    /// rows differ as concurrent requests do.
-    func batchedDecode(model: LlamaModel, mix: AdapterMix, prompt: [Int32]) throws -> Double {
+    /// Aggregate decode tokens/s of `mixes.count` sequences advanced by one forward per token (the
+    /// best of `repeats` runs), sequence i with `mixes[i]`. Each sequence is prefilled alone first (not
+    /// timed), with its own prompt so the rows differ as concurrent requests do.
+    func batchedDecode(model: LlamaModel, mixes: [AdapterMix], prompt: [Int32], repeats: Int) throws -> Double {
         var best = 0.0
+        let batch = mixes.count
         for _ in 0..<repeats {
             var caches: [SequenceCache] = []
             var next: [Int32] = []
             for i in 0..<batch {
-                let runner = SequenceRunner(model: model, adapters: mix, capacity: prompt.count + decodeTokens + 1, prefillChunk: prompt.count)
+                let runner = SequenceRunner(model: model, adapters: mixes[i], capacity: prompt.count + decodeTokens + 1, prefillChunk: prompt.count)
                 // Rotating the prompt gives each sequence different tokens at the same length.
                 let shift = i % prompt.count
                 let logits = try runner.feed(Array(prompt[shift...] + prompt[..<shift]))
@@ -187,7 +220,7 @@ struct BenchGenerateCommand: ParsableCommand {
             }
             let t0 = DispatchTime.now().uptimeNanoseconds
             for _ in 0..<decodeTokens {
-                let outputs = try model.forward(caches.indices.map { .init(cache: caches[$0], tokens: [next[$0]], adapters: mix, logits: .last) })
+                let outputs = try model.forward(caches.indices.map { .init(cache: caches[$0], tokens: [next[$0]], adapters: mixes[$0], logits: .last) })
                 for (i, logits) in outputs.enumerated() {
                     next[i] = Int32(logits.withUnsafeBufferPointer { TokenSampler.argmax($0) })
                 }

@@ -1,4 +1,5 @@
 import AdapterCache
+import EdgeRuntime
 import Foundation
 
 /// Writes PEFT directories for benchmarks: a synthetic Llama adapter with trained-looking value
@@ -31,6 +32,28 @@ enum SyntheticAdapter {
          "modules_to_save": null, "task_type": "CAUSAL_LM", "base_model_name_or_path": "synthetic-1b"}
         """
         try config.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
+    }
+
+    /// `count` random rank-`rank` adapters on all seven projections of `model`, bound in memory (no
+    /// files) at the precision the model's mode serves adapters in, one mix each: what `count`
+    /// daemon streams with distinct adapters run with.
+    static func mixes(count: Int, rank: Int, model: LlamaModel) throws -> [AdapterMix] {
+        let hp = model.hyperparameters
+        return try (0..<count).map { i in
+            var rng = SplitMix(state: UInt64(2000 + i))
+            var pairs: [LoRABinding.Pair] = []
+            for layer in 0..<hp.layerCount {
+                for p in LlamaProjection.allCases {
+                    let (out, inp) = p.shape(hp)
+                    let bound = 1 / Float(inp).squareRoot()
+                    pairs.append(LoRABinding.Pair(key: "layers.\(layer).\(p.moduleName)", layer: layer, projection: p, rank: rank, scale: 2,
+                                                  a: (0..<(rank * inp)).map { _ in (rng.unit() * 2 - 1) * bound },
+                                                  b: (0..<(out * rank)).map { _ in rng.gaussian() * 0.02 }))
+                }
+            }
+            let binding = try LoRABinding(name: "synthetic-\(i)", pairs: pairs, hyperparameters: hp, precision: model.activations.adapterPrecision)
+            return AdapterMix([(binding, 1)])
+        }
     }
 
     /// Copies a PEFT directory with every float tensor rounded to f16.
