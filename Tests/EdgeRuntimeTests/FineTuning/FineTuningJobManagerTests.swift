@@ -251,8 +251,10 @@ final class FineTuningJobManagerTests: XCTestCase {
         let activity = rig.activity
         let first = try makeManager(activity)
         await first.start()
+        // 256 steps of about a millisecond each: the pause below lands mid-job even when this test's
+        // 50 ms polls run late (with 32 steps a full-suite run saw step 3 only after the job had ended).
         let job = try await first.createJob(request(train: rows(16), validation: rows(4, offset: 16),
-                                                    hyper: .init(nEpochs: 2, batchSize: 1, learningRate: 1e-2, rank: 2, alpha: 4)))
+                                                    hyper: .init(nEpochs: 16, batchSize: 1, learningRate: 1e-2, rank: 2, alpha: 4)))
         _ = try await waitFor(first, job.id) { _, events in self.stepEvents(events).count >= 3 }
         activity.busy = true   // a request arrives: training yields at the next step, with a checkpoint
         let paused = try await waitFor(first, job.id) { j, _ in j.status == "queued" }
