@@ -92,7 +92,9 @@ public enum LoRAAdapterDecoder {
         // Shapes first, so nothing is allocated for an adapter that will be refused.
         struct Planned { let a: SafetensorsTensorInfo; let b: SafetensorsTensorInfo; let layer: Int; let projection: LoRAProjection; let rank: Int; let scale: Float }
         var planned: [Planned] = []
-        for slot in pairs.keys.sorted() {
+        let slots = pairs.keys.sorted()
+        let configured = config.rankAndAlpha(forModules: slots.map { pairs[$0]!.module })
+        for (index, slot) in slots.enumerated() {
             let pair = pairs[slot]!
             guard let a = pair.a else { throw .missingPartner(path: source.label, key: pair.b!.name, partner: pair.b!.name.replacingOccurrences(of: "lora_B", with: "lora_A")) }
             guard let b = pair.b else { throw .missingPartner(path: source.label, key: a.name, partner: a.name.replacingOccurrences(of: "lora_A", with: "lora_B")) }
@@ -108,7 +110,7 @@ public enum LoRAAdapterDecoder {
             guard b.shape[1] == rank else {
                 throw .badTensor(path: source.label, key: b.name, reason: "lora_B is [\(b.shape[0]), \(b.shape[1])] but its lora_A '\(a.name)' has rank \(rank); expected [out, \(rank)]")
             }
-            let (configRank, alpha) = config.rankAndAlpha(forModule: pair.module)
+            let (configRank, alpha) = configured[index]
             guard configRank == rank else {
                 throw .badTensor(path: source.label, key: a.name, reason: "has rank \(rank) but adapter_config.json gives r=\(configRank) for module '\(pair.module)' (r / rank_pattern)")
             }

@@ -154,10 +154,17 @@ public struct PEFTConfig: Sendable, Equatable {
     /// Rank and alpha PEFT uses for `module` (the module's name in the base model, e.g.
     /// `model.layers.3.self_attn.q_proj`).
     public func rankAndAlpha(forModule module: String) -> (rank: Int, alpha: Double) {
-        var rank = r, alpha = loraAlpha
-        if let k = Self.patternKey(rankPattern.map(\.0), matching: module), let v = rankPattern.first(where: { $0.0 == k })?.1 { rank = v }
-        if let k = Self.patternKey(alphaPattern.map(\.0), matching: module), let v = alphaPattern.first(where: { $0.0 == k })?.1 { alpha = v }
-        return (rank, alpha)
+        rankAndAlpha(forModules: [module])[0]
+    }
+
+    /// `rankAndAlpha(forModule:)` for many modules, each pattern compiled once (an adapter's decoder
+    /// asks for every module it holds).
+    public func rankAndAlpha(forModules modules: [String]) -> [(rank: Int, alpha: Double)] {
+        let ranks = rankPattern.compactMap { k, v in ModulePattern(suffix: k).map { ($0, v) } }
+        let alphas = alphaPattern.compactMap { k, v in ModulePattern(suffix: k).map { ($0, v) } }
+        return modules.map { module in
+            (ranks.first { $0.0.matches(module) }?.1 ?? r, alphas.first { $0.0.matches(module) }?.1 ?? loraAlpha)
+        }
     }
 
     /// The factor PEFT multiplies `B·A·x` by: `alpha / r`, or `alpha / sqrt(r)` with rsLoRA.
