@@ -73,49 +73,9 @@ typedef struct {
     _Atomic int32_t err;
 } gemv_ctx;
 
-// ---- int8 LoRA pieces shared by ek_lora_sgmv* and the fused decode product ----------------------------
-
-// Requests every line of [p, p + bytes) into L2. One adapter's matrices are a few KiB that nothing
-// else touches, so a cold decode step meets DRAM latency once per matrix; asking for all of them up
-// front keeps many misses in flight. Into L2, not L1: a hundred-odd requests into L1 stalled on its
-// few miss buffers (cold 8 rows x 8 int8 adapters x 7 projections, AVX-512: 176 -> 120 us at 1 thread).
-static inline void prefetch_l2(const void *p, int64_t bytes) {
-    const char *b = (const char *)p;
-    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(b + o, 0, 2);
-}
-
-// Working space of one int8 slot's A part: x quantised (ld8 bytes + ld8 / 32 scales) and u (256 floats).
-typedef struct {
-    float *u;
-    int8_t *xq;
-    float *xd;
-} lora_work;
-
-static int lora_work_get(lora_work *w, int64_t ld8) {
-    w->u = ek_scratch(3, 256 * sizeof(float) + (size_t)ld8 + (size_t)ld8 / 32 * sizeof(float) + 64);
-    if (!w->u) return 0;
-    w->xq = (int8_t *)(w->u + 256);
-    w->xd = (float *)(w->xq + ld8);
-    return 1;
-}
-
-// The A part of an int8 slot (edge_kernels.h, EK_DTYPE_I8) for a row whose x is in w->xq / w->xd:
-// v8 (the rank rounded up to 4 entries) and its scale sv, returned; 0 when the row gets no update.
-static float lora_a_part(const ek_vtable *vt, const ek_lora_slot *s, lora_work *w, int8_t *v8) {
-    vt->lora_down_q8(s, w->xq, w->xd, w->u);
-    float vmax = 0;
-    for (int32_t t = 0; t < s->rank; t++) {
-        w->u[t] = w->u[t] * s->scale * s->bt8_scale[t];
-        vmax = fmaxf(vmax, fabsf(w->u[t]));
-    }
-    if (!(vmax > 0)) return 0;
-    const float id = 127.0f / vmax;
-    const int32_t r4 = (s->rank + 3) / 4 * 4;
-    for (int32_t t = 0; t < r4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(w->u[t] * id) : 0;
-    return vmax / 127.0f;
-}
-
-static void gemv_task_run(gemv_ctx *c, int64_t t) {
+static void gemv_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    gemv_ctx *c = p;
     int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
     // Up to 16 rows of per-block absmax (+16 zeros: vector kernels read up to 16 past a row) and
     // 16 x 8 partial-sum vectors of 16 floats (AVX-512 int8).
@@ -136,11 +96,6 @@ static void gemv_task_run(gemv_ctx *c, int64_t t) {
         c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
     else
         c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
-}
-
-static void gemv_task(void *p, int64_t t, int32_t worker) {
-    (void)worker;
-    gemv_task_run(p, t);
 }
 
 typedef struct {
@@ -528,6 +483,46 @@ int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t l
 }
 
 // ---- LoRA ----------------------------------------------------------------------------------------------
+// Requests every line of [p, p + bytes) into L2. One adapter's matrices are a few KiB that nothing
+// else touches, so a cold decode step meets DRAM latency once per matrix; asking for all of them up
+// front keeps many misses in flight. Into L2, not L1: a hundred-odd requests into L1 stalled on its
+// few miss buffers (cold 8 rows x 8 int8 adapters x 7 projections, AVX-512: 176 -> 120 us at 1 thread).
+static inline void prefetch_l2(const void *p, int64_t bytes) {
+    const char *b = (const char *)p;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(b + o, 0, 2);
+}
+
+// Working space of one int8 slot's A part: x quantised (ld8 bytes + ld8 / 32 scales) and u (256 floats).
+typedef struct {
+    float *u;
+    int8_t *xq;
+    float *xd;
+} lora_work;
+
+static int lora_work_get(lora_work *w, int64_t ld8) {
+    w->u = ek_scratch(3, 256 * sizeof(float) + (size_t)ld8 + (size_t)ld8 / 32 * sizeof(float) + 64);
+    if (!w->u) return 0;
+    w->xq = (int8_t *)(w->u + 256);
+    w->xd = (float *)(w->xq + ld8);
+    return 1;
+}
+
+// The A part of an int8 slot (edge_kernels.h, EK_DTYPE_I8) for a row whose x is in w->xq / w->xd:
+// v8 (the rank rounded up to 4 entries) and its scale sv, returned; 0 when the row gets no update.
+static float lora_a_part(const ek_vtable *vt, const ek_lora_slot *s, lora_work *w, int8_t *v8) {
+    vt->lora_down_q8(s, w->xq, w->xd, w->u);
+    float vmax = 0;
+    for (int32_t t = 0; t < s->rank; t++) {
+        w->u[t] = w->u[t] * s->scale * s->bt8_scale[t];
+        vmax = fmaxf(vmax, fabsf(w->u[t]));
+    }
+    if (!(vmax > 0)) return 0;
+    const float id = 127.0f / vmax;
+    const int32_t r4 = (s->rank + 3) / 4 * 4;
+    for (int32_t t = 0; t < r4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(w->u[t] * id) : 0;
+    return vmax / 127.0f;
+}
+
 typedef struct {
     const ek_vtable *vt;
     const ek_lora_target *targets;
