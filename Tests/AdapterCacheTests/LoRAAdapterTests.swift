@@ -174,6 +174,16 @@ final class LoRAAdapterTests: XCTestCase {
         XCTAssertNil(PEFTConfig.patternKey(["_proj"], matching: "model.layers.0.self_attn.q_proj"))  // suffix must start at a dot
     }
 
+    /// `layers_to_transform` as PEFT writes it: one index or a list; the layers it names load.
+    func testLayersToTransformListsTheAdaptedLayers() throws {
+        XCTAssertNil(try PEFTConfig(data: Data(#"{"r": 4}"#.utf8), label: "c").layersToTransform)
+        XCTAssertEqual(try PEFTConfig(data: Data(#"{"r": 4, "layers_to_transform": 3}"#.utf8), label: "c").layersToTransform, [3])
+        XCTAssertEqual(try PEFTConfig(data: Data(#"{"r": 4, "layers_to_transform": [0, 2, 2]}"#.utf8), label: "c").layersToTransform, [0, 2])
+        let dir = TestSupport.tempDir("layers")
+        try TestSupport.writePEFT(dir, modules: TestSupport.llamaModules(layers: 2), config: #"{"r": 4, "lora_alpha": 8, "layers_to_transform": [0, 1]}"#)
+        XCTAssertEqual(try LoRAAdapterDecoder.load(directory: dir).layerCount, 2)
+    }
+
     /// Keys past 256 characters (where Foundation's regex leaked its pattern copy) match as short ones do.
     func testLongPatternKeysAndTargetRegex() throws {
         let layers = (0..<40).map { "layers\\.\($0)" }.joined(separator: "|")
@@ -242,6 +252,19 @@ final class LoRAAdapterTests: XCTestCase {
         }
         try expect(TestSupport.llamaModules(layers: 1), config: #"{"r": "eight"}"#) {
             if case .badConfig(_, let k, _) = $0 { return k == "r" }
+            return false
+        }
+        // Weights for a layer the config's layers_to_transform leaves out (PEFT would drop them).
+        try expect(TestSupport.llamaModules(layers: 2), config: #"{"r": 4, "lora_alpha": 8, "layers_to_transform": [0]}"#) {
+            if case .badTensor(_, let k, let r) = $0 { return k.contains("layers.1.") && r.contains("layers_to_transform") }
+            return false
+        }
+        try expect(TestSupport.llamaModules(layers: 1), config: #"{"r": 4, "layers_to_transform": ["0"]}"#) {
+            if case .badConfig(_, let k, _) = $0 { return k == "layers_to_transform" }
+            return false
+        }
+        try expect(TestSupport.llamaModules(layers: 1), config: #"{"r": 4, "layers_to_transform": -1}"#) {
+            if case .badConfig(_, let k, _) = $0 { return k == "layers_to_transform" }
             return false
         }
         // Integer tensors and NaNs.

@@ -77,6 +77,10 @@ public enum LoRAAdapterDecoder {
         guard !infos.isEmpty else { throw .noLoRAWeights(path: source.label) }
         for info in infos {
             let parsed = try parse(key: info.name, label: source.label)
+            // PEFT makes no module for such a layer, so it would silently drop these weights.
+            if let layers = config.layersToTransform, !layers.contains(parsed.layer) {
+                throw .badTensor(path: source.label, key: info.name, reason: "is for layer \(parsed.layer), which adapter_config.json's layers_to_transform \(layers.sorted()) leaves out")
+            }
             let slot = parsed.layer * 7 + parsed.projection.ordinal
             var pair = pairs[slot] ?? Pair(module: parsed.module)
             if parsed.isA {

@@ -21,6 +21,8 @@ public struct PEFTConfig: Sendable, Equatable {
     public let rankPattern: [(String, Int)]
     public let alphaPattern: [(String, Double)]
     public let targetModules: TargetModules
+    /// PEFT's `layers_to_transform`: the only decoder layers with LoRA modules (nil: every layer).
+    public let layersToTransform: Set<Int>?
     public let baseModelNameOrPath: String?
     /// The file's bytes, kept so an artifact carries the config exactly as PEFT wrote it.
     public let raw: Data
@@ -141,6 +143,20 @@ public struct PEFTConfig: Sendable, Equatable {
             }
             targetModules = .names(names)
         default: throw .badConfig(path: label, key: "target_modules", reason: "must be a list of module names or a regex string")
+        }
+        switch json["layers_to_transform"] {
+        case nil, .null?: layersToTransform = nil
+        case .int(let n)? where n >= 0: layersToTransform = [n]
+        case .array(let items)?:
+            var layers = Set<Int>()
+            for item in items {
+                guard case .int(let n) = item, n >= 0 else {
+                    throw .badConfig(path: label, key: "layers_to_transform", reason: "must be a layer index or a list of layer indices")
+                }
+                layers.insert(n)
+            }
+            layersToTransform = layers
+        default: throw .badConfig(path: label, key: "layers_to_transform", reason: "must be a layer index or a list of layer indices")
         }
         if case .string(let s)? = json["base_model_name_or_path"] { baseModelNameOrPath = s } else { baseModelNameOrPath = nil }
     }
