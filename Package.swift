@@ -81,10 +81,12 @@ let package = Package(
         ),
 
         .testTarget(name: "KernelsTests", dependencies: ["Kernels"]),
+        // Test fixtures rebuilt at test time instead of tracked (FixtureAdapterA: PEFT adapter `a`).
+        .target(name: "PEFTFixtures", path: "Tests/Support/PEFTFixtures"),
         .testTarget(
             name: "AdapterCacheTests",
             dependencies: [
-                "AdapterCache",
+                "AdapterCache", "PEFTFixtures",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -94,7 +96,7 @@ let package = Package(
         .testTarget(
             name: "EdgeRuntimeTests",
             dependencies: [
-                "EdgeRuntime", "Kernels", "AdapterCache",
+                "EdgeRuntime", "Kernels", "AdapterCache", "PEFTFixtures",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

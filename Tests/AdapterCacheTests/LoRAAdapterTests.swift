@@ -1,8 +1,14 @@
 @testable import AdapterCache
 import Foundation
+import PEFTFixtures
 import XCTest
 
 final class LoRAAdapterTests: XCTestCase {
+    /// The rebuilt fixture is the file PEFT wrote, byte for byte (FixtureAdapterA replays torch's RNG).
+    func testRebuiltFixtureAdapterIsTheOriginalFile() throws {
+        XCTAssertEqual(try FileDigest.sha256(file: TestSupport.fixtureA + "/adapter_model.safetensors"), FixtureAdapterA.sha256)
+    }
+
     func testFixtureAdapterDecodesWithPEFTScaleAndShapes() throws {
         let adapter = try LoRAAdapterDecoder.load(directory: TestSupport.fixtureA)
         // SmolLM2-135M: 30 layers × 7 projections, hidden 576, intermediate 1536, 3 KV heads × 64.

@@ -1,14 +1,15 @@
 @testable import AdapterCache
+import PEFTFixtures
 import Crypto
 import Foundation
 import XCTest
 
 /// Paths, temporary directories and small PEFT directories for the adapter tests.
 enum TestSupport {
-    /// `Tests/Fixtures/adapters/a`: real PEFT output (SmolLM2-135M, r=8, alpha 16, f32, 7 projections).
+    /// Fixture adapter `a`: real PEFT output (SmolLM2-135M, r=8, alpha 16, f32, 7 projections), its
+    /// weights rebuilt by `FixtureAdapterA` in a temp dir (once per process).
     static var fixtureA: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/adapters/a").path
+        get throws { try FixtureAdapterA.directory() }
     }
 
     static func tempDir(_ label: String = "t") -> String {

@@ -1,6 +1,7 @@
 import AdapterCache
 import EdgeRuntime
 import Foundation
+import PEFTFixtures
 import XCTest
 
 /// The real test model (SmolLM2-135M-Instruct, Q4_1 GGUF) imported once per test process into a
@@ -54,7 +55,7 @@ enum EngineTestModel {
         lock.lock()
         defer { lock.unlock() }
         if let a = cachedAdapterA { return a }
-        let dir = repositoryRoot.appendingPathComponent("Tests/Fixtures/adapters/a")
+        let dir = URL(fileURLWithPath: try FixtureAdapterA.directory())
         let config = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("adapter_config.json"))) as! [String: Any]
         let r = (config["r"] as! NSNumber).intValue
         let alpha = (config["lora_alpha"] as! NSNumber).floatValue
@@ -81,7 +82,7 @@ enum EngineTestModel {
         lock.lock()
         defer { lock.unlock() }
         if let a = cachedAdapterAServing[precision] { return a }
-        let dir = repositoryRoot.appendingPathComponent("Tests/Fixtures/adapters/a").path
+        let dir = try FixtureAdapterA.directory()
         let adapter = try LoRAAdapterDecoder.load(directory: dir).converted(to: precision)
         let binding = try LoRABinding(adapter: adapter, name: "a", hyperparameters: hp)
         cachedAdapterAServing[precision] = binding
