@@ -113,13 +113,13 @@ static void run_lora_i8(void) {
     static const int ranks[2] = {16, 7};
     for (int ri = 0; ri < 2; ri++) {
         int R = ranks[ri];
-        const int64_t lda = ek_lora_i8_a_stride(IN);
+        const int64_t lda = ek_q8_row_stride(IN);
         float *a = malloc(R * IN * 4), *b = malloc(OUT * R * 4), *x = malloc(N * IN * 4), as[16], bs[16], y[2][N * OUT];
         int8_t *a8 = malloc(R * lda), *bt8 = malloc(ek_lora_i8_bt_bytes(R, OUT));
         for (int i = 0; i < R * IN; i++) a[i] = frand();
         for (int i = 0; i < OUT * R; i++) b[i] = frand();
         for (int i = 0; i < N * IN; i++) x[i] = frand();
-        ek_lora_quantize_a(a, R, IN, a8, as);
+        ek_q8_quantize_rows(a, R, IN, IN, lda, a8, as);
         ek_lora_quantize_bt(b, R, OUT, bt8, bs);
         ek_lora_slot slot = {.rank = R, .scale = 0.5f, .dtype = EK_DTYPE_I8, .a8 = a8, .a8_scale = as, .bt8 = bt8,
                              .bt8_scale = bs, .a8_ld = lda};

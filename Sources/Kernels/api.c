@@ -460,18 +460,9 @@ int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t l
     if (!xq) return EK_ERR_NOMEM;
     float *xd = (float *)(xq + (n * ld + 63) / 64 * 64);
     // Activations per 32: d = max|x| / 127, q = round(x / d) — the EK_ACT_INT8 rule.
-    for (int64_t i = 0; i < n; i++) {
-        const float *xr = x + i * ldx;
-        for (int64_t b = 0; b < nb; b++) {
-            float amax = 0;
-            for (int64_t k = 32 * b; k < EK_MIN(w->cols, 32 * b + 32); k++) amax = fmaxf(amax, fabsf(xr[k]));
-            const float id = amax > 0 ? 127.0f / amax : 0.0f;
-            for (int64_t k = 32 * b; k < 32 * b + 32; k++)
-                xq[i * ld + k] = k < w->cols ? (int8_t)lrintf(xr[k] * id) : 0;
-            xd[i * nb + b] = amax / 127.0f;
-        }
-    }
-    q8mm_ctx c = {.vt = ek_active(), .w = w, .xq = xq, .xd = xd, .n = n, .ldy = ldy, .y = y};
+    const ek_vtable *vt = ek_active();
+    for (int64_t i = 0; i < n; i++) vt->q8_quant_row(x + i * ldx, w->cols, ld, xq + i * ld, xd + i * nb);
+    q8mm_ctx c = {.vt = vt, .w = w, .xq = xq, .xd = xd, .n = n, .ldy = ldy, .y = y};
     // Small row chunks: the head is the widest matrix (49152 rows) and the tasks balance the cores.
     c.rows_per_task = EK_MAX(64, (w->rows / (ek_threads() * 16) + 3) / 4 * 4);
     // Several rows (a decode batch): the kernels apply each weight load to up to 8 rows; beyond 8
@@ -490,37 +481,6 @@ int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t l
 static inline void prefetch_l2(const void *p, int64_t bytes) {
     const char *b = (const char *)p;
     for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(b + o, 0, 2);
-}
-
-// Working space of one int8 slot's A part: x quantised (ld8 bytes + ld8 / 32 scales) and u (256 floats).
-typedef struct {
-    float *u;
-    int8_t *xq;
-    float *xd;
-} lora_work;
-
-static int lora_work_get(lora_work *w, int64_t ld8) {
-    w->u = ek_scratch(3, 256 * sizeof(float) + (size_t)ld8 + (size_t)ld8 / 32 * sizeof(float) + 64);
-    if (!w->u) return 0;
-    w->xq = (int8_t *)(w->u + 256);
-    w->xd = (float *)(w->xq + ld8);
-    return 1;
-}
-
-// The A part of an int8 slot (edge_kernels.h, EK_DTYPE_I8) for a row whose x is in w->xq / w->xd:
-// v8 (the rank rounded up to 4 entries) and its scale sv, returned; 0 when the row gets no update.
-static float lora_a_part(const ek_vtable *vt, const ek_lora_slot *s, lora_work *w, int8_t *v8) {
-    vt->lora_down_q8(s, w->xq, w->xd, w->u);
-    float vmax = 0;
-    for (int32_t t = 0; t < s->rank; t++) {
-        w->u[t] = w->u[t] * s->scale * s->bt8_scale[t];
-        vmax = fmaxf(vmax, fabsf(w->u[t]));
-    }
-    if (!(vmax > 0)) return 0;
-    const float id = 127.0f / vmax;
-    const int32_t r4 = (s->rank + 3) / 4 * 4;
-    for (int32_t t = 0; t < r4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(w->u[t] * id) : 0;
-    return vmax / 127.0f;
 }
 
 typedef struct {
@@ -548,8 +508,11 @@ static int64_t segment_of_row(const lora_ctx *c, int64_t i) {
 static void lora_task(void *p, int64_t i, int32_t worker) {
     (void)worker;
     lora_ctx *c = p;
-    lora_work w;
-    if (!lora_work_get(&w, c->ld8)) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    // u (a rank of floats), then this row's x quantised: ld8 bytes and ld8 / 32 scales.
+    float *u = ek_scratch(3, 256 * sizeof(float) + (size_t)c->ld8 + (size_t)c->ld8 / 32 * sizeof(float) + 64);
+    if (!u) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    int8_t *xq = (int8_t *)(u + 256);
+    float *xd = (float *)(xq + c->ld8);
     int8_t v8[256];   // the rank rounded up to 4
     const float *x = c->x + i * c->ldx;
     const int64_t seg = c->seg_start ? segment_of_row(c, i) : -1;
@@ -561,17 +524,26 @@ static void lora_task(void *p, int64_t i, int32_t worker) {
         const ek_lora_slot *s = &tg->slots[si];
         float *y = tg->y + i * tg->ldy;
         if (s->dtype != EK_DTYPE_I8) {
-            c->vt->lora_row(s, x, c->in, y, tg->out, w.u);
+            c->vt->lora_row(s, x, c->in, y, tg->out, u);
             continue;
         }
         prefetch_l2(s->a8, s->rank * c->ld8);
         prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, tg->out));
         if (!quantized) {
-            c->vt->lora_quant_x(x, c->in, c->ld8, w.xq, w.xd);
+            c->vt->q8_quant_row(x, c->in, c->ld8, xq, xd);
             quantized = 1;
         }
-        const float sv = lora_a_part(c->vt, s, &w, v8);
-        if (sv != 0) c->vt->lora_up_q8(s->bt8, s->rank, tg->out, tg->out, v8, sv, y);
+        // u = A x, then v = u * scale * (Bᵀ row scale) to int8 with one scale (the header's order).
+        c->vt->lora_down_q8(s, xq, xd, u);
+        float vmax = 0;
+        for (int32_t t = 0; t < s->rank; t++) {
+            u[t] = u[t] * s->scale * s->bt8_scale[t];
+            vmax = fmaxf(vmax, fabsf(u[t]));
+        }
+        if (!(vmax > 0)) continue;
+        const float id = 127.0f / vmax;
+        for (int32_t t = 0; t < (s->rank + 3) / 4 * 4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(u[t] * id) : 0;
+        c->vt->lora_up_q8(s->bt8, s->rank, tg->out, v8, vmax / 127.0f, y);
     }
 }
 
@@ -590,30 +562,7 @@ void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t
     }
 }
 
-void ek_lora_quantize_rows(const float *m, int64_t rows, int64_t cols, int64_t ld, int8_t *q, float *scale) {
-    if (!m || !q || !scale || rows <= 0 || cols <= 0 || ld < cols) return;
-    for (int64_t r = 0; r < rows; r++) {
-        const float *mr = m + r * ld;
-        float amax = 0;
-        for (int64_t k = 0; k < cols; k++) amax = fmaxf(amax, fabsf(mr[k]));
-        const float id = amax > 0 ? 127.0f / amax : 0.0f;
-        for (int64_t k = 0; k < cols; k++) q[r * ld + k] = (int8_t)lrintf(mr[k] * id);
-        scale[r] = amax / 127.0f;
-    }
-}
-
-int64_t ek_lora_i8_a_stride(int64_t in) { return ek_q8_row_stride(in); }
-
 int64_t ek_lora_i8_bt_bytes(int32_t rank, int64_t out) { return rank <= 0 || out <= 0 ? 0 : (int64_t)(rank + 3) / 4 * out * 4; }
-
-void ek_lora_quantize_a(const float *a, int32_t rank, int64_t in, int8_t *a8, float *scale) {
-    if (!a || !a8 || !scale || rank <= 0 || rank > 256 || in <= 0) return;
-    const int64_t ld = ek_lora_i8_a_stride(in);
-    for (int32_t t = 0; t < rank; t++) {
-        ek_lora_quantize_rows(a + t * in, 1, in, in, a8 + t * ld, scale + t);
-        memset(a8 + t * ld + in, 0, (size_t)(ld - in));
-    }
-}
 
 void ek_lora_quantize_bt(const float *b, int32_t rank, int64_t out, int8_t *bt8, float *scale) {
     if (!b || !bt8 || !scale || rank <= 0 || rank > 256 || out <= 0) return;
@@ -637,7 +586,7 @@ static int32_t check_slots(const ek_lora_slot *slots, int64_t nslots, int64_t in
             if (!sl->a16 || (!sl->b16 && !sl->bt16)) return EK_ERR_ADAPTER;
         } else if (sl->dtype == EK_DTYPE_I8) {
             if (!sl->a8 || !sl->a8_scale || !sl->bt8 || !sl->bt8_scale) return EK_ERR_ADAPTER;
-            if (sl->a8_ld != ek_lora_i8_a_stride(in)) return EK_ERR_STRIDE;
+            if (sl->a8_ld != ek_q8_row_stride(in)) return EK_ERR_STRIDE;
         } else {
             return EK_ERR_DTYPE;
         }
@@ -654,7 +603,7 @@ static int32_t check_target(const ek_lora_target *t, int64_t in) {
 
 static int32_t run_lora(lora_ctx *c) {
     c->vt = ek_active();
-    c->ld8 = ek_lora_i8_a_stride(c->in);
+    c->ld8 = ek_q8_row_stride(c->in);
     atomic_init(&c->err, EK_OK);
     ek_parallel(c->n, lora_task, c);
     return atomic_load(&c->err);

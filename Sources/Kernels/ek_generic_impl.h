@@ -309,10 +309,10 @@ static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, flo
 // Integer sums are exact and the float steps (fmaf, the halving sum) are written out one by one, so
 // every variant compiled from this, and the AVX-512 VNNI kernels, produce the same bits.
 
-// x per 32 values, the EK_ACT_INT8 rule: xq gets ld bytes (zero past in), xd ld / 32 scales.
-static void EKG(lora_quant_x)(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd) {
+// x per 32 values, the EK_ACT_INT8 rule: xq gets ld bytes (zero past cols), xd ld / 32 scales.
+static void EKG(q8_quant_row)(const float *x, int64_t cols, int64_t ld, int8_t *xq, float *xd) {
     for (int64_t b = 0; b < ld / 32; b++) {
-        const int64_t k0 = 32 * b, k1 = EK_MIN(in, k0 + 32);
+        const int64_t k0 = 32 * b, k1 = EK_MIN(cols, k0 + 32);
         float amax = 0;
         for (int64_t k = k0; k < k1; k++) amax = fmaxf(amax, fabsf(x[k]));
         const float id = amax > 0 ? 127.0f / amax : 0.0f;
@@ -340,15 +340,15 @@ static void EKG(lora_down_q8)(const ek_lora_slot *s, const int8_t *xq, const flo
     }
 }
 
-// y[j] = fmaf(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for j < out, Bᵀ8 in rank quads of ldq outputs; v8 has the
-// rank rounded up to 4 entries (zero past rank).
-static void EKG(lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y) {
+// y[j] = fmaf(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for j < out, Bᵀ8 in rank quads; v8 has the rank rounded up
+// to 4 entries (zero past rank).
+static void EKG(lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y) {
     const int64_t nq = (rank + 3) / 4;
     for (int64_t j0 = 0; j0 < out; j0 += 16) {
         const int64_t nj = EK_MIN(16, out - j0);
         int32_t acc[16] = {0};
         for (int64_t q = 0; q < nq; q++) {
-            const int8_t *b = bt8 + (q * ldq + j0) * 4, *v = v8 + 4 * q;
+            const int8_t *b = bt8 + (q * out + j0) * 4, *v = v8 + 4 * q;
             for (int64_t l = 0; l < nj; l++)
                 acc[l] += b[4 * l] * v[0] + b[4 * l + 1] * v[1] + b[4 * l + 2] * v[2] + b[4 * l + 3] * v[3];
         }

@@ -70,13 +70,14 @@ typedef struct ek_vtable {
     // f32 and half slots: y[:out] += scale * B (A x); u: rank floats of scratch.
     void (*lora_row)(const ek_lora_slot *slot, const float *x, int64_t in, float *y, int64_t out,
                      float *u);
-    // int8 slots (EK_DTYPE_I8), exactly the header's arithmetic in every variant. lora_quant_x: x[:in]
-    // per 32 into xq (ld bytes, zero past in) and xd (ld / 32 scales). lora_down_q8: u[t] for t < rank.
-    // lora_up_q8: y[j] = fma(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for j < out, v8 of rank rounded up to 4;
-    // the quads of bt8 are ldq outputs long (a slice of a Bᵀ starts at its first output's quad bytes).
-    void (*lora_quant_x)(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd);
+    // x[:cols] per 32 by the EK_ACT_INT8 rule into xq (ld bytes, natural order, zero past cols) and
+    // xd (ld / 32 scales): the int8 head's and int8 LoRA's activations. The same bytes in every variant.
+    void (*q8_quant_row)(const float *x, int64_t cols, int64_t ld, int8_t *xq, float *xd);
+    // int8 slots (EK_DTYPE_I8), exactly the header's arithmetic in every variant. lora_down_q8: u[t] for
+    // t < rank from q8_quant_row's xq / xd. lora_up_q8: y[j] = fma(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for
+    // j < out, v8 of rank rounded up to 4.
     void (*lora_down_q8)(const ek_lora_slot *slot, const int8_t *xq, const float *xd, float *u);
-    void (*lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y);
+    void (*lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y);
     void (*attn_head)(const float *q, const ek_attn_row *row, int64_t g, int64_t head_dim,
                       int64_t kv_stride, int32_t kv_dtype, float scale, float *out, float *scores);
     // Optional (NULL: ek_attention runs attn_head per query head). The `group` query heads q + j*hd

@@ -310,14 +310,15 @@ void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_
 #undef EK_Q8W_T
 }
 
-// ---- int8 LoRA slots: the same bits as lora_quant_x / lora_down_q8 / lora_up_q8 in ek_generic_impl.h.
+// ---- int8 LoRA slots: the same bits as q8_quant_row / lora_down_q8 / lora_up_q8 in ek_generic_impl.h.
 // Products by maddubs on |x| and sign(w, x): each pair sum is at most 2 * 127 * 127 (int8 values are
 // -127...127 here), so no int16 saturates; madd with ones makes the int32 lane of 4 products exact.
 // 16 lanes per 64 values as two 8-lane halves, scaled and accumulated per lane as the generic code.
 
-static inline __m256i dot4_i8_avx2(__m256i w, __m256i x) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(w, x)), _mm256_set1_epi16(1));
+static inline __m256i dot4_i8_abs_avx2(__m256i w, __m256i x, __m256i ax) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, _mm256_sign_epi8(w, x)), _mm256_set1_epi16(1));
 }
+static inline __m256i dot4_i8_avx2(__m256i w, __m256i x) { return dot4_i8_abs_avx2(w, x, _mm256_sign_epi8(x, x)); }
 
 // The generic halving sum over 16 lanes held as lo (0-7) and hi (8-15).
 static inline float lora_halving_sum_avx2(__m256 lo, __m256 hi) {
@@ -338,12 +339,12 @@ static inline void store_low_bytes_avx2(int8_t *dst, __m256i v) {
     memcpy(dst + 4, &hi, 4);
 }
 
-static void lora_quant_x_avx2_simd(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd) {
+static void q8_quant_row_avx2_simd(const float *x, int64_t cols, int64_t ld, int8_t *xq, float *xd) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < ld / 32; b++) {
         const int64_t k0 = 32 * b;
-        if (k0 + 32 > in) {   // the partial and empty blocks past in: the portable loop
-            lora_quant_x_avx2(x + k0, EK_MAX(0, in - k0), 32, xq + k0, xd + b);
+        if (k0 + 32 > cols) {   // the partial and empty blocks past cols: the portable loop
+            q8_quant_row_avx2(x + k0, EK_MAX(0, cols - k0), 32, xq + k0, xd + b);
             continue;
         }
         __m256 v[4], mx = _mm256_setzero_ps();
@@ -362,37 +363,39 @@ static void lora_quant_x_avx2_simd(const float *x, int64_t in, int64_t ld, int8_
     }
 }
 
-static void lora_down_q8_avx2_simd(const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u) {
-    const int64_t ld = s->a8_ld, nc = ld / 64;
-    int32_t t = 0;
-    for (; t + 2 <= s->rank; t += 2) {
-        const int8_t *a0 = s->a8 + t * ld, *a1 = a0 + ld;
-        __m256 f0l = _mm256_setzero_ps(), f0h = f0l, f1l = f0l, f1h = f0l;
-        for (int64_t c = 0; c < nc; c++) {
-            const __m256i xl = _mm256_loadu_si256((const __m256i *)(xq + 64 * c)), xh = _mm256_loadu_si256((const __m256i *)(xq + 64 * c + 32));
-            const __m256 dl = _mm256_set1_ps(xd[2 * c]), dh = _mm256_set1_ps(xd[2 * c + 1]);
-            f0l = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c)), xl)), dl, f0l);
-            f0h = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c + 32)), xh)), dh, f0h);
-            f1l = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a1 + 64 * c)), xl)), dl, f1l);
-            f1h = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a1 + 64 * c + 32)), xh)), dh, f1h);
+// R A rows per pass share each activation chunk, its |x| and its block scales.
+static inline __attribute__((always_inline)) void lora_down_rows_avx2(const int8_t *a, int64_t ld, const int R, const int8_t *xq,
+                                                                      const float *xd, __m256 f[4][2]) {
+    for (int r = 0; r < R; r++) f[r][0] = f[r][1] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < ld / 64; c++) {
+        const __m256i xl = _mm256_loadu_si256((const __m256i *)(xq + 64 * c)), xh = _mm256_loadu_si256((const __m256i *)(xq + 64 * c + 32));
+        const __m256i axl = _mm256_sign_epi8(xl, xl), axh = _mm256_sign_epi8(xh, xh);
+        const __m256 dl = _mm256_set1_ps(xd[2 * c]), dh = _mm256_set1_ps(xd[2 * c + 1]);
+#pragma clang loop unroll(full)
+        for (int r = 0; r < R; r++) {
+            const int8_t *ar = a + r * ld + 64 * c;
+            f[r][0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_abs_avx2(_mm256_loadu_si256((const __m256i *)ar), xl, axl)), dl, f[r][0]);
+            f[r][1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_abs_avx2(_mm256_loadu_si256((const __m256i *)(ar + 32)), xh, axh)), dh, f[r][1]);
         }
-        u[t] = lora_halving_sum_avx2(f0l, f0h) * s->a8_scale[t];
-        u[t + 1] = lora_halving_sum_avx2(f1l, f1h) * s->a8_scale[t + 1];
+    }
+}
+
+static void lora_down_q8_avx2_simd(const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u) {
+    const int64_t ld = s->a8_ld;
+    __m256 f[4][2];
+    int32_t t = 0;
+    for (; t + 4 <= s->rank; t += 4) {
+        lora_down_rows_avx2(s->a8 + t * ld, ld, 4, xq, xd, f);
+        for (int r = 0; r < 4; r++) u[t + r] = lora_halving_sum_avx2(f[r][0], f[r][1]) * s->a8_scale[t + r];
     }
     for (; t < s->rank; t++) {
-        const int8_t *a0 = s->a8 + t * ld;
-        __m256 fl = _mm256_setzero_ps(), fh = fl;
-        for (int64_t c = 0; c < nc; c++) {
-            const __m256i xl = _mm256_loadu_si256((const __m256i *)(xq + 64 * c)), xh = _mm256_loadu_si256((const __m256i *)(xq + 64 * c + 32));
-            fl = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c)), xl)), _mm256_set1_ps(xd[2 * c]), fl);
-            fh = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(a0 + 64 * c + 32)), xh)), _mm256_set1_ps(xd[2 * c + 1]), fh);
-        }
-        u[t] = lora_halving_sum_avx2(fl, fh) * s->a8_scale[t];
+        lora_down_rows_avx2(s->a8 + t * ld, ld, 1, xq, xd, f);
+        u[t] = lora_halving_sum_avx2(f[0][0], f[0][1]) * s->a8_scale[t];
     }
 }
 
 // 8 outputs per int32 vector: 32 bytes of a rank quad, the quad's 4 v8 bytes broadcast.
-static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y) {
+static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y) {
     const int64_t nq = (rank + 3) / 4;
     const __m256 s = _mm256_set1_ps(sv);
     int64_t j = 0;
@@ -402,7 +405,7 @@ static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, i
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
             const __m256i v = _mm256_set1_epi32(vq);
-            const int8_t *b = bt8 + (q * ldq + j) * 4;
+            const int8_t *b = bt8 + (q * out + j) * 4;
             a0 = _mm256_add_epi32(a0, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)b), v));
             a1 = _mm256_add_epi32(a1, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 32)), v));
             a2 = _mm256_add_epi32(a2, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 64)), v));
@@ -418,11 +421,15 @@ static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, i
         for (int64_t q = 0; q < nq; q++) {
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
-            a = _mm256_add_epi32(a, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(bt8 + (q * ldq + j) * 4)), _mm256_set1_epi32(vq)));
+            a = _mm256_add_epi32(a, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(bt8 + (q * out + j) * 4)), _mm256_set1_epi32(vq)));
         }
         _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a), _mm256_loadu_ps(y + j)));
     }
-    if (j < out) lora_up_q8_avx2(bt8 + j * 4, rank, out - j, ldq, v8, sv, y + j);
+    for (; j < out; j++) {
+        int32_t acc = 0;
+        for (int64_t t = 0; t < 4 * nq; t++) acc += bt8[((t / 4) * out + j) * 4 + t % 4] * v8[t];
+        y[j] = fmaf(sv, (float)acc, y[j]);
+    }
 }
 
 #pragma clang attribute pop
@@ -440,7 +447,7 @@ static const ek_vtable avx2_table = {
     .q8w_rows = ek_q8w_rows_avx2,
     .decode_absmax = ek_decode_absmax_range,
     .lora_row = lora_row_avx2,
-    .lora_quant_x = lora_quant_x_avx2_simd,
+    .q8_quant_row = q8_quant_row_avx2_simd,
     .lora_down_q8 = lora_down_q8_avx2_simd,
     .lora_up_q8 = lora_up_q8_avx2_simd,
     .attn_head = attn_head_avx2,

@@ -420,7 +420,7 @@ static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const i
     }
 }
 
-// ---- int8 LoRA slots with VNNI: the same bits as lora_quant_x / lora_down_q8 / lora_up_q8 in
+// ---- int8 LoRA slots with VNNI: the same bits as q8_quant_row / lora_down_q8 / lora_up_q8 in
 // ek_generic_impl.h (exact int32 lanes from dpbusd, then the same fmas and the same halving sum).
 // dpbusd wants one unsigned operand: the stored int8 xor 0x80 is value + 128 as u8, and a bias of
 // -128 * (the sum of the other operand's bytes in the lane) takes the 128s back out.
@@ -436,9 +436,9 @@ static inline float lora_halving_sum(__m512 f) {
 }
 
 // As prep_q8_vnni, per 32 values in natural order: the same max, product and rounding as the scalar loop.
-static void lora_quant_x_vnni(const float *x, int64_t in, int64_t ld, int8_t *xq, float *xd) {
+static void q8_quant_row_vnni(const float *x, int64_t cols, int64_t ld, int8_t *xq, float *xd) {
     for (int64_t b = 0; b < ld / 32; b++) {
-        const int64_t k0 = 32 * b, left = in - k0;
+        const int64_t k0 = 32 * b, left = cols - k0;
         const __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
         const __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
         const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0), v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
@@ -451,9 +451,10 @@ static void lora_quant_x_vnni(const float *x, int64_t in, int64_t ld, int8_t *xq
     }
 }
 
-// Up to four A rows per pass share each activation chunk, its bias and its lane scales.
+// R A rows per pass (16 for a rank-16 slot: one pass) share each activation chunk, its bias and its
+// lane scales, which are made once per chunk and pass.
 static inline __attribute__((always_inline)) void lora_down_rows_vnni(const int8_t *a, int64_t ld, const int R,
-                                                                      const int8_t *xq, const float *xd, __m512 f[4]) {
+                                                                      const int8_t *xq, const float *xd, __m512 f[16]) {
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     for (int r = 0; r < R; r++) f[r] = _mm512_setzero_ps();
     for (int64_t c = 0; c < ld / 64; c++) {
@@ -470,8 +471,12 @@ static inline __attribute__((always_inline)) void lora_down_rows_vnni(const int8
 
 static void lora_down_q8_vnni(const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u) {
     const int64_t ld = s->a8_ld;
-    __m512 f[4];
+    __m512 f[16];
     int32_t t = 0;
+    for (; t + 16 <= s->rank; t += 16) {
+        lora_down_rows_vnni(s->a8 + t * ld, ld, 16, xq, xd, f);
+        for (int r = 0; r < 16; r++) u[t + r] = lora_halving_sum(f[r]) * s->a8_scale[t + r];
+    }
     for (; t + 4 <= s->rank; t += 4) {
         lora_down_rows_vnni(s->a8 + t * ld, ld, 4, xq, xd, f);
         for (int r = 0; r < 4; r++) u[t + r] = lora_halving_sum(f[r]) * s->a8_scale[t + r];
@@ -484,7 +489,7 @@ static void lora_down_q8_vnni(const ek_lora_slot *s, const int8_t *xq, const flo
 
 // 16 outputs per int32 vector: a rank quad of Bᵀ is 64 bytes (16 outputs x 4 ranks), one dpbusd with
 // the quad's 4 v8 bytes broadcast; the bias -128 * sum(v8) is the accumulators' start.
-static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, int64_t ldq, const int8_t *v8, float sv, float *y) {
+static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y) {
     const int64_t nq = (rank + 3) / 4;
     int32_t vsum = 0;
     for (int64_t t = 0; t < 4 * nq; t++) vsum += v8[t];
@@ -497,7 +502,7 @@ static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, int64_
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
             const __m512i v = _mm512_set1_epi32(vq);
-            const int8_t *b = bt8 + (q * ldq + j) * 4;
+            const int8_t *b = bt8 + (q * out + j) * 4;
             a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(b), flip), v);
             a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512(b + 64), flip), v);
             a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(_mm512_loadu_si512(b + 128), flip), v);
@@ -517,7 +522,7 @@ static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, int64_
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
             // Masked-off bytes load as 0, which the xor makes 128: those lanes are never stored.
-            a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mb, bt8 + (q * ldq + j) * 4), flip), _mm512_set1_epi32(vq));
+            a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mb, bt8 + (q * out + j) * 4), flip), _mm512_set1_epi32(vq));
         }
         _mm512_mask_storeu_ps(y + j, my, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a), _mm512_maskz_loadu_ps(my, y + j)));
     }
@@ -681,7 +686,7 @@ static ek_vtable avx512_table = {
     .q8w_rows = q8w_rows_vnni,
     .decode_absmax = decode_absmax_avx512,
     .lora_row = lora_row_avx512,
-    .lora_quant_x = lora_quant_x_avx512,
+    .q8_quant_row = q8_quant_row_avx512,
     .lora_down_q8 = lora_down_q8_avx512,
     .lora_up_q8 = lora_up_q8_avx512,
     .attn_head = attn_head_avx512,
@@ -694,7 +699,7 @@ static ek_vtable avx512_table = {
 
 const ek_vtable *ek_vtable_avx512(void) {
     if (ek_avx512_has_vnni()) {
-        avx512_table.lora_quant_x = lora_quant_x_vnni;
+        avx512_table.q8_quant_row = q8_quant_row_vnni;
         avx512_table.lora_down_q8 = lora_down_q8_vnni;
         avx512_table.lora_up_q8 = lora_up_q8_vnni;
     }

@@ -2,7 +2,7 @@ import Foundation
 import Kernels
 import XCTest
 
-/// A slot quantised as the engine binds it (EK_DTYPE_I8): A rows padded to `ek_lora_i8_a_stride`,
+/// A slot quantised as the engine binds it (EK_DTYPE_I8): A rows padded to `ek_q8_row_stride`,
 /// Bᵀ quantised per rank row in rank quads.
 private struct Quantized {
     var a: [Int8], aScale: [Float], bt: [Int8], btScale: [Float]
@@ -12,10 +12,10 @@ private struct Quantized {
         rank = s.rank
         out = s.b.count / s.rank
         inF = s.a.count / s.rank
-        lda = Int(ek_lora_i8_a_stride(Int64(inF)))
+        lda = Int(ek_q8_row_stride(Int64(inF)))
         a = [Int8](repeating: 99, count: rank * lda); aScale = [Float](repeating: 0, count: rank)
         bt = [Int8](repeating: 99, count: Int(ek_lora_i8_bt_bytes(Int32(rank), Int64(out)))); btScale = [Float](repeating: 0, count: rank)
-        ek_lora_quantize_a(s.a, Int32(rank), Int64(inF), &a, &aScale)
+        XCTAssertEqual(ek_q8_quantize_rows(s.a, Int64(rank), Int64(inF), Int64(inF), Int64(lda), &a, &aScale), Int32(EK_OK))
         ek_lora_quantize_bt(s.b, Int32(rank), Int64(out), &bt, &btScale)
     }
 
@@ -110,26 +110,28 @@ extension LoRAKernelTests {
         }
     }
 
+    /// A's rows are quantised as the int8 head's (ek_q8_quantize_rows): each row to its own scale.
     func testQuantizeRowsRoundsEachRowToItsOwnScale() {
         let m: [Float] = [0.5, -1.0, 0.25, 0.0, /* zero row */ 0, 0, 0, 0, /* its own smaller scale */ 0.25, -0.5, 0, 0.125]
-        var q = [Int8](repeating: 99, count: m.count), scale = [Float](repeating: -1, count: 3)
-        ek_lora_quantize_rows(m, 3, 4, 4, &q, &scale)
+        var q = [Int8](repeating: 99, count: 3 * 64), scale = [Float](repeating: -1, count: 3)
+        XCTAssertEqual(ek_q8_quantize_rows(m, 3, 4, 4, 64, &q, &scale), Int32(EK_OK))
         XCTAssertEqual(Array(q[0..<4]), [64, -127, 32, 0])   // 0.5 * 127 = 63.5 rounds to even
         XCTAssertEqual(scale[0], 1.0 / 127)
-        XCTAssertEqual(Array(q[4..<8]), [0, 0, 0, 0])
+        XCTAssertEqual(Array(q[64..<68]), [0, 0, 0, 0])
         XCTAssertEqual(scale[1], 0, "an all-zero row gets scale 0")
-        XCTAssertEqual(Array(q[8..<12]), [64, -127, 0, 32])
+        XCTAssertEqual(Array(q[128..<132]), [64, -127, 0, 32])
         XCTAssertEqual(scale[2], 0.5 / 127)
+        XCTAssertTrue(q[4..<64].allSatisfy { $0 == 0 } && q[132...].allSatisfy { $0 == 0 }, "zero past cols")
     }
 
-    /// A rows sit ek_lora_i8_a_stride apart with zeros past `in`; Bᵀ row t (B's column t, its own scale)
+    /// A rows sit ek_q8_row_stride apart with zeros past `in`; Bᵀ row t (B's column t, its own scale)
     /// is spread over rank quads with zeros for the ranks past `rank`.
     func testInt8LayoutsPadAStrideAndQuadBt() {
         let rank = 5, inF = 70, out = 3
         var rng = SplitMix(seed: 3)
         let a = rng.floats(rank * inF), b = rng.floats(out * rank)
-        XCTAssertEqual(ek_lora_i8_a_stride(70), 128)
-        XCTAssertEqual(ek_lora_i8_a_stride(64), 64)
+        XCTAssertEqual(ek_q8_row_stride(70), 128)
+        XCTAssertEqual(ek_q8_row_stride(64), 64)
         XCTAssertEqual(ek_lora_i8_bt_bytes(5, 3), 2 * 3 * 4)
         let q = Quantized(LoRAKernelTests.Slot(a: a, b: b, rank: rank, scale: 1))
         for t in 0..<rank {
@@ -325,7 +327,7 @@ extension LoRAKernelTests {
                     XCTAssertEqual(ek_lora_bgmv(&s, 1, [Int32(0)], x, 1, 8, 8, &y, 8, 8), Int32(EK_ERR_ADAPTER), "Bᵀ without its scales")
                     s.bt8_scale = sc.baseAddress
                     s.a8_ld = 8
-                    XCTAssertEqual(ek_lora_bgmv(&s, 1, [Int32(0)], x, 1, 8, 8, &y, 8, 8), Int32(EK_ERR_STRIDE), "A rows must be ek_lora_i8_a_stride(in) apart")
+                    XCTAssertEqual(ek_lora_bgmv(&s, 1, [Int32(0)], x, 1, 8, 8, &y, 8, 8), Int32(EK_ERR_STRIDE), "A rows must be ek_q8_row_stride(in) apart")
                     s.a8_ld = 64
                     XCTAssertEqual(ek_lora_bgmv(&s, 1, [Int32(0)], x, 1, 8, 8, &y, 8, 8), Int32(EK_OK))
                     for v in y { XCTAssertEqual(v, 8, accuracy: 1e-5, "A = B = 1: each output gains scale * sum(x) = 8") }

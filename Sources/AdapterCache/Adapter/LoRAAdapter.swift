@@ -8,7 +8,7 @@ import Kernels
 /// The arena is `.f32` (as decoded: `A` `[rank, in]` and `B` `[out, rank]` row-major, see `a(_:)` and
 /// `b(_:)`), `.f16` (`converted(to: .f16)`: `A` `[rank, in]` and `Bᵀ` `[rank, out]` as IEEE half bit
 /// patterns, see `a16(_:)` and `bt16(_:)`) or `.int8` (the kernels' EK_DTYPE_I8 form: `A` as int8 rows
-/// `ek_lora_i8_a_stride(in)` bytes apart and `Bᵀ` as int8 in rank quads, each matrix followed by the
+/// `ek_q8_row_stride(in)` bytes apart and `Bᵀ` as int8 in rank quads, each matrix followed by the
 /// f32 scales of its rank rows, see `a8(_:)` and `bt8(_:)`), the serving forms. Module offsets count
 /// elements of the arena's own type (bytes for `.int8`).
 ///
@@ -95,7 +95,8 @@ public final class LoRAAdapter: @unchecked Sendable {
                 let bytes = arena.assumingMemoryBound(to: Int8.self)
                 let aScales = (arena + aOffset + padded(aCount(m))).assumingMemoryBound(to: Float.self)
                 let btScales = (arena + bOffset + padded(bCount(m))).assumingMemoryBound(to: Float.self)
-                ek_lora_quantize_a(self.a(m).baseAddress, Int32(r), Int64(inp), bytes + aOffset, aScales)
+                let status = ek_q8_quantize_rows(self.a(m).baseAddress, Int64(r), Int64(inp), Int64(inp), Int64(Self.int8AStride(m)), bytes + aOffset, aScales)
+                precondition(status == 0, "LoRAAdapter.converted: ek_q8_quantize_rows failed (\(status)) for \(m.keyA)")
                 ek_lora_quantize_bt(self.b(m).baseAddress, Int32(r), Int64(out), bytes + bOffset, btScales)
             case (.f16, .f32):
                 let dst = arena.assumingMemoryBound(to: Float.self)
@@ -161,8 +162,8 @@ public final class LoRAAdapter: @unchecked Sendable {
         int8Matrix(at: module.bOffset, bytes: Self.int8BtBytes(module), rank: module.rank, what: "bt8")
     }
 
-    /// Row stride of an int8 `A` (the kernels' `ek_lora_i8_a_stride`).
-    public static func int8AStride(_ m: LoRAModule) -> Int { Int(ek_lora_i8_a_stride(Int64(m.inFeatures))) }
+    /// Row stride of an int8 `A` (the kernels' `ek_q8_row_stride`).
+    public static func int8AStride(_ m: LoRAModule) -> Int { Int(ek_q8_row_stride(Int64(m.inFeatures))) }
     /// Where element `(t, j)` of an int8 `Bᵀ` with `out` outputs sits.
     @inline(__always)
     public static func int8BtIndex(_ t: Int, _ j: Int, out: Int) -> Int { ((t / 4) * out + j) * 4 + t % 4 }

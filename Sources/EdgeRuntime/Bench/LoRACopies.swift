@@ -23,7 +23,7 @@ final class LoRACopies {
         let perLayer = shapes.reduce(0) { $0 + adapters * (padded(rank * $1.in) + padded(rank * $1.out)) }
         // The int8 form (edge_kernels.h, EK_DTYPE_I8): A rows padded to 64 bytes, Bᵀ in rank quads.
         func i8Bytes(_ shape: (out: Int, in: Int)) -> (a: Int, bt: Int) {
-            (rank * Int(ek_lora_i8_a_stride(Int64(shape.in))), (Int(ek_lora_i8_bt_bytes(Int32(rank), Int64(shape.out))) + 63) / 64 * 64)
+            (rank * Int(ek_q8_row_stride(Int64(shape.in))), (Int(ek_lora_i8_bt_bytes(Int32(rank), Int64(shape.out))) + 63) / 64 * 64)
         }
         let perLayer8 = shapes.reduce(0) { $0 + adapters * (i8Bytes($1).a + i8Bytes($1).bt) }
         f32BytesPerLayer = shapes.reduce(0) { $0 + adapters * rank * ($1.in + $1.out) * 4 }
@@ -59,7 +59,7 @@ final class LoRACopies {
                     // The same B the f32 slot reads as Bᵀ [rank, out], as B [out, rank] for the quantiser.
                     b = [Float](repeating: 0, count: rank * shape.out)
                     for t in 0..<rank { for j in 0..<shape.out { b[j * rank + t] = arena32[bt + t * shape.out + j] } }
-                    ek_lora_quantize_a(arena32 + a, Int32(rank), Int64(shape.in), arena8 + a8, sa)
+                    _ = ek_q8_quantize_rows(arena32 + a, Int64(rank), Int64(shape.in), Int64(shape.in), ek_q8_row_stride(Int64(shape.in)), arena8 + a8, sa)
                     ek_lora_quantize_bt(b, Int32(rank), Int64(shape.out), arena8 + bt8, sbt)
                     p8.append(.int8(a: arena8 + a8, aScales: sa, bt: arena8 + bt8, btScales: sbt, rank: rank, inFeatures: shape.in, scale: 2))
                 }

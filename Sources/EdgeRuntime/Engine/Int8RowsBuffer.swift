@@ -16,11 +16,13 @@ final class Int8RowsBuffer: @unchecked Sendable {
         fill(values, scales)
     }
 
-    /// `A [rank, in]` row-major: rows `ek_lora_i8_a_stride(in)` bytes apart (`ek_lora_quantize_a`).
+    /// `A [rank, in]` row-major: rows `ek_q8_row_stride(in)` bytes apart (`ek_q8_quantize_rows`).
     convenience init(loraA a: [Float], rank: Int, in inFeatures: Int) {
         precondition(a.count == rank * inFeatures, "Int8RowsBuffer: \(a.count) values for A [\(rank), \(inFeatures)]")
-        self.init(bytes: rank * Int(ek_lora_i8_a_stride(Int64(inFeatures))), rank: rank) {
-            ek_lora_quantize_a(a, Int32(rank), Int64(inFeatures), $0, $1)
+        let ld = ek_q8_row_stride(Int64(inFeatures))
+        self.init(bytes: rank * Int(ld), rank: rank) {
+            let status = ek_q8_quantize_rows(a, Int64(rank), Int64(inFeatures), Int64(inFeatures), ld, $0, $1)
+            precondition(status == 0, "Int8RowsBuffer: ek_q8_quantize_rows failed (\(status)) for A [\(rank), \(inFeatures)]")
         }
     }
 

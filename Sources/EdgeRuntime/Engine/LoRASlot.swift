@@ -19,13 +19,13 @@ extension ek_lora_slot {
         return s
     }
 
-    /// int8 `A` rows (`ek_lora_i8_a_stride(in)` apart) and `Bᵀ` in rank quads, each row times its f32
+    /// int8 `A` rows (`ek_q8_row_stride(in)` apart) and `Bᵀ` in rank quads, each row times its f32
     /// scale (edge_kernels.h, EK_DTYPE_I8).
     static func int8(a: UnsafePointer<Int8>?, aScales: UnsafePointer<Float>?, bt: UnsafePointer<Int8>?, btScales: UnsafePointer<Float>?,
                      rank: Int, inFeatures: Int, scale: Float) -> ek_lora_slot {
         var s = ek_lora_slot()
         s.a8 = a; s.a8_scale = aScales; s.bt8 = bt; s.bt8_scale = btScales
-        s.a8_ld = ek_lora_i8_a_stride(Int64(inFeatures))
+        s.a8_ld = ek_q8_row_stride(Int64(inFeatures))
         s.rank = Int32(rank); s.scale = scale; s.dtype = Int32(EK_DTYPE_I8)
         return s
     }

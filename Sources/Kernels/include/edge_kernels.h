@@ -189,7 +189,8 @@ enum { EK_DTYPE_F32 = 0, EK_DTYPE_F16 = 1, EK_DTYPE_I8 = 2 };
 // values are converted in registers (F16C / AVX-512 / NEON vcvt) and everything accumulates in f32;
 // activations are f32 either way. Or int8 (dtype EK_DTYPE_I8, the fastest mode's form: a quarter of
 // the f32 bytes, and integer dot products), where the whole product runs in integers:
-//   A: a8 rows a8_ld = ek_lora_i8_a_stride(in) bytes apart (zero past in), row t = a8_scale[t] * a8[t, :];
+//   A: int8 rows a8_ld = ek_q8_row_stride(in) bytes apart as ek_q8_quantize_rows makes them (zero past
+//      in), row t = a8_scale[t] * a8[t, :];
 //   Bᵀ [rank, out] in rank quads: element (t, j) at bt8[((t / 4) * out + j) * 4 + t % 4], ranks past
 //      rank zero (ek_lora_i8_bt_bytes(rank, out) bytes), row t = bt8_scale[t] * Bᵀ[t, :];
 //   x is quantised per 32 values as EK_ACT_INT8 does (d = max|x| / 127, q = round(x / d)); for each
@@ -212,11 +213,11 @@ typedef struct ek_lora_slot {
     const uint16_t *a16;   // f16: [rank, in] half bit patterns (ek_f32_to_f16 of a)
     const uint16_t *b16;   // f16: [out, rank], or NULL when bt16 is given
     const uint16_t *bt16;  // f16: [rank, out] (ek_lora_transpose_b_f16), preferred as bt is; or NULL
-    const int8_t *a8;      // int8: [rank, a8_ld] (ek_lora_quantize_a)
+    const int8_t *a8;      // int8: [rank, a8_ld] (ek_q8_quantize_rows)
     const float *a8_scale; // int8: [rank]
     const int8_t *bt8;     // int8: Bᵀ in rank quads (ek_lora_quantize_bt)
     const float *bt8_scale;// int8: [rank]
-    int64_t a8_ld;         // int8: ek_lora_i8_a_stride(in)
+    int64_t a8_ld;         // int8: ek_q8_row_stride(in)
 } ek_lora_slot;
 
 // bt[t, j] = b[j, t]: the layout ek_lora_slot.bt wants; done once when an adapter is loaded.
@@ -224,19 +225,10 @@ void ek_lora_transpose_b(const float *b, int64_t out, int32_t rank, float *bt);
 // bt16[t, j] = half(b[j, t]) rounded to nearest even: the layout ek_lora_slot.bt16 wants (rank 1...256).
 void ek_lora_transpose_b_f16(const float *b, int64_t out, int32_t rank, uint16_t *bt16);
 
-// Symmetric int8 per row: scale[r] = max|m[r, :]| / 127, q[r, k] = m[r, k] * (127 / max) rounded to
-// nearest (ties to even). Rows of `cols` values, ld apart in both m and q. The form ek_lora_slot.a8 /
-// bt8 want; an all-zero row gets scale 0.
-void ek_lora_quantize_rows(const float *m, int64_t rows, int64_t cols, int64_t ld, int8_t *q, float *scale);
-
-// The int8 slot layouts (EK_DTYPE_I8 above): A's row stride for `in` values (in rounded up to a
-// multiple of 64), and the bytes of Bᵀ in rank quads for rank ranks (rounded up to 4) and out outputs.
-int64_t ek_lora_i8_a_stride(int64_t in);
+// Bᵀ's int8 form (EK_DTYPE_I8 above): bytes for rank ranks (rounded up to 4) and out outputs, and
+// b [out, rank] row-major (PEFT lora_B) quantised per rank row (max over its out values / 127, rounded to
+// nearest even) into rank quads, zero for the ranks past rank. rank 1...256.
 int64_t ek_lora_i8_bt_bytes(int32_t rank, int64_t out);
-// a [rank, in] row-major f32 -> a8 rows of ek_lora_i8_a_stride(in) bytes (zero past in), one scale per
-// row as ek_lora_quantize_rows. b [out, rank] row-major (PEFT lora_B) -> Bᵀ quantised per rank row (its
-// scale over all out values) in rank quads, ek_lora_i8_bt_bytes(rank, out) bytes. rank 1...256.
-void ek_lora_quantize_a(const float *a, int32_t rank, int64_t in, int8_t *a8, float *scale);
 void ek_lora_quantize_bt(const float *b, int32_t rank, int64_t out, int8_t *bt8, float *scale);
 
 // BGMV (decode, mixed batch): for each row i with s = slot_of_row[i] >= 0,
