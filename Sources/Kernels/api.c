@@ -129,7 +129,7 @@ static int32_t gemv_prepare(gemv_ctx *c, const float *x, int64_t ldx, int64_t co
     prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = c->q8, .group = c->vt->q8_group,
                    .chunk = fast ? c->vt->f32_chunk : 0};
     if (c->q8) {
-        c->xps = ek_q8_row_bytes(cols, c->vt->q8_group);
+        c->xps = ek_q8_row_bytes(cols, c->vt);
         uint8_t *xq = ek_scratch(1, (size_t)(c->xps * n));
         if (!xq) return EK_ERR_NOMEM;
         c->xp = xq;

@@ -25,6 +25,14 @@
 // per nibble yields weights already aligned with their activations. Lane l covers elements
 // [8l, 8l+8) of the group, so the weight block of lane l is (g*G + 8l) / blocksize.
 // Scale: block d = max|x| / 127, q = round(x / d) (0 when the block is all zero).
+//
+// The paired layout (AVX-512 VNNI, G = 256) holds the same quantised values arranged for gemv_q8_X in
+// kernels_avx512.c: groups of L = 16 lanes (384 bytes), and a last group of at most 128 elements with
+// L = 8 (192 bytes). Block q's 16 evens E and 16 odds O go to [8p, 8p+8) <- E[0, 8),
+// [4L + 8p, ...) <- O[0, 8), [8L + 8p, ...) <- E[8, 16), [12L + 8p, ...) <- O[8, 16), with p = 2q for
+// q < L/4 and 2(q - L/4) + 1 otherwise; [16L, 20L) the float scale of each lane (lanes 2p, 2p + 1:
+// block q's d / 127); [20L, 24L) the int32 -128 * sum of each lane's 16 values. Only its variant's
+// prep_q8 writes it.
 
 // The NF4 codebook scaled to int8: round(code * 127); weight = q / 127 * absmax.
 extern int8_t ek_nf4_q8_code[16];
@@ -43,9 +51,12 @@ typedef struct ek_vtable {
     int32_t gemm_by_rows;
     void (*gemv_f32)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const float *xp, int64_t n,
                      int64_t xps, float *y, int64_t ldy, int acc, float *sa);
-    // int8 GEMV fast path: xq rows of q8_row_bytes(cols) bytes in the layout above with group q8_group.
+    // int8 GEMV fast path: xq rows of ek_q8_row_bytes bytes in the layout above with group q8_group:
+    // q8_row_bytes(cols) for the paired layout, NULL for the standard one (2 * q8_group per group).
     int32_t q8_group;
-    // Optional (NULL: the scalar code): ek_prep_q8 for group q8_group, bit-identical to it.
+    int64_t (*q8_row_bytes)(int64_t cols);
+    // Optional for the standard layout (NULL: the scalar code): ek_prep_q8 for group q8_group,
+    // bit-identical to it. Required for the paired layout.
     void (*prep_q8)(const float *x, int64_t cols, uint8_t *xq);
     void (*gemv_q8)(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,
                     int64_t xqs, float *y, int64_t ldy, int acc, float *sa);
@@ -121,7 +132,7 @@ const ek_vtable *ek_active(void);
 
 // Shared helpers (kernels_scalar.c).
 void ek_prep_f32(const float *x, int64_t cols, int32_t chunk, float *xp);
-int64_t ek_q8_row_bytes(int64_t cols, int32_t group);
+int64_t ek_q8_row_bytes(int64_t cols, const ek_vtable *vt);
 // ek_prep_q8 runs the active table's prep_q8 when it has one for this group (the same bytes).
 void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq);
 float ek_f16_bits_to_f32(uint16_t h);

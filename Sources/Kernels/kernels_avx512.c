@@ -142,17 +142,23 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
 }
 
 // ---- int8 GEMV: JR weight rows x NX activation rows per pass -----------------------------------------
-// Each 128-weight group of JR rows is loaded and unpacked once per pass and applied to up to 8
+// Each 256-weight group of JR rows is loaded and unpacked once per pass and applied to up to 8
 // activation rows while it is in registers, so a decode batch of 8 streams reads and unpacks every
-// weight byte once. JR = 4 for 1-3 activation rows (more independent load streams per activation
-// load), 2 for 4-8 (2 x 8 = 16 accumulators). Accumulators are kept only in registers when every index
+// weight byte once. JR = 4 for 1-2 activation rows (more independent load streams per activation
+// load), 2 for 3-8 (2 x 8 = 16 accumulators). Accumulators are kept only in registers when every index
 // into them is a constant: the loops over them are fully unrolled (otherwise clang stored all 16 on
 // every group). Every (activation row, weight row) output runs the same operations in the same order
 // whatever JR, NX and the batch are, so a row's bits never depend on its batch-mates.
-// The lane scales (absmax of the block of each int32 lane: lane l of group g covers weights
-// 8l ..< 8l+8, block (g*128 + 8l) / bs) are one permute of the row's decoded absmax per group and row.
-// Writing them out expanded per group first (16 floats per group and row) cost a store per group and
-// row: without it the hot one-row GEMV ran ~25% faster and the 8-row one ~30%.
+// Paired lanes (the layout of prep_q8_paired): a group's 128 packed bytes, loaded as R0 and R1, become
+// P0 = unpacklo_epi64(R0, R1) and P1 = unpackhi_epi64(R0, R1). Lane m of both then holds bytes of one
+// 16-byte chunk, q(m) = (m & 2 ? 4 : 0) + m / 4 (dwords m % 2 and 2 + m % 2): 32 weights that share one
+// activation block and one weight block (bs >= 32). So each int32 lane sums 16 products over four
+// dpbusd before its one conversion and two scale multiplies. With 128-weight groups and lanes of 8
+// weights it was two dpbusd per conversion: 3 of every 5 vector ops per weight and activation row
+// were float work, and the 8-row decode GEMV of a batch of streams was bound by them, not by memory.
+// The lane scales (the absmax of lane m's block, (g*256 + 32 q(m)) / bs) are one permute of the row's
+// decoded absmax per group and row. Writing them out expanded per group first (16 floats per group and
+// row) cost a store per group and row: without it the hot one-row GEMV ran ~25% faster.
 // Software prefetch distance per weight row (bytes) within a pass, into L2 like the next pass's rows
 // (see gemv_q8_X): into L1 the prefetches compete for the L1 miss buffers with the loads (cold 576x1536
 // at 2 threads 70% -> ~80% of the memory read with L2, 4096x11008 86% -> 89%).
@@ -161,34 +167,73 @@ static void gemv_f32_avx512(const ek_nf4_matrix *w, int64_t r0, int64_t r1, cons
 // absmax + 16 floats, and 8 partial-sum vectors per row).
 #define EK_Q8_RB 16
 
-#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO, DECODE)                                                       \
+#define EK_DEFINE_GEMV_Q8(X, UNPACK_HI, UNPACK_LO, UNPACK_HI256, UNPACK_LO256, DECODE)                           \
 static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *const *row, const float *const *lw, \
                                                                const int JR, const int NX, int64_t g,             \
-                                                               __mmask64 mask, const int full, __m512i tbl,       \
-                                                               const uint8_t *xq, int64_t xqs, int64_t pfo,       \
-                                                               __m512i lidx, int bsh, __m512 *s) {                \
-    __m512i wh[4], wl[4];                                                                                        \
-    __m512 lv[4];                                                                                                \
-    for (int j = 0; j < JR; j++) {                                                                               \
-        __m512i v = full ? _mm512_loadu_si512(row[j] + g * 64) : _mm512_maskz_loadu_epi8(mask, row[j] + g * 64);  \
-        if (full) {                                                                                              \
-            _mm_prefetch((const char *)(row[j] + g * 64 + EK_Q8_PREFETCH), _MM_HINT_T1);                         \
-            _mm_prefetch((const char *)(row[j] + g * 64 + pfo), _MM_HINT_T1);                                    \
-        }                                                                                                        \
-        wh[j] = UNPACK_HI(v, tbl);                                                                               \
-        wl[j] = UNPACK_LO(v, tbl);                                                                               \
-        lv[j] = _mm512_permutexvar_ps(lidx, _mm512_loadu_ps(lw[j] + ((g * 128) >> bsh)));                        \
-    }                                                                                                            \
+                                                               __mmask64 m0, __mmask64 m1, const int full,        \
+                                                               __m512i tbl, const uint8_t *xq, int64_t xqs,       \
+                                                               int64_t pfo, __m512i lidx, int bsh, __m512 *s) {  \
     _Pragma("clang loop unroll(full)")                                                                           \
-    for (int i = 0; i < NX; i++) {                                                                               \
-        const uint8_t *xg = xq + i * xqs + g * 256;                                                              \
-        __m512i xe = _mm512_loadu_si512(xg), xo = _mm512_loadu_si512(xg + 64);                                   \
-        __m512 dl = _mm512_loadu_ps(xg + 128);                                                                   \
-        __m512i bias = _mm512_loadu_si512(xg + 192);                                                             \
+    for (int j = 0; j < JR; j++) {                                                                               \
+        const uint8_t *p = row[j] + g * 128;                                                                     \
+        __m512i r0 = full ? _mm512_loadu_si512(p) : _mm512_maskz_loadu_epi8(m0, p);                              \
+        __m512i r1 = full ? _mm512_loadu_si512(p + 64) : _mm512_maskz_loadu_epi8(m1, p + 64);                    \
+        if (full) {                                                                                              \
+            _mm_prefetch((const char *)(p + EK_Q8_PREFETCH), _MM_HINT_T1);                                       \
+            _mm_prefetch((const char *)(p + EK_Q8_PREFETCH + 64), _MM_HINT_T1);                                  \
+            _mm_prefetch((const char *)(p + pfo), _MM_HINT_T1);                                                  \
+            _mm_prefetch((const char *)(p + pfo + 64), _MM_HINT_T1);                                             \
+        }                                                                                                        \
+        const __m512i p0 = _mm512_unpacklo_epi64(r0, r1), p1 = _mm512_unpackhi_epi64(r0, r1);                   \
+        const __m512i h0 = UNPACK_HI(p0, tbl), l0 = UNPACK_LO(p0, tbl);                                          \
+        const __m512i h1 = UNPACK_HI(p1, tbl), l1 = UNPACK_LO(p1, tbl);                                          \
+        const __m512 lv = _mm512_permutexvar_ps(lidx, _mm512_loadu_ps(lw[j] + ((g * 256) >> bsh)));              \
+        /* Weight row by weight row (the activations reloaded from L1 for each): with all JR rows' vectors    \
+           live, clang interleaved the rows' int32 chains and spilled (16 of them beside 16 accumulators). */ \
         _Pragma("clang loop unroll(full)")                                                                       \
-        for (int j = 0; j < JR; j++) {                                                                           \
-            __m512i a = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, wh[j], xe), wl[j], xo);                    \
-            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), dl), lv[j], s[i * JR + j]);     \
+        for (int i = 0; i < NX; i++) {                                                                           \
+            const uint8_t *xg = xq + i * xqs + g * 384;                                                          \
+            __m512i a = _mm512_dpbusd_epi32(_mm512_loadu_si512(xg + 320), h0, _mm512_loadu_si512(xg));           \
+            a = _mm512_dpbusd_epi32(a, l0, _mm512_loadu_si512(xg + 64));                                         \
+            a = _mm512_dpbusd_epi32(a, h1, _mm512_loadu_si512(xg + 128));                                        \
+            a = _mm512_dpbusd_epi32(a, l1, _mm512_loadu_si512(xg + 192));                                        \
+            s[i * JR + j] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(a), _mm512_loadu_ps(xg + 256)), lv, \
+                                            s[i * JR + j]);                                                      \
+        }                                                                                                        \
+    }                                                                                                            \
+}                                                                                                                \
+                                                                                                                 \
+/* A last group of at most 128 weights (64 bytes, one load: the 64-weight tail of SmolLM2's 576 columns)   \
+   as a half group in 256-bit vectors: A = bytes 0-31, B = bytes 32-63, lane m (of 8) holds chunk        \
+   (m & 2 ? 2 : 0) + m / 4, the activations in the half-size paired layout (192 bytes). A masked full group \
+   did the work of 256 weights for these 64; 256-bit ops cost half of 512-bit ones where the 512-bit      \
+   ones are split in two (Zen 4). */                                                                     \
+static inline __attribute__((always_inline)) void q8_half_##X(const uint8_t *const *row, const float *const *lw, \
+                                                              const int JR, const int NX, int64_t g,              \
+                                                              __mmask64 m0, __m512i tbl, const uint8_t *xq,       \
+                                                              int64_t xqs, __m512i lidx, int bsh, __m512 *s) {    \
+    const __m256i tbl8 = _mm512_castsi512_si256(tbl);                                                            \
+    const __m256i li = _mm512_castsi512_si256(lidx);                                                             \
+    _Pragma("clang loop unroll(full)")                                                                           \
+    for (int j = 0; j < JR; j++) {                                                                               \
+        const uint8_t *p = row[j] + g * 128;                                                                     \
+        const __m256i a = _mm256_maskz_loadu_epi8((__mmask32)m0, p);                                            \
+        const __m256i b = _mm256_maskz_loadu_epi8((__mmask32)(m0 >> 32), p + 32);                                \
+        const __m256i p0 = _mm256_unpacklo_epi64(a, b), p1 = _mm256_unpackhi_epi64(a, b);                        \
+        const __m256i h0 = UNPACK_HI256(p0, tbl8), l0 = UNPACK_LO256(p0, tbl8);                                  \
+        const __m256i h1 = UNPACK_HI256(p1, tbl8), l1 = UNPACK_LO256(p1, tbl8);                                  \
+        const __m256 lv = _mm256_permutexvar_ps(li, _mm256_loadu_ps(lw[j] + ((g * 256) >> bsh)));                \
+        _Pragma("clang loop unroll(full)")                                                                       \
+        for (int i = 0; i < NX; i++) {                                                                           \
+            const uint8_t *xg = xq + i * xqs + g * 384;                                                          \
+            __m256i t = _mm256_dpbusd_epi32(_mm256_loadu_si256((const __m256i *)(xg + 160)), h0,                 \
+                                            _mm256_loadu_si256((const __m256i *)xg));                            \
+            t = _mm256_dpbusd_epi32(t, l0, _mm256_loadu_si256((const __m256i *)(xg + 32)));                      \
+            t = _mm256_dpbusd_epi32(t, h1, _mm256_loadu_si256((const __m256i *)(xg + 64)));                      \
+            t = _mm256_dpbusd_epi32(t, l1, _mm256_loadu_si256((const __m256i *)(xg + 96)));                      \
+            const __m256 dl = _mm256_loadu_ps((const float *)(xg + 128));                                        \
+            const __m256 v = _mm256_mul_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(t), dl), lv);                        \
+            s[i * JR + j] = _mm512_add_ps(s[i * JR + j], _mm512_zextps256_ps512(v));                             \
         }                                                                                                        \
     }                                                                                                            \
 }                                                                                                                \
@@ -197,12 +242,15 @@ static inline __attribute__((always_inline)) void q8_group_##X(const uint8_t *co
 static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t *const *row, const float *const *lw, \
                                                                    const int JR, const uint8_t *xq, const int NX, \
                                                                    int64_t xqs, int64_t g0, int64_t g1,           \
-                                                                   int64_t nfull, __mmask64 tail, int64_t pfo,    \
-                                                                   int bsh, float *accv) {                        \
+                                                                   int64_t nfull, __mmask64 m0, __mmask64 m1,     \
+                                                                   int64_t pfo, int bsh, float *accv) {           \
     const int first = g0 == 0;                                                                                   \
-    /* Lane l's block within the group's first block: 8l / bs (bs >= 32, a power of two). */                     \
-    const __m512i lidx = _mm512_srli_epi32(_mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88, 96,   \
-                                                             104, 112, 120), (unsigned)bsh);                      \
+    /* Lane m's block within the group's first block: 32 q(m) / bs (bs >= 32, a power of two); in a half group   \
+       (the low 8 lanes of lidx_h) 32 ((m & 2 ? 2 : 0) + m / 4) / bs. */                                         \
+    const __m512i lidx = _mm512_srli_epi32(_mm512_setr_epi32(0, 0, 128, 128, 32, 32, 160, 160, 64, 64, 192, 192, \
+                                                             96, 96, 224, 224), (unsigned)bsh);                   \
+    const __m512i lidx_h = _mm512_srli_epi32(_mm512_setr_epi32(0, 0, 64, 64, 32, 32, 96, 96, 0, 0, 0, 0, 0, 0,    \
+                                                               0, 0), (unsigned)bsh);                             \
     int8_t tb[16];                                                                                               \
     for (int i = 0; i < 16; i++) tb[i] = (int8_t)(ek_nf4_q8_code[i] + 128);                                      \
     const __m512i tbl = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)tb));                            \
@@ -210,8 +258,11 @@ static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t
     _Pragma("clang loop unroll(full)")                                                                           \
     for (int k = 0; k < NX * JR; k++) s[k] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(accv + 16 * k);       \
     for (int64_t g = g0; g < EK_MIN(g1, nfull); g++)                                                             \
-        q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, 1, tbl, xq, xqs, pfo, lidx, bsh, s);                     \
-    if (g1 > nfull) q8_group_##X(row, lw, JR, NX, nfull, tail, 0, tbl, xq, xqs, pfo, lidx, bsh, s);              \
+        q8_group_##X(row, lw, JR, NX, g, ~(__mmask64)0, ~(__mmask64)0, 1, tbl, xq, xqs, pfo, lidx, bsh, s);      \
+    if (g1 > nfull && !m1)                                                                                       \
+        q8_half_##X(row, lw, JR, NX, nfull, m0, tbl, xq, xqs, lidx_h, bsh, s);                                   \
+    else if (g1 > nfull)                                                                                         \
+        q8_group_##X(row, lw, JR, NX, nfull, m0, m1, 0, tbl, xq, xqs, pfo, lidx, bsh, s);                        \
     /* Constant indices only (loops fully unrolled): one runtime index keeps all of s in memory, stored on every \
        group. */                                                                                                 \
     _Pragma("clang loop unroll(full)")                                                                           \
@@ -221,34 +272,35 @@ static inline __attribute__((always_inline)) void gemv_q8_tile_##X(const uint8_t
 static inline __attribute__((always_inline)) void gemv_q8_pass_##X(const uint8_t *const *row, const float *const *lw, \
                                                                    const int JR, const uint8_t *xq, int64_t nx,   \
                                                                    int64_t xqs, int64_t g0, int64_t g1,           \
-                                                                   int64_t nfull, __mmask64 tail, int64_t pfo,    \
-                                                                   int bsh, float *accv) {                        \
+                                                                   int64_t nfull, __mmask64 m0, __mmask64 m1,     \
+                                                                   int64_t pfo, int bsh, float *accv) {           \
     if (JR == 4) {                                                                                               \
         switch (nx) {                                                                                            \
-        case 3: gemv_q8_tile_##X(row, lw, 4, xq, 3, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;           \
+        case 2: gemv_q8_tile_##X(row, lw, 4, xq, 2, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;          \
+        default: gemv_q8_tile_##X(row, lw, 4, xq, 1, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;         \
         }                                                                                                        \
     } else {                                                                                                     \
         switch (nx) {                                                                                            \
-        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;            \
-        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, tail, pfo, bsh, accv); break;           \
+        case 8: gemv_q8_tile_##X(row, lw, 2, xq, 8, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        case 7: gemv_q8_tile_##X(row, lw, 2, xq, 7, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        case 6: gemv_q8_tile_##X(row, lw, 2, xq, 6, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        case 5: gemv_q8_tile_##X(row, lw, 2, xq, 5, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        case 4: gemv_q8_tile_##X(row, lw, 2, xq, 4, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        case 3: gemv_q8_tile_##X(row, lw, 2, xq, 3, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        case 2: gemv_q8_tile_##X(row, lw, 2, xq, 2, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;        \
+        default: gemv_q8_tile_##X(row, lw, 2, xq, 1, xqs, g0, g1, nfull, m0, m1, pfo, bsh, accv); break;       \
         }                                                                                                        \
     }                                                                                                            \
 }                                                                                                                \
                                                                                                                  \
 static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const uint8_t *xq, int64_t n,            \
                          int64_t xqs, float *y, int64_t ldy, int acc, float *sa) {                               \
-    const int64_t cols = w->cols, nbr = cols / w->blocksize, ngroups = (cols + 127) / 128;                       \
-    const int64_t tail_bytes = (cols % 128) / 2, nfull = tail_bytes ? ngroups - 1 : ngroups;                     \
-    const __mmask64 tail = tail_bytes ? ((__mmask64)1 << tail_bytes) - 1 : 0;                                    \
-    const int JR = n >= 4 ? 2 : 4;                                                                               \
+    const int64_t cols = w->cols, nbr = cols / w->blocksize, ngroups = (cols + 255) / 256;                       \
+    const int64_t tail_bytes = (cols % 256) / 2, nfull = tail_bytes ? ngroups - 1 : ngroups;                     \
+    /* The last group's bytes (cols is a multiple of bs >= 32: 16 to 112 of them) as masks on R0 and R1. */      \
+    const __mmask64 m0 = tail_bytes >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << tail_bytes) - 1;                    \
+    const __mmask64 m1 = tail_bytes > 64 ? ((__mmask64)1 << (tail_bytes - 64)) - 1 : 0;                          \
+    const int JR = n >= 3 ? 2 : 4;                                                                               \
     const int bsh = __builtin_ctzll((unsigned long long)w->blocksize);                                           \
     float *accv = sa + (EK_Q8_RB * nbr + 16 + 15) / 16 * 16;                                                     \
     for (int64_t rb = r0; rb < r1; rb += EK_Q8_RB) {                                                             \
@@ -274,7 +326,7 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
                    begin cold, and the hardware prefetchers need a while to follow them. Cold 4096 x 11008 at 2   \
                    threads went from ~45% to ~70% of the read bandwidth with it (into L1 instead: ~50%). */      \
                 const int64_t pfo = r + JR < w->rows ? JR * cols / 2 : EK_Q8_PREFETCH;                           \
-                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, tail, pfo, bsh,          \
+                gemv_q8_pass_##X(row, lw, JR, xq + i * xqs, nx, xqs, 0, ngroups, nfull, m0, m1, pfo, bsh,        \
                                  accv + (r - rb) * 8 * 16);                                                      \
             }                                                                                                    \
             /* accv of pass starting at row r holds (activation row ii, weight row j) at index ii * JR + j. */  \
@@ -298,7 +350,10 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq,avx512vnni"))), apply_to = function)
 #define EK_UNPACK_HI_SHUFFLE(v, tbl) _mm512_shuffle_epi8(tbl, _mm512_and_si512(_mm512_srli_epi16(v, 4), _mm512_set1_epi8(15)))
 #define EK_UNPACK_LO_SHUFFLE(v, tbl) _mm512_shuffle_epi8(tbl, _mm512_and_si512(v, _mm512_set1_epi8(15)))
-EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE, decode_absmax_avx512)
+#define EK_UNPACK_HI_SHUFFLE256(v, tbl) _mm256_shuffle_epi8(tbl, _mm256_and_si256(_mm256_srli_epi16(v, 4), _mm256_set1_epi8(15)))
+#define EK_UNPACK_LO_SHUFFLE256(v, tbl) _mm256_shuffle_epi8(tbl, _mm256_and_si256(v, _mm256_set1_epi8(15)))
+EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE, EK_UNPACK_HI_SHUFFLE256, EK_UNPACK_LO_SHUFFLE256,
+                  decode_absmax_avx512)
 
 // ---- int8 weight rows (quantised head): JR weight rows x NX activation rows per pass -------------------
 // dpbusd needs one unsigned operand: the weight byte xor 0x80 is w + 128 as u8 — one op per weight
@@ -345,38 +400,52 @@ static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matr
         for (int j = 0; j < JR; j++) y[i * ldy + r + j] = _mm512_reduce_add_ps(f[i][j]) * w->scale[r + j];
 }
 
-// ek_prep_q8 for group 128, byte for byte: the same fp32 ops per element (|x| max over the block, one
-// x * (127 / amax) rounded to nearest even) and per block (amax / 127 / 127); the scalar loop cost ~3 ns
-// per activation (30 us for 11008 of them, a third of a hot 128 x 11008 GEMV). NaN never enters the max
-// (max_ps returns its second operand when either is NaN, as the scalar `v > amax ? v : amax`), and
-// vpmovdb keeps the low byte as the scalar int8_t conversion does.
-static void prep_q8_vnni(const float *x, int64_t cols, uint8_t *xq) {
-    const int64_t ngroups = (cols + 127) / 128;
+// The paired q8 layout (ek_internal.h) of gemv_q8_X: the same per-block quantisation as the standard
+// layout (|x| max over the block of 32, one x * (127 / amax) rounded to nearest even, scale
+// amax / 127 / 127), the bytes placed for the paired lanes. In a group of L lanes (16; 8 for a last
+// group of at most 128 values) block q's 16 even values E and 16 odd values O are four 8-byte runs:
+// E[0..8) and E[8..16) are lanes 2p, 2p+1 of the first and the second even vector, O likewise, with
+// p = 2q for q < L/4 and 2(q - L/4) + 1 above. NaN never enters the max (max_ps returns its second
+// operand when either is NaN), and vpmovdb keeps the low byte.
+static int64_t q8_row_bytes_paired(int64_t cols) {
+    const int64_t tail = cols % 256;
+    return cols / 256 * 384 + (tail == 0 ? 0 : tail <= 128 ? 192 : 384);
+}
+
+static void prep_q8_paired(const float *x, int64_t cols, uint8_t *xq) {
+    const int64_t ngroups = (cols + 255) / 256;
     const __m512i ie = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     const __m512i io = _mm512_add_epi32(ie, _mm512_set1_epi32(1));
     const __m512i c128 = _mm512_set1_epi8((char)0x80);
     for (int64_t g = 0; g < ngroups; g++) {
-        uint8_t *base = xq + g * 256;
-        float *dl = (float *)(base + 128);
-        for (int L = 0; L < 4; L++) {
-            const int64_t e0 = g * 128 + 32 * L;
+        uint8_t *base = xq + g * 384;
+        const int L = cols - g * 256 <= 128 ? 8 : 16, half = L / 4;
+        float *dl = (float *)(base + 16 * L);
+        for (int q = 0; q < L / 2; q++) {
+            const int64_t e0 = g * 256 + 32 * q;
             const int64_t left = cols - e0;
-            const __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-            const __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-            const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + e0), v1 = _mm512_maskz_loadu_ps(m1, x + e0 + 16);
+            const __mmask16 k0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+            const __mmask16 k1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+            const __m512 v0 = _mm512_maskz_loadu_ps(k0, x + e0), v1 = _mm512_maskz_loadu_ps(k1, x + e0 + 16);
             __m512 mx = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
             mx = _mm512_max_ps(_mm512_abs_ps(v1), mx);
             const float amax = _mm512_reduce_max_ps(mx);
             const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
             const __m512 idv = _mm512_set1_ps(id);
             const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
-            _mm_storeu_si128((__m128i *)(base + 16 * L), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, ie, q1)));
-            _mm_storeu_si128((__m128i *)(base + 64 + 16 * L), _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, io, q1)));
-            _mm_storeu_ps(dl + 4 * L, _mm_set1_ps(d / 127.0f));
+            const __m128i ev = _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, ie, q1));
+            const __m128i od = _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, io, q1));
+            const int p = q < half ? 2 * q : 2 * (q - half) + 1;
+            _mm_storel_epi64((__m128i *)(base + 8 * p), ev);
+            _mm_storel_epi64((__m128i *)(base + 4 * L + 8 * p), od);
+            _mm_storel_epi64((__m128i *)(base + 8 * L + 8 * p), _mm_unpackhi_epi64(ev, ev));
+            _mm_storel_epi64((__m128i *)(base + 12 * L + 8 * p), _mm_unpackhi_epi64(od, od));
+            dl[2 * p] = dl[2 * p + 1] = d / 127.0f;
         }
-        const __m512i ev = _mm512_loadu_si512(base), od = _mm512_loadu_si512(base + 64);
-        const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, ev), c128, od);
-        _mm512_storeu_si512(base + 192, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+        const __mmask64 lm = L == 16 ? ~(__mmask64)0 : ((__mmask64)1 << 32) - 1;
+        __m512i sum = _mm512_setzero_si512();
+        for (int k = 0; k < 4; k++) sum = _mm512_dpbusd_epi32(sum, c128, _mm512_maskz_loadu_epi8(lm, base + 4 * L * k));
+        _mm512_mask_storeu_epi32(base + 20 * L, (__mmask16)(L == 16 ? 0xffff : 0xff), _mm512_sub_epi32(_mm512_setzero_si512(), sum));
     }
 }
 
@@ -601,7 +670,10 @@ static void decode_absmax_vbmi(const ek_nf4_matrix *w, int64_t b0, int64_t count
     }
 }
 
-EK_DEFINE_GEMV_Q8(vbmi, EK_UNPACK_HI_VPERMB, EK_UNPACK_LO_VPERMB, decode_absmax_vbmi)
+#define EK_UNPACK_HI_VPERMB256(v, tbl) _mm256_permutexvar_epi8(_mm256_srli_epi16(v, 4), tbl)
+#define EK_UNPACK_LO_VPERMB256(v, tbl) _mm256_permutexvar_epi8(v, tbl)
+EK_DEFINE_GEMV_Q8(vbmi, EK_UNPACK_HI_VPERMB, EK_UNPACK_LO_VPERMB, EK_UNPACK_HI_VPERMB256, EK_UNPACK_LO_VPERMB256,
+                  decode_absmax_vbmi)
 #pragma clang attribute pop
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
 
@@ -676,9 +748,10 @@ static ek_vtable avx512_table = {
     .f32_chunk = 32,
     .gemm_by_rows = 1,
     .gemv_f32 = gemv_f32_avx512,
-    .q8_group = 128,
+    .q8_group = 256,
+    .q8_row_bytes = q8_row_bytes_paired,
     .gemv_q8 = gemv_q8_vnni,
-    .prep_q8 = prep_q8_vnni,
+    .prep_q8 = prep_q8_paired,
     .dequant_tile = dequant_tile_fast_avx512,
     .mk32 = mk32_fast_avx512,
     .dot = dot_avx512,
@@ -711,6 +784,7 @@ const ek_vtable *ek_vtable_avx512(void) {
     // Without VNNI (Skylake-SP), the int8 path uses the AVX2 maddubs kernel and its layout.
     if (!ek_avx512_has_vnni()) {
         avx512_table.q8_group = 64;
+        avx512_table.q8_row_bytes = 0;
         avx512_table.prep_q8 = 0;
         avx512_table.gemv_q8 = ek_gemv_q8_avx2;
         avx512_table.q8w_rows = ek_q8w_rows_avx2;

@@ -76,8 +76,9 @@ void ek_prep_f32(const float *x, int64_t cols, int32_t chunk, float *xp) {
         }
 }
 
-int64_t ek_q8_row_bytes(int64_t cols, int32_t group) {
-    return (cols + group - 1) / group * 2 * group;
+int64_t ek_q8_row_bytes(int64_t cols, const ek_vtable *vt) {
+    if (vt->q8_row_bytes) return vt->q8_row_bytes(cols);
+    return (cols + vt->q8_group - 1) / vt->q8_group * 2 * vt->q8_group;
 }
 
 void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq) {
