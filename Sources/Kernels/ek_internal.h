@@ -147,8 +147,9 @@ void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, f
 // f32 -> bf16 bits as vcvtneps2bf16 does it: round to nearest even, denormals to signed zero, NaN quiet.
 uint16_t ek_bf16_bits(float f);
 
-// Scratch bytes q8w_rows may use for n activation rows of ld bytes: 128 per row and 64 values.
-#define EK_Q8W_SCRATCH(n, ld) ((size_t)(n) * (size_t)((ld) / 64) * 128 + 64)
+// Scratch bytes q8w_rows may use for n activation rows of ld bytes: 128 per row and 64 values, and 64
+// more per row.
+#define EK_Q8W_SCRATCH(n, ld) ((size_t)(n) * ((size_t)((ld) / 64) * 128 + 64) + 64)
 // How many weight rows ahead the int8 head kernels (AVX2, AVX-512) prefetch each line, into L2: the
 // rows are short (576 bytes for SmolLM2) and read a few at a time, a pattern the hardware prefetchers
 // follow poorly. Into L1 the prefetches held the L1 miss buffers and capped the stream (cold 49152x576,

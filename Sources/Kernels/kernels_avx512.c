@@ -355,51 +355,6 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
 EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE, EK_UNPACK_HI_SHUFFLE256, EK_UNPACK_LO_SHUFFLE256,
                   decode_absmax_avx512)
 
-// ---- int8 weight rows (quantised head): JR weight rows x NX activation rows per pass -------------------
-// dpbusd needs one unsigned operand: the weight byte xor 0x80 is w + 128 as u8 — one op per weight
-// vector, shared by every activation row — and the per-lane bias -128 * (sum of the lane's 4
-// activations) removes the +128, so each int32 lane is exactly the sum of its 4 products w * x, as in
-// the |x| / sign(w, x) form the one-row kernel used. 64 values per step, lanes 0-7 hold the first
-// 32-block's sum and lanes 8-15 the second's (scale d of that block), accumulated in fp32 per lane
-// and reduced at the end: the same operations in the same order for a row whatever its batch.
-// Per activation row and 64-value chunk, scratch holds the lane bias (16 int32) and scale (16 float).
-// Each weight line is prefetched EK_Q8W_PREFETCH_ROWS rows ahead into L2 (ek_internal.h).
-static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matrix *w, int64_t r, const int JR,
-                                                               const int8_t *xq, const uint8_t *lane, const int NX,
-                                                               int64_t nc, float *y, int64_t ldy) {
-    const int64_t ld = w->ld;
-    const int8_t *wr[4];
-    for (int j = 0; j < JR; j++) wr[j] = w->q + (r + j) * ld;
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    __m512 f[8][4];
-#pragma clang loop unroll(full)
-    for (int i = 0; i < NX; i++)
-#pragma clang loop unroll(full)
-        for (int j = 0; j < JR; j++) f[i][j] = _mm512_setzero_ps();
-#pragma clang loop unroll(disable)
-    for (int64_t c = 0; c < nc; c++) {
-        __m512i wu[4];
-        for (int j = 0; j < JR; j++) {
-            _mm_prefetch((const char *)(wr[j] + EK_Q8W_PREFETCH_ROWS * ld + 64 * c), _MM_HINT_T1);
-            wu[j] = _mm512_xor_si512(_mm512_loadu_si512(wr[j] + 64 * c), flip);
-        }
-#pragma clang loop unroll(full)
-        for (int i = 0; i < NX; i++) {
-            const __m512i xv = _mm512_loadu_si512(xq + i * ld + 64 * c);
-            const uint8_t *lp = lane + (i * nc + c) * 128;
-            const __m512i bias = _mm512_loadu_si512(lp);
-            const __m512 d = _mm512_loadu_ps(lp + 64);
-#pragma clang loop unroll(full)
-            for (int j = 0; j < JR; j++)
-                f[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, wu[j], xv)), d, f[i][j]);
-        }
-    }
-#pragma clang loop unroll(full)
-    for (int i = 0; i < NX; i++)
-#pragma clang loop unroll(full)
-        for (int j = 0; j < JR; j++) y[i * ldy + r + j] = _mm512_reduce_add_ps(f[i][j]) * w->scale[r + j];
-}
-
 // The paired q8 layout (ek_internal.h) of gemv_q8_X: the same per-block quantisation as the standard
 // layout (|x| max over the block of 32, one x * (127 / amax) rounded to nearest even, scale
 // amax / 127 / 127), the bytes placed for the paired lanes. In a group of L lanes (16; 8 for a last
@@ -449,40 +404,126 @@ static void prep_q8_paired(const float *x, int64_t cols, uint8_t *xq) {
     }
 }
 
+// ---- int8 weight rows (quantised head): JR weight rows x NX activation rows per pass -------------------
+// dpbusd needs one unsigned operand: the weight byte xor 0x80 is w + 128 as u8 — one op per weight
+// vector, shared by every activation row — and the per-lane bias -128 * (sum of the lane's
+// activations) removes the +128, so each int32 lane is exactly the sum of its products w * x.
+// Paired lanes, as in gemv_q8_X: 128 values of a row, loaded as R0 and R1, become
+// unpacklo/unpackhi_epi64(R0, R1), whose lane m both hold 4 values of the 16-value chunk
+// q(m) = (m & 2 ? 4 : 0) + m / 4, inside one activation block of 32 (scale xd[block q(m) / 2]). So an
+// int32 lane sums 8 products over two dpbusd before its conversion and fma: with one dpbusd per
+// conversion the 8-row head (a decode batch of streams) was bound by the float work. A last 64 values
+// (ld = 576 for SmolLM2) run as one plain load, lanes 0-7 in the first block and 8-15 in the second.
+// Lanes are accumulated in fp32 and reduced at the end: the same operations in the same order for a row
+// whatever its batch. The activations' paired vectors, lane biases and scales are built once per call
+// in scratch (q8w_lane_bytes per row).
+// Each weight line is prefetched EK_Q8W_PREFETCH_ROWS rows ahead into L2 (ek_internal.h).
+static inline int64_t q8w_lane_bytes(int64_t ld) { return ld / 128 * 256 + (ld % 128 ? 192 : 0); }
+
+static inline __attribute__((always_inline)) void q8w_tile_vnni(const ek_q8_matrix *w, int64_t r, const int JR,
+                                                               const uint8_t *lane, int64_t lstride, const int NX,
+                                                               float *y, int64_t ldy) {
+    const int64_t ld = w->ld, np = ld / 128;
+    const int8_t *wr[4];
+    for (int j = 0; j < JR; j++) wr[j] = w->q + (r + j) * ld;
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    __m512 f[8][4];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < NX; i++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < JR; j++) f[i][j] = _mm512_setzero_ps();
+#pragma clang loop unroll(disable)
+    for (int64_t c = 0; c < np; c++) {
+        __m512i u0[4], u1[4];
+        for (int j = 0; j < JR; j++) {
+            const int8_t *p = wr[j] + 128 * c;
+            _mm_prefetch((const char *)(p + EK_Q8W_PREFETCH_ROWS * ld), _MM_HINT_T1);
+            _mm_prefetch((const char *)(p + EK_Q8W_PREFETCH_ROWS * ld + 64), _MM_HINT_T1);
+            const __m512i r0 = _mm512_loadu_si512(p), r1 = _mm512_loadu_si512(p + 64);
+            u0[j] = _mm512_xor_si512(_mm512_unpacklo_epi64(r0, r1), flip);
+            u1[j] = _mm512_xor_si512(_mm512_unpackhi_epi64(r0, r1), flip);
+        }
+#pragma clang loop unroll(full)
+        for (int i = 0; i < NX; i++) {
+            const uint8_t *lp = lane + i * lstride + c * 256;
+            const __m512i x0 = _mm512_loadu_si512(lp), x1 = _mm512_loadu_si512(lp + 64);
+            const __m512i bias = _mm512_loadu_si512(lp + 128);
+            const __m512 d = _mm512_loadu_ps(lp + 192);
+#pragma clang loop unroll(full)
+            for (int j = 0; j < JR; j++)
+                f[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(_mm512_dpbusd_epi32(bias, u0[j], x0), u1[j], x1)),
+                                          d, f[i][j]);
+        }
+    }
+    if (ld % 128) {
+        __m512i u[4];
+        for (int j = 0; j < JR; j++) {
+            const int8_t *p = wr[j] + 128 * np;
+            _mm_prefetch((const char *)(p + EK_Q8W_PREFETCH_ROWS * ld), _MM_HINT_T1);
+            u[j] = _mm512_xor_si512(_mm512_loadu_si512(p), flip);
+        }
+#pragma clang loop unroll(full)
+        for (int i = 0; i < NX; i++) {
+            const uint8_t *lp = lane + i * lstride + np * 256;
+            const __m512i xv = _mm512_loadu_si512(lp), bias = _mm512_loadu_si512(lp + 64);
+            const __m512 d = _mm512_loadu_ps(lp + 128);
+#pragma clang loop unroll(full)
+            for (int j = 0; j < JR; j++) f[i][j] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_dpbusd_epi32(bias, u[j], xv)), d, f[i][j]);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < NX; i++)
+#pragma clang loop unroll(full)
+        for (int j = 0; j < JR; j++) y[i * ldy + r + j] = _mm512_reduce_add_ps(f[i][j]) * w->scale[r + j];
+}
+
 static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_t *xq, const float *xd,
                           int64_t n, float *y, int64_t ldy, void *scratch) {
-    const int64_t ld = w->ld, nc = ld / 64;
+    const int64_t ld = w->ld, np = ld / 128, lstride = q8w_lane_bytes(ld);
     uint8_t *lane = scratch;
     const __m512i c128 = _mm512_set1_epi8((char)0x80);
-    for (int64_t i = 0; i < n; i++)
-        for (int64_t c = 0; c < nc; c++) {
-            const __m512i xv = _mm512_loadu_si512(xq + i * ld + 64 * c);
-            uint8_t *lp = lane + (i * nc + c) * 128;
-            _mm512_storeu_si512(lp, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, xv)));
-            const float *dr = xd + i * (ld / 32) + 2 * c;
-            _mm512_storeu_ps(lp + 64, _mm512_insertf32x8(_mm512_set1_ps(dr[0]), _mm256_set1_ps(dr[1]), 1));
+    // Lane m of a pair holds block q(m) / 2 of its 4: 0 0 2 2 0 0 2 2 1 1 3 3 1 1 3 3.
+    const __m512i bidx = _mm512_setr_epi32(0, 0, 2, 2, 0, 0, 2, 2, 1, 1, 3, 3, 1, 1, 3, 3);
+    for (int64_t i = 0; i < n; i++) {
+        const int8_t *x = xq + i * ld;
+        const float *dr = xd + i * (ld / 32);
+        uint8_t *lp = lane + i * lstride;
+        for (int64_t c = 0; c < np; c++, lp += 256) {
+            const __m512i a = _mm512_loadu_si512(x + 128 * c), b = _mm512_loadu_si512(x + 128 * c + 64);
+            const __m512i x0 = _mm512_unpacklo_epi64(a, b), x1 = _mm512_unpackhi_epi64(a, b);
+            const __m512i sum = _mm512_dpbusd_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, x0), c128, x1);
+            _mm512_storeu_si512(lp, x0);
+            _mm512_storeu_si512(lp + 64, x1);
+            _mm512_storeu_si512(lp + 128, _mm512_sub_epi32(_mm512_setzero_si512(), sum));
+            _mm512_storeu_ps(lp + 192, _mm512_permutexvar_ps(bidx, _mm512_castps128_ps512(_mm_loadu_ps(dr + 4 * c))));
         }
+        if (ld % 128) {
+            const __m512i xv = _mm512_loadu_si512(x + 128 * np);
+            _mm512_storeu_si512(lp, xv);
+            _mm512_storeu_si512(lp + 64, _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_dpbusd_epi32(_mm512_setzero_si512(), c128, xv)));
+            _mm512_storeu_ps(lp + 128, _mm512_insertf32x8(_mm512_set1_ps(dr[4 * np]), _mm256_set1_ps(dr[4 * np + 1]), 1));
+        }
+    }
     for (int64_t i = 0; i < n; i += 8) {
         const int64_t nx = EK_MIN(8, n - i);
-        const int8_t *x = xq + i * ld;
-        const uint8_t *lp = lane + i * nc * 128;
+        const uint8_t *lp = lane + i * lstride;
         float *yy = y + i * ldy;
         int64_t r = r0;
-#define EK_Q8W_CASE(JR, NX) case NX: q8w_tile_vnni(w, r, JR, x, lp, NX, nc, yy, ldy); break;
+#define EK_Q8W_CASE(JR, NX) case NX: q8w_tile_vnni(w, r, JR, lp, lstride, NX, yy, ldy); break;
         // 4 weight rows for up to 4 activation rows, 2 for 5-8 (8 x 2 accumulators; 8 x 3 spilled).
         if (nx <= 4) {
             for (; r + 4 <= r1; r += 4) {
-                switch (nx) { EK_Q8W_CASE(4, 4) EK_Q8W_CASE(4, 3) EK_Q8W_CASE(4, 2) default: q8w_tile_vnni(w, r, 4, x, lp, 1, nc, yy, ldy); }
+                switch (nx) { EK_Q8W_CASE(4, 4) EK_Q8W_CASE(4, 3) EK_Q8W_CASE(4, 2) default: q8w_tile_vnni(w, r, 4, lp, lstride, 1, yy, ldy); }
             }
         } else {
             for (; r + 2 <= r1; r += 2) {
-                switch (nx) { EK_Q8W_CASE(2, 8) EK_Q8W_CASE(2, 7) EK_Q8W_CASE(2, 6) default: q8w_tile_vnni(w, r, 2, x, lp, 5, nc, yy, ldy); }
+                switch (nx) { EK_Q8W_CASE(2, 8) EK_Q8W_CASE(2, 7) EK_Q8W_CASE(2, 6) default: q8w_tile_vnni(w, r, 2, lp, lstride, 5, yy, ldy); }
             }
         }
         for (; r < r1; r++) {
             switch (nx) {
             EK_Q8W_CASE(1, 8) EK_Q8W_CASE(1, 7) EK_Q8W_CASE(1, 6) EK_Q8W_CASE(1, 5) EK_Q8W_CASE(1, 4) EK_Q8W_CASE(1, 3) EK_Q8W_CASE(1, 2)
-            default: q8w_tile_vnni(w, r, 1, x, lp, 1, nc, yy, ldy);
+            default: q8w_tile_vnni(w, r, 1, lp, lstride, 1, yy, ldy);
             }
         }
 #undef EK_Q8W_CASE
