@@ -87,10 +87,8 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
     // showed as 14% of a decode profile in the absmax decoder. Cold decode-shaped GEMVs (SmolLM2's 210
     // matrices) ran 6-10% faster at one row and ~3% at eight with this.
     if (c->w->absmax_q8) {
-        const int64_t bs = c->w->blocksize;
-        const uintptr_t end = (uintptr_t)(c->w->absmax_q8 + (r1 * cols + bs - 1) / bs);
-        for (uintptr_t a = (uintptr_t)(c->w->absmax_q8 + r0 * cols / bs) & ~(uintptr_t)63; a < end; a += 64)
-            __builtin_prefetch((const void *)a, 0, 2);
+        const int64_t bs = c->w->blocksize, b0 = r0 * cols / bs;
+        ek_prefetch_l2(c->w->absmax_q8 + b0, (r1 * cols + bs - 1) / bs - b0);
     }
     if (c->q8)
         c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
@@ -474,15 +472,6 @@ int32_t ek_q8_matmul(const ek_q8_matrix *w, const float *x, int64_t n, int64_t l
 }
 
 // ---- LoRA ----------------------------------------------------------------------------------------------
-// Requests every line of [p, p + bytes) into L2. One adapter's matrices are a few KiB that nothing
-// else touches, so a cold decode step meets DRAM latency once per matrix; asking for all of them up
-// front keeps many misses in flight. Into L2, not L1: a hundred-odd requests into L1 stalled on its
-// few miss buffers (cold 8 rows x 8 int8 adapters x 7 projections, AVX-512: 176 -> 120 us at 1 thread).
-static inline void prefetch_l2(const void *p, int64_t bytes) {
-    const char *b = (const char *)p;
-    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(b + o, 0, 2);
-}
-
 typedef struct {
     const ek_vtable *vt;
     const ek_lora_target *targets;
@@ -527,8 +516,8 @@ static void lora_task(void *p, int64_t i, int32_t worker) {
             c->vt->lora_row(s, x, c->in, y, tg->out, u);
             continue;
         }
-        prefetch_l2(s->a8, s->rank * c->ld8);
-        prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, tg->out));
+        ek_prefetch_l2(s->a8, s->rank * c->ld8);
+        ek_prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, tg->out));
         if (!quantized) {
             c->vt->q8_quant_row(x, c->in, c->ld8, xq, xd);
             quantized = 1;

@@ -253,21 +253,11 @@ static void EKG(lora_down)(const ek_lora_slot *s, const float *x, int64_t in, fl
         y[j] += acc;                                                                                    \
     }
 
-// Asks for every cache line of [p, p + bytes) ahead of use. One adapter's matrices are a few KiB
-// that nothing else touches, so a cold decode step meets DRAM latency once per matrix; requesting the
-// whole of A and Bᵀ up front keeps many misses in flight instead of one stream at a time. Into L2
-// (locality 2, prefetcht1 on x86): a hundred-odd requests into L1 stalled on its few miss buffers
-// (cold 8 rows x 8 int8 adapters x 7 projections, AVX-512: 176 -> 120 us at 1 thread, 78 -> 57 at 2).
-static inline void EKG(prefetch_bytes)(const void *p, int64_t bytes) {
-    const char *c = (const char *)p;
-    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(c + o, 0, 2);
-}
-
 // y[:out] += scale * B (A x) with A, B stored as halves (slot dtype EK_DTYPE_F16); u: rank floats.
 static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                               float *u) {
-    EKG(prefetch_bytes)(s->a16, s->rank * in * 2);
-    EKG(prefetch_bytes)(s->bt16 ? (const void *)s->bt16 : (const void *)s->b16, s->rank * out * 2);
+    ek_prefetch_l2(s->a16, s->rank * in * 2);
+    ek_prefetch_l2(s->bt16 ? (const void *)s->bt16 : (const void *)s->b16, s->rank * out * 2);
     EKG(lora_down)(s, x, in, u);
     if (s->bt16) {
         const uint16_t *bt = s->bt16;

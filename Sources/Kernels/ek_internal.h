@@ -142,6 +142,15 @@ static inline float ek_absmax_at(const ek_nf4_matrix *w, int64_t b) {
     float m = w->dq_map[w->absmax_q8[b]] * w->nested_absmax[b / w->nested_blocksize];
     return m + w->offset;
 }
+// Requests every cache line of [p, p + bytes) into L2 (locality 2: prefetcht1 on x86), ahead of use:
+// memory read in short runs (one adapter's LoRA matrices, a GEMV task's absmax codes) otherwise meets
+// DRAM latency once per run; asking for all of it up front keeps many misses in flight. Into L2, not
+// L1: a hundred-odd requests into L1 stalled on its few miss buffers (cold 8 rows x 8 int8 adapters x 7
+// projections, AVX-512: 176 -> 120 us at 1 thread, 78 -> 57 at 2).
+static inline void ek_prefetch_l2(const void *p, int64_t bytes) {
+    const uintptr_t end = (uintptr_t)p + (uintptr_t)(bytes > 0 ? bytes : 0);
+    for (uintptr_t a = (uintptr_t)p & ~(uintptr_t)63; a < end; a += 64) __builtin_prefetch((const void *)a, 0, 2);
+}
 // Decodes the absmax of blocks [b0, b0+count) into out (count may be 0).
 void ek_decode_absmax_range(const ek_nf4_matrix *w, int64_t b0, int64_t count, float *out);
 // f32 -> bf16 bits as vcvtneps2bf16 does it: round to nearest even, denormals to signed zero, NaN quiet.

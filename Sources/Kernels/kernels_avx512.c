@@ -355,13 +355,26 @@ static void gemv_q8_##X(const ek_nf4_matrix *w, int64_t r0, int64_t r1, const ui
 EK_DEFINE_GEMV_Q8(vnni, EK_UNPACK_HI_SHUFFLE, EK_UNPACK_LO_SHUFFLE, EK_UNPACK_HI_SHUFFLE256, EK_UNPACK_LO_SHUFFLE256,
                   decode_absmax_avx512)
 
-// The paired q8 layout (ek_internal.h) of gemv_q8_X: the same per-block quantisation as the standard
-// layout (|x| max over the block of 32, one x * (127 / amax) rounded to nearest even, scale
-// amax / 127 / 127), the bytes placed for the paired lanes. In a group of L lanes (16; 8 for a last
-// group of at most 128 values) block q's 16 even values E and 16 odd values O are four 8-byte runs:
-// E[0..8) and E[8..16) are lanes 2p, 2p+1 of the first and the second even vector, O likewise, with
-// p = 2q for q < L/4 and 2(q - L/4) + 1 above. NaN never enters the max (max_ps returns its second
-// operand when either is NaN), and vpmovdb keeps the low byte.
+// One block of 32 activations x[0 ..< min(left, 32)] (zero past left) by the EK_ACT_INT8 rule: the
+// rounded int32 values of elements 0-15 in *q0 and 16-31 in *q1, and the block's max |x| returned.
+// The same max, product and rounding as the scalar loop: NaN never enters the max (max_ps returns its
+// second operand when either is NaN), and the callers' vpmovdb keeps the low byte as int8_t does.
+static inline float quantize_block32(const float *x, int64_t left, __m512i *q0, __m512i *q1) {
+    const __mmask16 k0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+    const __mmask16 k1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
+    const __m512 v0 = _mm512_maskz_loadu_ps(k0, x), v1 = _mm512_maskz_loadu_ps(k1, x + 16);
+    const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps())));
+    const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
+    *q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, id));
+    *q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, id));
+    return amax;
+}
+
+// The paired q8 layout (ek_internal.h) of gemv_q8_X: the standard layout's quantised values
+// (quantize_block32; scale amax / 127 / 127), placed for the paired lanes. In a group of L lanes (16;
+// 8 for a last group of at most 128 values) block q's 16 even values E and 16 odd values O are four
+// 8-byte runs: E[0..8) and E[8..16) are lanes 2p, 2p+1 of the first and the second even vector, O
+// likewise, with p = 2q for q < L/4 and 2(q - L/4) + 1 above.
 static int64_t q8_row_bytes_paired(int64_t cols) {
     const int64_t tail = cols % 256;
     return cols / 256 * 384 + (tail == 0 ? 0 : tail <= 128 ? 192 : 384);
@@ -378,16 +391,8 @@ static void prep_q8_paired(const float *x, int64_t cols, uint8_t *xq) {
         float *dl = (float *)(base + 16 * L);
         for (int q = 0; q < L / 2; q++) {
             const int64_t e0 = g * 256 + 32 * q;
-            const int64_t left = cols - e0;
-            const __mmask16 k0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-            const __mmask16 k1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-            const __m512 v0 = _mm512_maskz_loadu_ps(k0, x + e0), v1 = _mm512_maskz_loadu_ps(k1, x + e0 + 16);
-            __m512 mx = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps());
-            mx = _mm512_max_ps(_mm512_abs_ps(v1), mx);
-            const float amax = _mm512_reduce_max_ps(mx);
-            const float d = amax / 127.0f, id = amax > 0 ? 127.0f / amax : 0.0f;
-            const __m512 idv = _mm512_set1_ps(id);
-            const __m512i q0 = _mm512_cvtps_epi32(_mm512_mul_ps(v0, idv)), q1 = _mm512_cvtps_epi32(_mm512_mul_ps(v1, idv));
+            __m512i q0, q1;
+            const float d = quantize_block32(x + e0, cols - e0, &q0, &q1) / 127.0f;
             const __m128i ev = _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, ie, q1));
             const __m128i od = _mm512_cvtepi32_epi8(_mm512_permutex2var_epi32(q0, io, q1));
             const int p = q < half ? 2 * q : 2 * (q - half) + 1;
@@ -545,19 +550,14 @@ static inline float lora_halving_sum(__m512 f) {
     return _mm_cvtss_f32(q);
 }
 
-// As prep_q8_vnni, per 32 values in natural order: the same max, product and rounding as the scalar loop.
+// q8_quant_row: the blocks of quantize_block32 in natural order.
 static void q8_quant_row_vnni(const float *x, int64_t cols, int64_t ld, int8_t *xq, float *xd) {
     for (int64_t b = 0; b < ld / 32; b++) {
-        const int64_t k0 = 32 * b, left = cols - k0;
-        const __mmask16 m0 = left >= 16 ? (__mmask16)0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
-        const __mmask16 m1 = left >= 32 ? (__mmask16)0xffff : left > 16 ? (__mmask16)((1u << (left - 16)) - 1) : 0;
-        const __m512 v0 = _mm512_maskz_loadu_ps(m0, x + k0), v1 = _mm512_maskz_loadu_ps(m1, x + k0 + 16);
-        const __m512 mx = _mm512_max_ps(_mm512_abs_ps(v1), _mm512_max_ps(_mm512_abs_ps(v0), _mm512_setzero_ps()));
-        const float amax = _mm512_reduce_max_ps(mx);
-        const __m512 id = _mm512_set1_ps(amax > 0 ? 127.0f / amax : 0.0f);
-        _mm_storeu_si128((__m128i *)(xq + k0), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v0, id))));
-        _mm_storeu_si128((__m128i *)(xq + k0 + 16), _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(v1, id))));
-        xd[b] = amax / 127.0f;
+        const int64_t k0 = 32 * b;
+        __m512i q0, q1;
+        xd[b] = quantize_block32(x + k0, cols - k0, &q0, &q1) / 127.0f;
+        _mm_storeu_si128((__m128i *)(xq + k0), _mm512_cvtepi32_epi8(q0));
+        _mm_storeu_si128((__m128i *)(xq + k0 + 16), _mm512_cvtepi32_epi8(q1));
     }
 }
 
