@@ -238,20 +238,18 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
 
-        // y[n, out] = x[n, in] · W^T + Σ_k w_k s_k B_k (A_k x) per sequence.
-        func project(_ layer: Int, _ p: LlamaProjection, _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
-                     _ output: UnsafeMutablePointer<Float>, _ ldOut: Int) throws(EngineError) {
-            try projectTogether(layer, [p], input, ldIn, [output], [Int64(ldOut)])
-        }
-
-        // Projections that read the same input (q/k/v, gate/up): their decode rows go through one
+        // y_m[n, out_m] = x[n, in] · W_m^T + Σ_k w_k s_k B_k (A_k x) per sequence, for projections `ps` that
+        // read the same input (q/k/v, gate/up; o and down alone): their decode rows go through one
         // ek_nf4_gemv_multi call (the input prepared once, one pool job for all their rows; the same
         // numbers as separate GEMVs); then each gets its prompt rows, and then all rows their LoRA deltas
         // in one call per adapter (ek_lora_sgmv_multi).
-        // The pointer tables are built once per forward, not per layer.
+        // The projection and pointer tables are built once per forward, not per layer.
         let qkv: [LlamaProjection] = [.q, .k, .v], gateUp: [LlamaProjection] = [.gate, .up]
+        let oProj: [LlamaProjection] = [.o], downProj: [LlamaProjection] = [.down]
         let qkvOut: [UnsafeMutablePointer<Float>?] = [q.pointer, k.pointer, v.pointer], qkvLd: [Int64] = [Int64(qDim), Int64(kvDim), Int64(kvDim)]
         let gateUpOut: [UnsafeMutablePointer<Float>?] = [gate.pointer, up.pointer], gateUpLd: [Int64] = [Int64(inter), Int64(inter)]
+        // o and down both write h.
+        let hOut: [UnsafeMutablePointer<Float>?] = [h.pointer], hLd: [Int64] = [Int64(hidden)]
         var matrices = [ek_nf4_matrix](repeating: ek_nf4_matrix(), count: 3)
         func projectTogether(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
                              _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
@@ -290,12 +288,12 @@ public final class LlamaModel: @unchecked Sendable {
             }
             try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
                                    Int64(kvDim), kvPrecision.kernelDType, scale, att.pointer, Int64(qDim)), "attention")
-            try project(layer, .o, att.pointer, qDim, h.pointer, hidden)
+            try projectTogether(layer, oProj, att.pointer, qDim, hOut, hLd)
             Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
             try projectTogether(layer, gateUp, h.pointer, hidden, gateUpOut, gateUpLd)
             try check(ek_silu_mul(gate.pointer, up.pointer, gate.pointer, Int64(n * inter)), "silu_mul")
-            try project(layer, .down, gate.pointer, inter, h.pointer, hidden)
+            try projectTogether(layer, downProj, gate.pointer, inter, hOut, hLd)
             Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
         }
 
