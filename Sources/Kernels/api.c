@@ -63,6 +63,13 @@ static int32_t check_product(const ek_nf4_matrix *w, const float *x, int64_t n, 
 }
 
 // ---- GEMV -------------------------------------------------------------------------------------------
+// One decode product is one pool job: its tasks are, in this order, the preparation of x (int8
+// quantisation or permutation, a few rows per task), then, when LoRA deltas are fused in (int8 slots),
+// one task per activation row making its int32 LoRA sums for every matrix, then the weight-row tasks of
+// every matrix, which add the LoRA updates of their own output rows after the product. Tasks are claimed
+// in index order, so a worker holding a weight-row task knows that every task it depends on has been
+// claimed by a running worker: it waits for their counters (rarely at all: the LoRA sums are waited for
+// only after the task's own product) instead of at a job boundary. Three jobs per projection became one.
 typedef struct {
     const ek_vtable *vt;
     const ek_nf4_matrix *w;
@@ -73,9 +80,45 @@ typedef struct {
     _Atomic int32_t err;
 } gemv_ctx;
 
-static void gemv_task(void *p, int64_t t, int32_t worker) {
-    (void)worker;
-    gemv_ctx *c = p;
+typedef struct {
+    const float *x;
+    int64_t n, ldx, cols, outs, per_task;
+    int q8;
+    int32_t group, chunk;
+    void *out;
+} prep_ctx;
+
+// One activation row's int8 LoRA update for one matrix, y[j] = fma(sv, acc[j], y[j]): the slot is set
+// before the job, the rest by the row's LoRA task.
+typedef struct {
+    const ek_lora_slot *slot;   // the row's slot for this matrix, or NULL
+    int32_t active;             // 0 when there is nothing to add (no slot, or A x was zero)
+    float sv;
+    int32_t *acc;               // the matrix's rows of int32 sums
+} lora_update;
+
+// Matrix m owns weight-row tasks [first[m], first[m + 1]) of the job, after the nprep preparation tasks
+// and the ndown LoRA down tasks; parts[m] is its own GEMV context.
+typedef struct {
+    gemv_ctx parts[EK_GEMV_MULTI_MAX];
+    int64_t first[EK_GEMV_MULTI_MAX + 1];
+    int32_t count;
+    prep_ctx prep;
+    int64_t nprep, ndown;
+    _Atomic int64_t prep_done, down_done;
+    // Fused LoRA (ndown > 0): targets[m] holds the int8 slots of matrix m; updates[i * count + m] is
+    // row i's update of matrix m.
+    const ek_lora_target *targets;
+    const int64_t *seg_start;
+    int64_t nseg, ld8;
+    const float *x;
+    int64_t ldx;
+    lora_update *updates;
+    _Atomic int32_t err;
+} gemv_multi_ctx;
+
+static void gemv_task(const gemv_multi_ctx *mc, int32_t m, int64_t t) {
+    gemv_ctx *c = (gemv_ctx *)&mc->parts[m];
     int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
     // Up to 16 rows of per-block absmax (+16 zeros: vector kernels read up to 16 past a row) and
     // 16 x 8 partial-sum vectors of 16 floats (AVX-512 int8).
@@ -90,27 +133,58 @@ static void gemv_task(void *p, int64_t t, int32_t worker) {
         const int64_t bs = c->w->blocksize, b0 = r0 * cols / bs;
         ek_prefetch_l2(c->w->absmax_q8 + b0, (r1 * cols + bs - 1) / bs - b0);
     }
+    ek_wait_count((_Atomic int64_t *)&mc->prep_done, mc->nprep);
     if (c->q8)
         c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
     else
         c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
+    if (mc->ndown == 0) return;
+    // This task's output rows of every activation row's LoRA update, while they are in L1.
+    ek_wait_count((_Atomic int64_t *)&mc->down_done, mc->ndown);
+    for (int64_t i = 0; i < c->n; i++) {
+        const lora_update *u = &mc->updates[i * mc->count + m];
+        if (u->active) c->vt->lora_add_acc(u->acc + r0, u->sv, c->y + i * c->ldy + r0, r1 - r0);
+    }
 }
 
-typedef struct {
-    const float *x;
-    int64_t n, ldx, cols, outs, per_task;
-    int q8;
-    int32_t group, chunk;
-    void *out;
-} prep_ctx;
-
-static void prep_task(void *p, int64_t t, int32_t worker) {
-    (void)worker;
-    prep_ctx *c = p;
+static void prep_task(const prep_ctx *c, int64_t t) {
     for (int64_t i = t * c->per_task; i < EK_MIN(c->n, (t + 1) * c->per_task); i++) {
         if (c->q8) ek_prep_q8(c->x + i * c->ldx, c->cols, c->group, (uint8_t *)c->out + i * c->outs);
         else ek_prep_f32(c->x + i * c->ldx, c->cols, c->chunk, (float *)c->out + i * c->outs);
     }
+}
+
+static void lora_down_row(gemv_multi_ctx *c, int64_t i);
+
+// The segment holding row i (segments are sorted: binary search the last start <= i), or -1.
+static int64_t segment_of_row(const int64_t *seg_start, int64_t nseg, int64_t i) {
+    int64_t lo = 0, hi = nseg - 1;
+    while (lo < hi) {
+        int64_t mid = (lo + hi + 1) / 2;
+        if (seg_start[mid] <= i) lo = mid; else hi = mid - 1;
+    }
+    return (i >= seg_start[lo] && i < seg_start[lo + 1]) ? lo : -1;
+}
+
+
+static void gemv_multi_task(void *p, int64_t t, int32_t worker) {
+    (void)worker;
+    gemv_multi_ctx *c = p;
+    if (t < c->nprep) {
+        prep_task(&c->prep, t);
+        atomic_fetch_add_explicit(&c->prep_done, 1, memory_order_release);
+        return;
+    }
+    t -= c->nprep;
+    if (t < c->ndown) {
+        lora_down_row(c, t);
+        atomic_fetch_add_explicit(&c->down_done, 1, memory_order_release);
+        return;
+    }
+    t -= c->ndown;
+    int32_t m = 0;
+    while (t >= c->first[m + 1]) m++;
+    gemv_task(c, m, t - c->first[m]);
 }
 
 // Weight rows per GEMV task for `rows` rows in all: enough tasks that every core stays busy on a
@@ -119,10 +193,11 @@ static int64_t gemv_rows_per_task(int64_t rows) {
     return EK_MAX(16, EK_MIN((rows / (ek_threads() * 8) + 3) / 4 * 4, 256));
 }
 
-// Prepares the c->n rows of x once for c->vt's kernels (int8 q8 rows when c->q8, else f32 rows in the
-// variant's permutation; fast = the matrix layout the fast kernels need) into the calling thread's
-// scratch slot 1, and points c->xp / c->xps at them.
-static int32_t gemv_prepare(gemv_ctx *c, const float *x, int64_t ldx, int64_t cols, int fast) {
+// Sets up the preparation of the n rows of x for c->vt's kernels (int8 q8 rows when c->q8, else f32
+// rows in the variant's permutation; fast = the matrix layout the fast kernels need) into the calling
+// thread's scratch slot 1 as the job's first tasks, and points c->xp / c->xps at them.
+static int32_t gemv_prepare(gemv_multi_ctx *mc, const float *x, int64_t ldx, int64_t cols, int fast) {
+    gemv_ctx *c = &mc->parts[0];
     const int64_t n = c->n;
     prep_ctx pc = {.x = x, .n = n, .ldx = ldx, .cols = cols, .q8 = c->q8, .group = c->vt->q8_group,
                    .chunk = fast ? c->vt->f32_chunk : 0};
@@ -141,55 +216,49 @@ static int32_t gemv_prepare(gemv_ctx *c, const float *x, int64_t ldx, int64_t co
     pc.outs = c->xps;
     // Preparing 128 prompt rows of 1536 values is ~10% of a prefill product: split it over the pool too.
     pc.per_task = EK_MAX(1, 4096 / cols);
-    ek_parallel((n + pc.per_task - 1) / pc.per_task, prep_task, &pc);
+    mc->prep = pc;
+    mc->nprep = (n + pc.per_task - 1) / pc.per_task;
     return EK_OK;
 }
 
-static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
-                        int32_t flags);
-
-// Matrix m owns tasks [first[m], first[m + 1]) of the shared job; parts[m] is its own GEMV context.
-typedef struct {
-    gemv_ctx parts[EK_GEMV_MULTI_MAX];
-    int64_t first[EK_GEMV_MULTI_MAX + 1];
-    int32_t count;
-} gemv_multi_ctx;
-
-static void gemv_multi_task(void *p, int64_t t, int32_t worker) {
-    gemv_multi_ctx *c = p;
-    int32_t m = 0;
-    while (t >= c->first[m + 1]) m++;
-    gemv_task(&c->parts[m], t - c->first[m], worker);
-}
-
-int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
-                          float *const *ys, const int64_t *ldys, int32_t flags) {
-    if (count < 1 || count > EK_GEMV_MULTI_MAX) return EK_ERR_SHAPE;
-    if (!ws || !ys || !ldys) return EK_ERR_NULL;
-    for (int32_t m = 0; m < count; m++) {
-        int32_t st = check_product(&ws[m], x, n, ldx, ws[0].cols, ys[m], ldys[m], ws[m].rows);
-        if (st) return st;
-        if (ws[m].cols != ws[0].cols) return EK_ERR_SHAPE;
-    }
-    if (n == 0) return EK_OK;
+// The GEMVs of ws[0 ..< count] over x (checked by the caller, same cols and layout), with the int8 LoRA
+// updates of `targets` fused in when targets is not NULL (the caller checked that fusion applies).
+static int32_t gemv_job(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                        float *const *ys, const int64_t *ldys, int32_t flags, const ek_lora_target *targets,
+                        const int64_t *seg_start, int64_t nseg) {
     const int fast = fast_layout(&ws[0]);
-    for (int32_t m = 1; m < count; m++)
-        if (fast_layout(&ws[m]) != fast) {
-            // Different blocksizes put the matrices on different kernels: no shared preparation.
-            for (int32_t j = 0; j < count; j++) {
-                int32_t st = gemv_run(&ws[j], x, n, ldx, ys[j], ldys[j], flags);
-                if (st) return st;
-            }
-            return EK_OK;
-        }
     gemv_multi_ctx mc = {.count = count};
     gemv_ctx *c0 = &mc.parts[0];
     *c0 = (gemv_ctx){.vt = fast ? ek_active() : ek_vtable_scalar(), .n = n, .acc = flags & EK_ACCUMULATE,
                      .q8 = fast && (flags & EK_ACT_INT8)};
-    int32_t st = gemv_prepare(c0, x, ldx, ws[0].cols, fast);
+    int32_t st = gemv_prepare(&mc, x, ldx, ws[0].cols, fast);
     if (st) return st;
-    // One chunk size for every matrix, from their total rows (gemv_run's rule for one matrix): the
-    // tasks are equal units of work whichever matrix they belong to, so the pool balances them.
+    if (targets) {
+        // The updates, then each row's int32 sums for every matrix.
+        int64_t outs = 0;
+        for (int32_t m = 0; m < count; m++) outs += ws[m].rows;
+        const size_t head = ((size_t)(n * count) * sizeof(lora_update) + 63) / 64 * 64;
+        mc.updates = ek_scratch(4, head + (size_t)(n * outs) * sizeof(int32_t));
+        if (!mc.updates) return EK_ERR_NOMEM;
+        int32_t *acc = (int32_t *)((char *)mc.updates + head);
+        mc.targets = targets;
+        mc.seg_start = seg_start;
+        mc.nseg = nseg;
+        mc.ld8 = ek_q8_row_stride(ws[0].cols);
+        mc.x = x;
+        mc.ldx = ldx;
+        mc.ndown = n;
+        for (int64_t i = 0; i < n; i++) {
+            const int64_t seg = segment_of_row(seg_start, nseg, i);
+            for (int32_t m = 0; m < count; m++) {
+                const int32_t si = seg >= 0 ? targets[m].seg_slot[seg] : -1;
+                mc.updates[i * count + m] = (lora_update){.slot = si >= 0 ? &targets[m].slots[si] : NULL, .acc = acc};
+                acc += ws[m].rows;
+            }
+        }
+    }
+    // One chunk size for every matrix, from their total rows (the rule for one matrix): the tasks are
+    // equal units of work whichever matrix they belong to, so the pool balances them.
     int64_t total = 0;
     for (int32_t m = 0; m < count; m++) total += ws[m].rows;
     const int64_t rpt = gemv_rows_per_task(total);
@@ -203,34 +272,58 @@ int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x
         atomic_init(&c->err, EK_OK);
         mc.first[m + 1] = mc.first[m] + (ws[m].rows + rpt - 1) / rpt;
     }
-    ek_parallel(mc.first[count], gemv_multi_task, &mc);
+    atomic_init(&mc.prep_done, 0);
+    atomic_init(&mc.down_done, 0);
+    atomic_init(&mc.err, EK_OK);
+    ek_parallel(mc.nprep + mc.ndown + mc.first[count], gemv_multi_task, &mc);
+    int32_t err = atomic_load(&mc.err);
+    for (int32_t m = 0; m < count && !err; m++) err = atomic_load(&mc.parts[m].err);
+    return err;
+}
+
+static int32_t check_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                                float *const *ys, const int64_t *ldys) {
+    if (count < 1 || count > EK_GEMV_MULTI_MAX) return EK_ERR_SHAPE;
+    if (!ws || !ys || !ldys) return EK_ERR_NULL;
     for (int32_t m = 0; m < count; m++) {
-        int32_t err = atomic_load(&mc.parts[m].err);
-        if (err) return err;
+        int32_t st = check_product(&ws[m], x, n, ldx, ws[0].cols, ys[m], ldys[m], ws[m].rows);
+        if (st) return st;
+        if (ws[m].cols != ws[0].cols) return EK_ERR_SHAPE;
     }
     return EK_OK;
 }
 
-int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
-                    int32_t flags) {
-    return gemv_run(w, x, n, ldx, y, ldy, flags);
+// 1 when the matrices need different kernels (blocksizes that do and do not divide cols): no shared job.
+static int mixed_layouts(const ek_nf4_matrix *ws, int32_t count) {
+    for (int32_t m = 1; m < count; m++)
+        if (fast_layout(&ws[m]) != fast_layout(&ws[0])) return 1;
+    return 0;
+}
+
+int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                          float *const *ys, const int64_t *ldys, int32_t flags) {
+    int32_t st = check_gemv_multi(ws, count, x, n, ldx, ys, ldys);
+    if (st || n == 0) return st;
+    if (mixed_layouts(ws, count)) {
+        for (int32_t j = 0; j < count; j++) {
+            st = gemv_job(&ws[j], 1, x, n, ldx, &ys[j], &ldys[j], flags, NULL, NULL, 0);
+            if (st) return st;
+        }
+        return EK_OK;
+    }
+    return gemv_job(ws, count, x, n, ldx, ys, ldys, flags, NULL, NULL, 0);
 }
 
 static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
                         int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
-    const int fast = fast_layout(w);
-    const ek_vtable *vt = fast ? ek_active() : ek_vtable_scalar();
-    const int q8 = fast && (flags & EK_ACT_INT8);
-    const int64_t cols = w->cols;
-    gemv_ctx c = {.vt = vt, .w = w, .n = n, .y = y, .ldy = ldy, .acc = flags & EK_ACCUMULATE, .q8 = q8};
-    st = gemv_prepare(&c, x, ldx, cols, fast);
-    if (st) return st;
-    c.rows_per_task = gemv_rows_per_task(w->rows);
-    atomic_init(&c.err, EK_OK);
-    ek_parallel((w->rows + c.rows_per_task - 1) / c.rows_per_task, gemv_task, &c);
-    return atomic_load(&c.err);
+    return gemv_job(w, 1, x, n, ldx, &y, &ldy, flags, NULL, NULL, 0);
+}
+
+int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                    int32_t flags) {
+    return gemv_run(w, x, n, ldx, y, ldy, flags);
 }
 
 // ---- GEMM (forward) and transposed product ----------------------------------------------------------
@@ -478,33 +571,53 @@ typedef struct {
     int32_t count;
     const int32_t *slot_of_row;            // BGMV (one target), or NULL
     const int64_t *seg_start;              // SGMV
-    int64_t nseg, in, ldx, ld8, n;
+    int64_t nseg, in, ldx, ld8, n, max_out;
     const float *x;
     _Atomic int32_t err;
 } lora_ctx;
 
-// The segment holding row i (segments are sorted: binary search the last start <= i), or -1.
-static int64_t segment_of_row(const lora_ctx *c, int64_t i) {
-    int64_t lo = 0, hi = c->nseg - 1;
-    while (lo < hi) {
-        int64_t mid = (lo + hi + 1) / 2;
-        if (c->seg_start[mid] <= i) lo = mid; else hi = mid - 1;
+// An int8 slot's down half for one row (x quantised by q8_quant_row into xq / xd): u = A x, then
+// v = u * scale * (Bᵀ row scale) to int8 with one scale, in the header's order. Returns 0 when max|v|
+// is 0 (no update); else v8 (rank rounded up to 4, zero past rank) and *sv. u: rank floats of scratch.
+static int lora_q8_down(const ek_vtable *vt, const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u,
+                        int8_t *v8, float *sv) {
+    vt->lora_down_q8(s, xq, xd, u);
+    float vmax = 0;
+    for (int32_t t = 0; t < s->rank; t++) {
+        u[t] = u[t] * s->scale * s->bt8_scale[t];
+        vmax = fmaxf(vmax, fabsf(u[t]));
     }
-    return (i >= c->seg_start[lo] && i < c->seg_start[lo + 1]) ? lo : -1;
+    if (!(vmax > 0)) return 0;
+    const float id = 127.0f / vmax;
+    for (int32_t t = 0; t < (s->rank + 3) / 4 * 4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(u[t] * id) : 0;
+    *sv = vmax / 127.0f;
+    return 1;
+}
+
+// Scratch slot 3 for one row's LoRA: u (a rank of floats), x quantised (ld8 bytes and ld8 / 32 scales),
+// then nacc int32 sums.
+static float *lora_scratch(int64_t ld8, int64_t nacc, int8_t **xq, float **xd, int32_t **acc) {
+    float *u = ek_scratch(3, 256 * sizeof(float) + (size_t)ld8 + (size_t)ld8 / 32 * sizeof(float) +
+                             (size_t)nacc * sizeof(int32_t) + 64);
+    if (!u) return NULL;
+    *xq = (int8_t *)(u + 256);
+    *xd = (float *)(*xq + ld8);
+    *acc = (int32_t *)(*xd + ld8 / 32);
+    return u;
 }
 
 // One activation row through every target: its x is quantised once for all of its int8 slots.
 static void lora_task(void *p, int64_t i, int32_t worker) {
     (void)worker;
     lora_ctx *c = p;
-    // u (a rank of floats), then this row's x quantised: ld8 bytes and ld8 / 32 scales.
-    float *u = ek_scratch(3, 256 * sizeof(float) + (size_t)c->ld8 + (size_t)c->ld8 / 32 * sizeof(float) + 64);
+    int8_t *xq;
+    float *xd;
+    int32_t *acc;
+    float *u = lora_scratch(c->ld8, c->max_out, &xq, &xd, &acc);
     if (!u) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
-    int8_t *xq = (int8_t *)(u + 256);
-    float *xd = (float *)(xq + c->ld8);
     int8_t v8[256];   // the rank rounded up to 4
     const float *x = c->x + i * c->ldx;
-    const int64_t seg = c->seg_start ? segment_of_row(c, i) : -1;
+    const int64_t seg = c->seg_start ? segment_of_row(c->seg_start, c->nseg, i) : -1;
     int quantized = 0;
     for (int32_t m = 0; m < c->count; m++) {
         const ek_lora_target *tg = &c->targets[m];
@@ -522,17 +635,38 @@ static void lora_task(void *p, int64_t i, int32_t worker) {
             c->vt->q8_quant_row(x, c->in, c->ld8, xq, xd);
             quantized = 1;
         }
-        // u = A x, then v = u * scale * (Bᵀ row scale) to int8 with one scale (the header's order).
-        c->vt->lora_down_q8(s, xq, xd, u);
-        float vmax = 0;
-        for (int32_t t = 0; t < s->rank; t++) {
-            u[t] = u[t] * s->scale * s->bt8_scale[t];
-            vmax = fmaxf(vmax, fabsf(u[t]));
+        float sv;
+        if (lora_q8_down(c->vt, s, xq, xd, u, v8, &sv)) {
+            c->vt->lora_up_acc_q8(s->bt8, s->rank, tg->out, tg->out, v8, acc);
+            c->vt->lora_add_acc(acc, sv, y, tg->out);
         }
-        if (!(vmax > 0)) continue;
-        const float id = 127.0f / vmax;
-        for (int32_t t = 0; t < (s->rank + 3) / 4 * 4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(u[t] * id) : 0;
-        c->vt->lora_up_q8(s->bt8, s->rank, tg->out, v8, vmax / 127.0f, y);
+    }
+}
+
+// The fused GEMV job's LoRA task for activation row i: the int32 sums of every matrix's update of row i
+// (the same numbers as lora_task; the GEMV tasks add them to their output rows).
+static void lora_down_row(gemv_multi_ctx *c, int64_t i) {
+    const ek_vtable *vt = c->parts[0].vt;
+    int8_t *xq;
+    float *xd;
+    int32_t *unused;
+    float *u = lora_scratch(c->ld8, 0, &xq, &xd, &unused);
+    int8_t v8[256];
+    int quantized = 0;
+    for (int32_t m = 0; m < c->count; m++) {
+        lora_update *up = &c->updates[i * c->count + m];
+        const ek_lora_slot *s = up->slot;
+        if (!s) continue;
+        if (!u) { atomic_store(&c->err, EK_ERR_NOMEM); continue; }
+        const int64_t out = c->parts[m].w->rows;
+        ek_prefetch_l2(s->a8, s->rank * c->ld8);
+        ek_prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, out));
+        if (!quantized) {
+            vt->q8_quant_row(c->x + i * c->ldx, c->parts[0].w->cols, c->ld8, xq, xd);
+            quantized = 1;
+        }
+        up->active = lora_q8_down(vt, s, xq, xd, u, v8, &up->sv);
+        if (up->active) vt->lora_up_acc_q8(s->bt8, s->rank, out, out, v8, up->acc);
     }
 }
 
@@ -593,6 +727,7 @@ static int32_t check_target(const ek_lora_target *t, int64_t in) {
 static int32_t run_lora(lora_ctx *c) {
     c->vt = ek_active();
     c->ld8 = ek_q8_row_stride(c->in);
+    for (int32_t m = 0; m < c->count; m++) c->max_out = EK_MAX(c->max_out, c->targets[m].out);
     atomic_init(&c->err, EK_OK);
     ek_parallel(c->n, lora_task, c);
     return atomic_load(&c->err);
@@ -613,11 +748,11 @@ int32_t ek_lora_bgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *s
     return run_lora(&c);
 }
 
-int32_t ek_lora_sgmv_multi(const ek_lora_target *targets, int32_t count, const int64_t *seg_start, int64_t nseg,
-                           const float *x, int64_t ldx, int64_t in) {
+static int32_t check_sgmv_multi(const ek_lora_target *targets, int32_t count, const int64_t *seg_start, int64_t nseg,
+                                int64_t in, int64_t ldx) {
     if (nseg < 0 || in <= 0 || count < 1 || count > EK_LORA_MAX_TARGETS) return EK_ERR_SHAPE;
     if (nseg == 0) return EK_OK;
-    if (!targets || !x || !seg_start) return EK_ERR_NULL;
+    if (!targets || !seg_start) return EK_ERR_NULL;
     if (ldx < in) return EK_ERR_STRIDE;
     if (seg_start[0] < 0) return EK_ERR_SHAPE;
     for (int64_t j = 0; j < nseg; j++)
@@ -629,9 +764,44 @@ int32_t ek_lora_sgmv_multi(const ek_lora_target *targets, int32_t count, const i
         for (int64_t j = 0; j < nseg; j++)
             if (targets[m].seg_slot[j] < -1 || targets[m].seg_slot[j] >= targets[m].nslots) return EK_ERR_ADAPTER;
     }
+    return EK_OK;
+}
+
+int32_t ek_lora_sgmv_multi(const ek_lora_target *targets, int32_t count, const int64_t *seg_start, int64_t nseg,
+                           const float *x, int64_t ldx, int64_t in) {
+    if (nseg > 0 && !x) return EK_ERR_NULL;
+    int32_t st = check_sgmv_multi(targets, count, seg_start, nseg, in, ldx);
+    if (st || nseg == 0) return st;
     lora_ctx c = {.targets = targets, .count = count, .seg_start = seg_start, .nseg = nseg, .in = in, .ldx = ldx,
                   .n = seg_start[nseg], .x = x};
     return run_lora(&c);
+}
+
+int32_t ek_nf4_gemv_lora(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                         int32_t flags, const ek_lora_target *targets, const int64_t *seg_start, int64_t nseg) {
+    if (count < 1 || count > EK_GEMV_MULTI_MAX || nseg < 0 || n < 0) return EK_ERR_SHAPE;
+    if (!targets || !ws || (nseg > 0 && !seg_start)) return EK_ERR_NULL;
+    float *ys[EK_GEMV_MULTI_MAX];
+    int64_t ldys[EK_GEMV_MULTI_MAX];
+    for (int32_t m = 0; m < count; m++) {
+        if (targets[m].out != ws[m].rows) return EK_ERR_SHAPE;
+        ys[m] = targets[m].y;
+        ldys[m] = targets[m].ldy;
+    }
+    int32_t st = check_gemv_multi(ws, count, x, n, ldx, ys, ldys);
+    if (st) return st;
+    if (nseg > 0 && seg_start[nseg] > n) return EK_ERR_SHAPE;
+    // The same checks as ek_lora_sgmv_multi, before anything is written.
+    st = check_sgmv_multi(targets, count, seg_start, nseg, ws[0].cols, ldx);
+    if (st || n == 0) return st;
+    int fused = !mixed_layouts(ws, count) && fast_layout(&ws[0]) && (flags & EK_ACT_INT8) && nseg > 0;
+    for (int32_t m = 0; m < count && fused; m++)
+        for (int64_t k = 0; k < targets[m].nslots; k++)
+            if (targets[m].slots[k].dtype != EK_DTYPE_I8) fused = 0;
+    if (fused) return gemv_job(ws, count, x, n, ldx, ys, ldys, flags, targets, seg_start, nseg);
+    st = ek_nf4_gemv_multi(ws, count, x, n, ldx, ys, ldys, flags);
+    if (st || nseg == 0) return st;
+    return ek_lora_sgmv_multi(targets, count, seg_start, nseg, x, ldx, ws[0].cols);
 }
 
 int32_t ek_lora_sgmv(const ek_lora_slot *slots, int64_t nslots, const int32_t *seg_slot, const int64_t *seg_start,

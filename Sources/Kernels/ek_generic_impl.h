@@ -269,7 +269,7 @@ static void EKG(lora_row_f16)(const ek_lora_slot *s, const float *x, int64_t in,
 }
 #undef EK_LORA_UP_BODY
 
-// y[:out] += scale * B (A x) for f32 and half slots (int8 slots: lora_down_q8 / lora_up_q8); u is
+// y[:out] += scale * B (A x) for f32 and half slots (int8 slots: lora_down_q8, lora_up_acc_q8, lora_add_acc); u is
 // scratch of rank floats.
 static void EKG(lora_row)(const ek_lora_slot *s, const float *x, int64_t in, float *y, int64_t out,
                           float *u) {
@@ -330,20 +330,22 @@ static void EKG(lora_down_q8)(const ek_lora_slot *s, const int8_t *xq, const flo
     }
 }
 
-// y[j] = fmaf(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for j < out, Bᵀ8 in rank quads; v8 has the rank rounded up
-// to 4 entries (zero past rank).
-static void EKG(lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y) {
+// acc[j] = sum_t Bᵀ8[t, j] v8[t] for j < out, exact in int32; Bᵀ8 in rank quads ld outputs apart, v8
+// with the rank rounded up to 4 entries (zero past rank).
+static void EKG(lora_up_acc_q8)(const int8_t *bt8, int32_t rank, int64_t out, int64_t ld, const int8_t *v8,
+                                int32_t *acc) {
     const int64_t nq = (rank + 3) / 4;
-    for (int64_t j0 = 0; j0 < out; j0 += 16) {
-        const int64_t nj = EK_MIN(16, out - j0);
-        int32_t acc[16] = {0};
-        for (int64_t q = 0; q < nq; q++) {
-            const int8_t *b = bt8 + (q * out + j0) * 4, *v = v8 + 4 * q;
-            for (int64_t l = 0; l < nj; l++)
-                acc[l] += b[4 * l] * v[0] + b[4 * l + 1] * v[1] + b[4 * l + 2] * v[2] + b[4 * l + 3] * v[3];
-        }
-        for (int64_t l = 0; l < nj; l++) y[j0 + l] = fmaf(sv, (float)acc[l], y[j0 + l]);
+    for (int64_t j = 0; j < out; j++) acc[j] = 0;
+    for (int64_t q = 0; q < nq; q++) {
+        const int8_t *b = bt8 + q * ld * 4, *v = v8 + 4 * q;
+        for (int64_t j = 0; j < out; j++)
+            acc[j] += b[4 * j] * v[0] + b[4 * j + 1] * v[1] + b[4 * j + 2] * v[2] + b[4 * j + 3] * v[3];
     }
+}
+
+// y[j] = fmaf(sv, acc[j], y[j]): an int8 slot's update from its int32 sums.
+static void EKG(lora_add_acc)(const int32_t *acc, float sv, float *y, int64_t count) {
+    for (int64_t j = 0; j < count; j++) y[j] = fmaf(sv, (float)acc[j], y[j]);
 }
 
 static inline float EKG(kv_at)(const void *base, int32_t dtype, int64_t idx) {

@@ -85,10 +85,14 @@ typedef struct ek_vtable {
     // xd (ld / 32 scales): the int8 head's and int8 LoRA's activations. The same bytes in every variant.
     void (*q8_quant_row)(const float *x, int64_t cols, int64_t ld, int8_t *xq, float *xd);
     // int8 slots (EK_DTYPE_I8), exactly the header's arithmetic in every variant. lora_down_q8: u[t] for
-    // t < rank from q8_quant_row's xq / xd. lora_up_q8: y[j] = fma(sv, sum_t Bᵀ8[t, j] v8[t], y[j]) for
-    // j < out, v8 of rank rounded up to 4.
+    // t < rank from q8_quant_row's xq / xd. lora_up_acc_q8: acc[j] = sum_t Bᵀ8[t, j] v8[t] (exact int32)
+    // for j < out, v8 of rank rounded up to 4, Bᵀ8's rank quads ld outputs apart (ld >= out: outputs
+    // j0 ..< j0 + out of a slot are bt8 + 4 * j0 with ld the slot's out). lora_add_acc: the update,
+    // y[j] = fma(sv, acc[j], y[j]) for j < count. Two steps so that the fused GEMV job can make the sums
+    // before the GEMV has written y.
     void (*lora_down_q8)(const ek_lora_slot *slot, const int8_t *xq, const float *xd, float *u);
-    void (*lora_up_q8)(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y);
+    void (*lora_up_acc_q8)(const int8_t *bt8, int32_t rank, int64_t out, int64_t ld, const int8_t *v8, int32_t *acc);
+    void (*lora_add_acc)(const int32_t *acc, float sv, float *y, int64_t count);
     void (*attn_head)(const float *q, const ek_attn_row *row, int64_t g, int64_t head_dim,
                       int64_t kv_stride, int32_t kv_dtype, float scale, float *out, float *scores);
     // Optional (NULL: ek_attention runs attn_head per query head). The `group` query heads q + j*hd
@@ -172,7 +176,13 @@ typedef ek_task_callback ek_task_fn;
 // Tasks are taken dynamically. worker < ek_threads(). Falls back to the calling thread alone when
 // the pool is busy with another caller (or ntasks == 1).
 void ek_parallel(int64_t ntasks, ek_task_fn fn, void *ctx);
-// Per-thread scratch, grown on demand (never shrinks). slot 0..3 are independent buffers.
+// Spins (then yields) until *counter >= target (acquire): a task waiting inside a job for earlier tasks
+// of the same job, which running workers have already claimed.
+void ek_wait_count(_Atomic int64_t *counter, int64_t target);
+// Per-thread scratch, grown on demand (never shrinks). Slots 0 ..< EK_SCRATCH_SLOTS are independent
+// buffers: 0 a GEMV task's absmax and partial sums, 1 the prepared activations of a product, 2 small
+// ops, 3 one row's LoRA vectors, 4 the fused GEMV job's LoRA updates.
+#define EK_SCRATCH_SLOTS 5
 void *ek_scratch(int slot, size_t bytes);
 
 #define EK_MIN(a, b) ((a) < (b) ? (a) : (b))

@@ -310,7 +310,8 @@ void ek_q8w_rows_avx2(const ek_q8_matrix *w, int64_t r0, int64_t r1, const int8_
 #undef EK_Q8W_T
 }
 
-// ---- int8 LoRA slots: the same bits as q8_quant_row / lora_down_q8 / lora_up_q8 in ek_generic_impl.h.
+// ---- int8 LoRA slots: the same bits as q8_quant_row, lora_down_q8 and lora_up_acc_q8 in
+// ek_generic_impl.h.
 // Products by maddubs on |x| and sign(w, x): each pair sum is at most 2 * 127 * 127 (int8 values are
 // -127...127 here), so no int16 saturates; madd with ones makes the int32 lane of 4 products exact.
 // 16 lanes per 64 values as two 8-lane halves, scaled and accumulated per lane as the generic code.
@@ -395,9 +396,9 @@ static void lora_down_q8_avx2_simd(const ek_lora_slot *s, const int8_t *xq, cons
 }
 
 // 8 outputs per int32 vector: 32 bytes of a rank quad, the quad's 4 v8 bytes broadcast.
-static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y) {
+static void lora_up_acc_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, int64_t ld, const int8_t *v8,
+                                     int32_t *acc) {
     const int64_t nq = (rank + 3) / 4;
-    const __m256 s = _mm256_set1_ps(sv);
     int64_t j = 0;
     for (; j + 32 <= out; j += 32) {
         __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
@@ -405,31 +406,35 @@ static void lora_up_q8_avx2_simd(const int8_t *bt8, int32_t rank, int64_t out, c
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
             const __m256i v = _mm256_set1_epi32(vq);
-            const int8_t *b = bt8 + (q * out + j) * 4;
+            const int8_t *b = bt8 + (q * ld + j) * 4;
             a0 = _mm256_add_epi32(a0, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)b), v));
             a1 = _mm256_add_epi32(a1, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 32)), v));
             a2 = _mm256_add_epi32(a2, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 64)), v));
             a3 = _mm256_add_epi32(a3, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(b + 96)), v));
         }
-        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a0), _mm256_loadu_ps(y + j)));
-        _mm256_storeu_ps(y + j + 8, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a1), _mm256_loadu_ps(y + j + 8)));
-        _mm256_storeu_ps(y + j + 16, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a2), _mm256_loadu_ps(y + j + 16)));
-        _mm256_storeu_ps(y + j + 24, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a3), _mm256_loadu_ps(y + j + 24)));
+        _mm256_storeu_si256((__m256i *)(acc + j), a0);
+        _mm256_storeu_si256((__m256i *)(acc + j + 8), a1);
+        _mm256_storeu_si256((__m256i *)(acc + j + 16), a2);
+        _mm256_storeu_si256((__m256i *)(acc + j + 24), a3);
     }
     for (; j + 8 <= out; j += 8) {
         __m256i a = _mm256_setzero_si256();
         for (int64_t q = 0; q < nq; q++) {
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
-            a = _mm256_add_epi32(a, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(bt8 + (q * out + j) * 4)), _mm256_set1_epi32(vq)));
+            a = _mm256_add_epi32(a, dot4_i8_avx2(_mm256_loadu_si256((const __m256i *)(bt8 + (q * ld + j) * 4)), _mm256_set1_epi32(vq)));
         }
-        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(a), _mm256_loadu_ps(y + j)));
+        _mm256_storeu_si256((__m256i *)(acc + j), a);
     }
-    for (; j < out; j++) {
-        int32_t acc = 0;
-        for (int64_t t = 0; t < 4 * nq; t++) acc += bt8[((t / 4) * out + j) * 4 + t % 4] * v8[t];
-        y[j] = fmaf(sv, (float)acc, y[j]);
-    }
+    if (j < out) lora_up_acc_q8_avx2(bt8 + 4 * j, rank, out - j, ld, v8, acc + j);   // the last < 8 outputs
+}
+
+static void lora_add_acc_avx2_simd(const int32_t *acc, float sv, float *y, int64_t count) {
+    const __m256 s = _mm256_set1_ps(sv);
+    int64_t j = 0;
+    for (; j + 8 <= count; j += 8)
+        _mm256_storeu_ps(y + j, _mm256_fmadd_ps(s, _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + j))), _mm256_loadu_ps(y + j)));
+    if (j < count) lora_add_acc_avx2(acc + j, sv, y + j, count - j);
 }
 
 #pragma clang attribute pop
@@ -449,7 +454,8 @@ static const ek_vtable avx2_table = {
     .lora_row = lora_row_avx2,
     .q8_quant_row = q8_quant_row_avx2_simd,
     .lora_down_q8 = lora_down_q8_avx2_simd,
-    .lora_up_q8 = lora_up_q8_avx2_simd,
+    .lora_up_acc_q8 = lora_up_acc_q8_avx2_simd,
+    .lora_add_acc = lora_add_acc_avx2_simd,
     .attn_head = attn_head_avx2,
     .rmsnorm_row = rmsnorm_row_avx2,
     .silu_mul = silu_mul_avx2,

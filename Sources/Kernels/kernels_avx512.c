@@ -535,7 +535,7 @@ static void q8w_rows_vnni(const ek_q8_matrix *w, int64_t r0, int64_t r1, const i
     }
 }
 
-// ---- int8 LoRA slots with VNNI: the same bits as q8_quant_row / lora_down_q8 / lora_up_q8 in
+// ---- int8 LoRA slots with VNNI: the same bits as q8_quant_row, lora_down_q8 and lora_up_acc_q8 in
 // ek_generic_impl.h (exact int32 lanes from dpbusd, then the same fmas and the same halving sum).
 // dpbusd wants one unsigned operand: the stored int8 xor 0x80 is value + 128 as u8, and a bias of
 // -128 * (the sum of the other operand's bytes in the lane) takes the 128s back out.
@@ -599,12 +599,12 @@ static void lora_down_q8_vnni(const ek_lora_slot *s, const int8_t *xq, const flo
 
 // 16 outputs per int32 vector: a rank quad of Bᵀ is 64 bytes (16 outputs x 4 ranks), one dpbusd with
 // the quad's 4 v8 bytes broadcast; the bias -128 * sum(v8) is the accumulators' start.
-static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, const int8_t *v8, float sv, float *y) {
+static void lora_up_acc_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, int64_t ld, const int8_t *v8,
+                                int32_t *acc) {
     const int64_t nq = (rank + 3) / 4;
     int32_t vsum = 0;
     for (int64_t t = 0; t < 4 * nq; t++) vsum += v8[t];
     const __m512i bias = _mm512_set1_epi32(-128 * vsum), flip = _mm512_set1_epi8((char)0x80);
-    const __m512 s = _mm512_set1_ps(sv);
     int64_t j = 0;
     for (; j + 64 <= out; j += 64) {
         __m512i a0 = bias, a1 = bias, a2 = bias, a3 = bias;
@@ -612,16 +612,16 @@ static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, const 
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
             const __m512i v = _mm512_set1_epi32(vq);
-            const int8_t *b = bt8 + (q * out + j) * 4;
+            const int8_t *b = bt8 + (q * ld + j) * 4;
             a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512(b), flip), v);
             a1 = _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_loadu_si512(b + 64), flip), v);
             a2 = _mm512_dpbusd_epi32(a2, _mm512_xor_si512(_mm512_loadu_si512(b + 128), flip), v);
             a3 = _mm512_dpbusd_epi32(a3, _mm512_xor_si512(_mm512_loadu_si512(b + 192), flip), v);
         }
-        _mm512_storeu_ps(y + j, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a0), _mm512_loadu_ps(y + j)));
-        _mm512_storeu_ps(y + j + 16, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a1), _mm512_loadu_ps(y + j + 16)));
-        _mm512_storeu_ps(y + j + 32, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a2), _mm512_loadu_ps(y + j + 32)));
-        _mm512_storeu_ps(y + j + 48, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a3), _mm512_loadu_ps(y + j + 48)));
+        _mm512_storeu_si512(acc + j, a0);
+        _mm512_storeu_si512(acc + j + 16, a1);
+        _mm512_storeu_si512(acc + j + 32, a2);
+        _mm512_storeu_si512(acc + j + 48, a3);
     }
     for (; j < out; j += 16) {
         const int64_t nj = EK_MIN(16, out - j);
@@ -632,11 +632,12 @@ static void lora_up_q8_vnni(const int8_t *bt8, int32_t rank, int64_t out, const 
             int32_t vq;
             memcpy(&vq, v8 + 4 * q, 4);
             // Masked-off bytes load as 0, which the xor makes 128: those lanes are never stored.
-            a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mb, bt8 + (q * out + j) * 4), flip), _mm512_set1_epi32(vq));
+            a = _mm512_dpbusd_epi32(a, _mm512_xor_si512(_mm512_maskz_loadu_epi8(mb, bt8 + (q * ld + j) * 4), flip), _mm512_set1_epi32(vq));
         }
-        _mm512_mask_storeu_ps(y + j, my, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(a), _mm512_maskz_loadu_ps(my, y + j)));
+        _mm512_mask_storeu_epi32(acc + j, my, a);
     }
 }
+
 #pragma clang attribute pop
 // The same with AVX512_VBMI (Ice Lake, Zen 4): vpermb reads only index bits 5:0 and never zeroes, so
 // with the 16-entry table repeated four times a packed byte indexes its low nibble directly and the
@@ -782,6 +783,17 @@ static void mk32_fast_avx512(int64_t m, int64_t nc, int64_t kc, const float *a, 
     }
 }
 
+// An int8 LoRA slot's update from its int32 sums (the same fmas as the generic code, 16 at a time).
+static void lora_add_acc_avx512_simd(const int32_t *acc, float sv, float *y, int64_t count) {
+    const __m512 s = _mm512_set1_ps(sv);
+    for (int64_t j = 0; j < count; j += 16) {
+        const int64_t nj = EK_MIN(16, count - j);
+        const __mmask16 m = nj == 16 ? (__mmask16)0xffff : (__mmask16)((1u << nj) - 1);
+        _mm512_mask_storeu_ps(y + j, m, _mm512_fmadd_ps(s, _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, acc + j)),
+                                                         _mm512_maskz_loadu_ps(m, y + j)));
+    }
+}
+
 #pragma clang attribute pop
 
 static ek_vtable avx512_table = {
@@ -802,7 +814,8 @@ static ek_vtable avx512_table = {
     .lora_row = lora_row_avx512,
     .q8_quant_row = q8_quant_row_avx512,
     .lora_down_q8 = lora_down_q8_avx512,
-    .lora_up_q8 = lora_up_q8_avx512,
+    .lora_up_acc_q8 = lora_up_acc_q8_avx512,
+    .lora_add_acc = lora_add_acc_avx512_simd,
     .attn_head = attn_head_avx512,
     .attn_group = ek_attn_group_avx512,
     .rmsnorm_row = rmsnorm_row_avx512,
@@ -815,7 +828,7 @@ const ek_vtable *ek_vtable_avx512(void) {
     if (ek_avx512_has_vnni()) {
         avx512_table.q8_quant_row = q8_quant_row_vnni;
         avx512_table.lora_down_q8 = lora_down_q8_vnni;
-        avx512_table.lora_up_q8 = lora_up_q8_vnni;
+        avx512_table.lora_up_acc_q8 = lora_up_acc_q8_vnni;
     }
     if (ek_avx512_has_vnni() && ek_avx512_has_vbmi()) {
         avx512_table.gemv_q8 = gemv_q8_vbmi;

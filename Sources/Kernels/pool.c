@@ -198,14 +198,22 @@ void ek_parallel(int64_t ntasks, ek_task_fn fn, void *ctx) {
     pthread_mutex_unlock(&g_busy);
 }
 
+void ek_wait_count(_Atomic int64_t *counter, int64_t target) {
+    int spins = 0;
+    while (atomic_load_explicit(counter, memory_order_acquire) < target) {
+        EK_PAUSE();
+        if (++spins > 2048) { sched_yield(); spins = 0; }
+    }
+}
+
 // ---- Per-thread scratch -----------------------------------------------------------------------------
-typedef struct { void *ptr[4]; size_t cap[4]; } ek_scratch_set;
+typedef struct { void *ptr[EK_SCRATCH_SLOTS]; size_t cap[EK_SCRATCH_SLOTS]; } ek_scratch_set;
 static pthread_key_t g_scratch_key;
 static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
 
 static void scratch_free(void *v) {
     ek_scratch_set *s = v;
-    for (int i = 0; i < 4; i++) free(s->ptr[i]);
+    for (int i = 0; i < EK_SCRATCH_SLOTS; i++) free(s->ptr[i]);
     free(s);
 }
 static void scratch_key_init(void) { pthread_key_create(&g_scratch_key, scratch_free); }

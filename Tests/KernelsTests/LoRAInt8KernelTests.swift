@@ -4,7 +4,7 @@ import XCTest
 
 /// A slot quantised as the engine binds it (EK_DTYPE_I8): A rows padded to `ek_q8_row_stride`,
 /// Bᵀ quantised per rank row in rank quads.
-private struct Quantized {
+struct Quantized {
     var a: [Int8], aScale: [Float], bt: [Int8], btScale: [Float]
     let rank: Int, inF: Int, out: Int, lda: Int
 
@@ -72,7 +72,7 @@ private func referenceInt8(_ q: Quantized, scale: Float, x: [Float], y: inout [F
 /// bit against the arithmetic the header defines, that arithmetic against dense f32 math within the
 /// bound its roundings allow, and the multi-target call against separate calls.
 extension LoRAKernelTests {
-    fileprivate func withI8Slots<R>(_ slots: [LoRAKernelTests.Slot], _ q: [Quantized], _ body: ([ek_lora_slot]) -> R) -> R {
+    func withI8Slots<R>(_ slots: [LoRAKernelTests.Slot], _ q: [Quantized], _ body: ([ek_lora_slot]) -> R) -> R {
         func go(_ k: Int, _ acc: [ek_lora_slot]) -> R {
             if k == slots.count { return body(acc) }
             return q[k].a.withUnsafeBufferPointer { a in
@@ -102,7 +102,7 @@ extension LoRAKernelTests {
         return y
     }
 
-    private func assertBits(_ got: [Float], _ want: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
+    func assertBits(_ got: [Float], _ want: [Float], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
         XCTAssertEqual(got.count, want.count, what, file: file, line: line)
         for k in 0..<min(got.count, want.count) where got[k].bitPattern != want[k].bitPattern {
             XCTFail("\(what): element \(k) is \(got[k]), the defined arithmetic gives \(want[k])", file: file, line: line)

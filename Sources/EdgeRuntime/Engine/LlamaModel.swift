@@ -188,61 +188,75 @@ public final class LlamaModel: @unchecked Sendable {
             if status != 0 { throw .kernel(operation: op(), status: status, message: String(cString: ek_status_message(status))) }
         }
 
-        // Per-sequence LoRA segments: one segment per step, rows rowStart[i] ..< rowStart[i + 1].
+        // Per-sequence LoRA segments: one segment per step, rows rowStart[i] ..< rowStart[i + 1]. The decode
+        // sequences come first: segments 0 ..< decodeSeqs are the GEMV rows.
         let segStart = rowStart.map { Int64($0) }
+        let decodeSeqs = ordered.prefix { $0.usesDecodeKernels }.count
         // For one LoRA call: the slots of every target (projection) back to back, per target and segment
         // the index of its slot or -1, and the targets. Reused across projections and layers.
         var slots: [ek_lora_slot] = [], segSlot: [Int32] = [], slotCounts: [Int] = [], targets: [ek_lora_target] = []
         slots.reserveCapacity(ordered.count * 3)
         segSlot.reserveCapacity(ordered.count * 3)
 
-        // Σ_k w_k s_k B_k (A_k x) per sequence added to the outputs of projections `ps`, which read the
-        // same input: one ek_lora_sgmv_multi per adapter of the largest mix (x quantised once per row).
-        func addLoRA(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
-                     _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
-            guard maxMix > 0 else { return }
+        // Calls `body` with the LoRA targets of mix entry `mixIndex` for projections `ps` over the sequences
+        // `segs` (seg_start from segStart[segs.lowerBound]), one target per projection (`nslots` 0 where no
+        // sequence has a slot), and their count. Returns nil without calling it when no sequence has one.
+        func withLoRATargets(_ layer: Int, _ ps: [LlamaProjection], mixIndex: Int, segs: Range<Int>,
+                             _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64],
+                             _ body: (UnsafePointer<ek_lora_target>, UnsafePointer<Int64>) -> Int32) -> Int32? {
+            slots.removeAll(keepingCapacity: true)
+            segSlot.removeAll(keepingCapacity: true)
+            slotCounts.removeAll(keepingCapacity: true)
+            for p in ps {
+                var count = 0
+                for s in ordered[segs] {
+                    if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
+                        slot.scale *= s.adapters.entries[mixIndex].weight
+                        segSlot.append(Int32(count))
+                        slots.append(slot)
+                        count += 1
+                    } else {
+                        segSlot.append(-1)
+                    }
+                }
+                slotCounts.append(count)
+            }
+            if slots.isEmpty { return nil }
+            return slots.withUnsafeBufferPointer { sp in
+                segSlot.withUnsafeBufferPointer { gp in
+                    targets.removeAll(keepingCapacity: true)
+                    var first = 0
+                    for (m, p) in ps.enumerated() {
+                        targets.append(ek_lora_target(slots: sp.baseAddress! + first, nslots: Int64(slotCounts[m]), seg_slot: gp.baseAddress! + m * segs.count,
+                                                      y: outputs[m], ldy: lds[m], out: Int64(p.shape(hp).rows)))
+                        first += slotCounts[m]
+                    }
+                    return segStart.withUnsafeBufferPointer { body(targets, $0.baseAddress! + segs.lowerBound) }
+                }
+            }
+        }
+
+        // Σ_k w_k s_k B_k (A_k x) per sequence of `segs` added to the outputs of projections `ps`, which read
+        // the same input, for the mix entries `mixes`: one ek_lora_sgmv_multi per entry (x quantised once
+        // per row).
+        func addLoRA(_ layer: Int, _ ps: [LlamaProjection], mixes: Range<Int>, segs: Range<Int>, _ input: UnsafeMutablePointer<Float>,
+                     _ ldIn: Int, _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
+            guard !segs.isEmpty else { return }
             let inDim = ps[0].shape(hp).cols
-            let nseg = ordered.count
-            for mixIndex in 0..<maxMix {
-                slots.removeAll(keepingCapacity: true)
-                segSlot.removeAll(keepingCapacity: true)
-                slotCounts.removeAll(keepingCapacity: true)
-                for p in ps {
-                    var count = 0
-                    for s in ordered {
-                        if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
-                            slot.scale *= s.adapters.entries[mixIndex].weight
-                            segSlot.append(Int32(count))
-                            slots.append(slot)
-                            count += 1
-                        } else {
-                            segSlot.append(-1)
-                        }
-                    }
-                    slotCounts.append(count)
+            for mixIndex in mixes {
+                let status = withLoRATargets(layer, ps, mixIndex: mixIndex, segs: segs, outputs, lds) { t, st in
+                    ek_lora_sgmv_multi(t, Int32(ps.count), st, Int64(segs.count), input, Int64(ldIn), Int64(inDim))
                 }
-                if slots.isEmpty { continue }
-                let status = slots.withUnsafeBufferPointer { sp in
-                    segSlot.withUnsafeBufferPointer { gp in
-                        targets.removeAll(keepingCapacity: true)
-                        var first = 0
-                        for (m, p) in ps.enumerated() where slotCounts[m] > 0 {
-                            targets.append(ek_lora_target(slots: sp.baseAddress! + first, nslots: Int64(slotCounts[m]), seg_slot: gp.baseAddress! + m * nseg,
-                                                          y: outputs[m], ldy: lds[m], out: Int64(p.shape(hp).rows)))
-                            first += slotCounts[m]
-                        }
-                        return ek_lora_sgmv_multi(targets, Int32(targets.count), segStart, Int64(nseg), input, Int64(ldIn), Int64(inDim))
-                    }
-                }
-                try check(status, "lora_sgmv(\(ps.map(\.moduleName).joined(separator: ",")))")
+                if let status { try check(status, "lora_sgmv(\(ps.map(\.moduleName).joined(separator: ",")))") }
             }
         }
 
         // y_m[n, out_m] = x[n, in] · W_m^T + Σ_k w_k s_k B_k (A_k x) per sequence, for projections `ps` that
-        // read the same input (q/k/v, gate/up; o and down alone): their decode rows go through one
-        // ek_nf4_gemv_multi call (the input prepared once, one pool job for all their rows; the same
-        // numbers as separate GEMVs); then each gets its prompt rows, and then all rows their LoRA deltas
-        // in one call per adapter (ek_lora_sgmv_multi).
+        // read the same input (q/k/v, gate/up; o and down alone). Their decode rows go through one
+        // ek_nf4_gemv_lora call with the first adapter of each sequence's mix (one pool job: x prepared
+        // once, each GEMV task adding its rows' LoRA updates; the same numbers as a GEMV and then the
+        // LoRA call). Then each projection gets its prompt rows, and then the LoRA deltas not yet added,
+        // in one call per mix entry (ek_lora_sgmv_multi): per row the same order, base then entries.
         // The projection and pointer tables are built once per forward, not per layer.
         let qkv: [LlamaProjection] = [.q, .k, .v], gateUp: [LlamaProjection] = [.gate, .up]
         let oProj: [LlamaProjection] = [.o], downProj: [LlamaProjection] = [.down]
@@ -253,10 +267,18 @@ public final class LlamaModel: @unchecked Sendable {
         var matrices = [ek_nf4_matrix](repeating: ek_nf4_matrix(), count: 3)
         func projectTogether(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
                              _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
+            var decodeMixDone = false
             if decodeRows > 0 {
                 for (j, p) in ps.enumerated() { matrices[j] = weights.layers[layer][p] }
-                try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), outputs, lds, int8),
-                          "nf4_gemv(\(ps.map(\.moduleName).joined(separator: ",")))")
+                if maxMix > 0, let status = withLoRATargets(layer, ps, mixIndex: 0, segs: 0..<decodeSeqs, outputs, lds, { t, st in
+                    ek_nf4_gemv_lora(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), int8, t, st, Int64(decodeSeqs))
+                }) {
+                    try check(status, "nf4_gemv_lora(\(ps.map(\.moduleName).joined(separator: ",")))")
+                    decodeMixDone = true
+                } else {
+                    try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), outputs, lds, int8),
+                              "nf4_gemv(\(ps.map(\.moduleName).joined(separator: ",")))")
+                }
             }
             if n > decodeRows {
                 // Prompt rows in the fastest mode are bf16, not int8: int8 prompt products dropped the
@@ -268,7 +290,12 @@ public final class LlamaModel: @unchecked Sendable {
                                           outputs[j]! + decodeRows * Int(lds[j]), lds[j], promptFlags), "nf4_gemm(\(p.moduleName))")
                 }
             }
-            try addLoRA(layer, ps, input, ldIn, outputs, lds)
+            if decodeMixDone {
+                try addLoRA(layer, ps, mixes: 0..<1, segs: decodeSeqs..<ordered.count, input, ldIn, outputs, lds)
+                try addLoRA(layer, ps, mixes: 1..<maxMix, segs: 0..<ordered.count, input, ldIn, outputs, lds)
+            } else {
+                try addLoRA(layer, ps, mixes: 0..<maxMix, segs: 0..<ordered.count, input, ldIn, outputs, lds)
+            }
         }
 
         for layer in 0..<hp.layerCount {

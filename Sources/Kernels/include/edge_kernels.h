@@ -254,6 +254,17 @@ typedef struct ek_lora_target {
 #define EK_LORA_MAX_TARGETS 8
 int32_t ek_lora_sgmv_multi(const ek_lora_target *targets, int32_t count, const int64_t *seg_start, int64_t nseg,
                            const float *x, int64_t ldx, int64_t in);
+// Decode products with their LoRA deltas, for projections that read the same input: for m < count,
+//   Y_m = X[n, cols] · ws[m]^T, then the segments' updates of targets[m] added,
+// with Y_m = targets[m].y (row stride targets[m].ldy; targets[m].out must be ws[m].rows). The result is
+// bit for bit what ek_nf4_gemv_multi (ys and ldys from the targets, the same flags) followed by
+// ek_lora_sgmv_multi(targets, count, seg_start, nseg, x, ldx, cols) computes. Segments must lie in the
+// n rows (seg_start[nseg] <= n); rows outside them get no update. A target with nslots 0 still needs its
+// seg_slot (all -1). When the product runs on int8 activations (EK_ACT_INT8 on a layout the fast kernels
+// take) and every slot is int8, it is one pool job: each row's down half (A x) runs first and every GEMV
+// task adds the up half of its own output rows while they are in cache.
+int32_t ek_nf4_gemv_lora(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
+                         int32_t flags, const ek_lora_target *targets, const int64_t *seg_start, int64_t nseg);
 
 // ---- Small ops of a Llama block ------------------------------------------------------------------
 // y[i, :] = x[i, :] / sqrt(mean(x[i, :]^2) + eps) * weight      (x and y may alias when ldx == ldy)
