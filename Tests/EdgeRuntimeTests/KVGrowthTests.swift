@@ -225,7 +225,8 @@ final class KVGrowthTests: XCTestCase {
                 XCTAssertEqual(small.growsInPlace(to: 20), reserve >= 20)
                 small.grow(to: 20)
                 XCTAssertEqual(small.capacity, 20)
-                XCTAssertEqual(small.reservedCapacity, max(reserve, 20))
+                // At least: a range a freed cache gave back may be larger (the model's KVStoragePool).
+                XCTAssertGreaterThanOrEqual(small.reservedCapacity, max(reserve, 20))
                 XCTAssertEqual(small.byteCount, model.kvBytes(positions: 20))
                 let got = try model.forward([.init(cache: small, tokens: Array(prompt.dropFirst(8)))])[0]
                 XCTAssertEqual(got, expected, "growing the \(kv) cache (reserve \(reserve)) changed what it holds")

@@ -25,6 +25,8 @@ public final class LlamaModel: @unchecked Sendable {
     /// buffer per 8-stream decode step was page-faulted in (and zeroed by the kernel) every step,
     /// 3-5% of the daemon's time. Only buffers up to `reusedLogitsRows` rows are kept.
     private var logitsStorage: FloatBuffer?
+    /// Ranges of freed caches, reused by the next ones (see `KVStoragePool`).
+    let kvPool = KVStoragePool()
     private static let reusedLogitsRows = 64
 
     public enum ActivationPrecision: String, Sendable, CaseIterable {
@@ -83,7 +85,7 @@ public final class LlamaModel: @unchecked Sendable {
     /// in place up to `reserve` (see `SequenceCache`).
     public func makeCache(capacity: Int? = nil, reserve: Int? = nil) -> SequenceCache {
         SequenceCache(hyperparameters: hyperparameters, capacity: capacity ?? hyperparameters.contextLength, reserve: reserve,
-                      precision: kvPrecision)
+                      precision: kvPrecision, pool: kvPool)
     }
 
     /// Bytes of `positions` positions of a cache from `makeCache`.

@@ -14,7 +14,9 @@ import Kernels
 /// `reservedCapacity` positions up front and committed by the kernel page by page as positions
 /// are written (`KVStorage`), so growing within it costs nothing and the resident memory stays
 /// within `byteCount`; past it (or when lazy reservation is refused) growing copies the positions
-/// held into a new range.
+/// held into a new range. A cache made with a `KVStoragePool` starts on a range a finished cache
+/// gave back (its written pages still resident) when one is large enough, and gives its own back
+/// when it is freed.
 public final class SequenceCache: @unchecked Sendable {
     /// How keys and values are stored. Attention reads either (`ek_attention`'s kv dtype); new
     /// keys and values are computed in f32 and rounded to nearest-even when stored as f16.
@@ -36,18 +38,37 @@ public final class SequenceCache: @unchecked Sendable {
     public let layerCount: Int
     public let kvDim: Int
     /// Positions already holding keys/values (the next token's position).
-    public internal(set) var length: Int = 0
+    public internal(set) var length: Int = 0 {
+        didSet { written = max(written, length) }
+    }
+    /// The most positions ever written in this range (its resident pages), for the pool.
+    private var written = 0
     private var storage: KVStorage
+    private let pool: KVStoragePool?
 
-    /// A cache for `capacity` positions whose address range is laid out for `reserve` (at least
-    /// `capacity`; both clamped to the context length), so it can grow to `reserve` in place.
-    public init(hyperparameters hp: LlamaHyperparameters, capacity: Int, reserve: Int? = nil, precision: Precision = .f32) {
+    /// A cache for `capacity` positions whose address range is laid out for at least `reserve` (at
+    /// least `capacity`; both clamped to the context length), so it can grow to `reserve` in place.
+    /// With a pool the range may be a larger one a freed cache gave back.
+    public convenience init(hyperparameters hp: LlamaHyperparameters, capacity: Int, reserve: Int? = nil, precision: Precision = .f32) {
+        self.init(hyperparameters: hp, capacity: capacity, reserve: reserve, precision: precision, pool: nil)
+    }
+
+    init(hyperparameters hp: LlamaHyperparameters, capacity: Int, reserve: Int?, precision: Precision, pool: KVStoragePool?) {
         self.precision = precision
+        self.pool = pool
         maxCapacity = max(1, hp.contextLength)
         self.capacity = max(1, min(capacity, maxCapacity))
         reservedCapacity = max(self.capacity, min(reserve ?? self.capacity, maxCapacity))
         layerCount = hp.layerCount
         kvDim = hp.kvDim
+        let rowBytes = kvDim * precision.bytes
+        if let reused = pool?.take(bytes: layerCount * 2 * reservedCapacity * rowBytes, regions: layerCount * 2,
+                                   rowBytes: rowBytes, keepRows: self.capacity) {
+            // Laid out over the whole range, as its last user was: the same pages are written again.
+            storage = reused
+            reservedCapacity = reused.byteCount / (layerCount * 2 * rowBytes)
+            return
+        }
         storage = KVStorage(byteCount: layerCount * 2 * reservedCapacity * kvDim * precision.bytes, lazy: true)
         // The mapping was refused: an ordinary allocation is committed whole, so lay it out for
         // the capacity only and grow by copying.
@@ -55,6 +76,11 @@ public final class SequenceCache: @unchecked Sendable {
             reservedCapacity = self.capacity
             storage = KVStorage(byteCount: layerCount * 2 * reservedCapacity * kvDim * precision.bytes, lazy: false)
         }
+    }
+
+    deinit {
+        pool?.give(storage, regions: layerCount * 2, regionBytes: reservedCapacity * kvDim * precision.bytes,
+                   writtenBytes: written * kvDim * precision.bytes)
     }
 
     /// Bytes charged for this cache: its capacity's (resident memory stays within it).
@@ -115,6 +141,8 @@ public final class SequenceCache: @unchecked Sendable {
             keys(layer: layer).copyMemory(from: old.base + layer * 2 * oldStride, byteCount: n)
             values(layer: layer).copyMemory(from: old.base + (layer * 2 + 1) * oldStride, byteCount: n)
         }
+        pool?.give(old, regions: layerCount * 2, regionBytes: oldStride, writtenBytes: written * kvDim * precision.bytes)
+        written = length
     }
 
     /// Forgets positions from `position` on (e.g. to reuse a cached prefix).
