@@ -39,6 +39,13 @@ final class DaemonProcessTests: XCTestCase {
 
         let ready = try XCTUnwrap(notify.wait(for: "READY=1", timeout: 20), "no READY=1; stderr: \(daemon.stderr)")
         XCTAssertTrue(ready.contains("STATUS=no model"), ready)
+        // [model] cpu_scheduling defaults to batch: every thread, those made before the setting and after.
+        let pid = daemon.process.processIdentifier
+        let tids = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task").compactMap { Int32($0) }
+        XCTAssertGreaterThan(tids.count, 2)
+        for tid in tids {
+            XCTAssertEqual(CPUScheduling.policy(pid: pid, tid: tid), CPUScheduling.batch.policy, "thread \(tid) is not SCHED_BATCH")
+        }
         XCTAssertTrue(ready.contains("edgectl model import"), ready)
         XCTAssertNotNil(notify.wait(for: "WATCHDOG=1", timeout: 5), "no WATCHDOG=1 at half of WATCHDOG_USEC")
 

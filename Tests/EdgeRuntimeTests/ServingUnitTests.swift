@@ -125,6 +125,24 @@ final class ServingConfigTests: XCTestCase {
         XCTAssertEqual(defaults.server.socketMode, 0o660)
     }
 
+    func testCPUSchedulingIsParsedAndAppliedToEveryThread() throws {
+        XCTAssertEqual(try DaemonConfiguration.parse("", path: "empty").model.cpuScheduling, .batch)
+        XCTAssertEqual(try DaemonConfiguration.parse("[model]\ncpu_scheduling = \"other\"\n", path: "c").model.cpuScheduling, .other)
+        XCTAssertThrowsError(try DaemonConfiguration.parse("[model]\ncpu_scheduling = \"fifo\"\n", path: "c")) { e in
+            XCTAssertTrue("\(e)".contains("[model] cpu_scheduling"), "\(e)")
+        }
+        // In this process: set, read back from /proc, and put back.
+        let pid = getpid()
+        let link = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/thread-self")   // "PID/task/TID"
+        let tid = try XCTUnwrap(Int32(link.split(separator: "/").last ?? ""))
+        let before = try XCTUnwrap(CPUScheduling.policy(pid: pid, tid: tid))
+        defer { _ = (before == CPUScheduling.batch.policy ? CPUScheduling.batch : CPUScheduling.other).apply() }
+        XCTAssertEqual(CPUScheduling.batch.apply(), [])
+        XCTAssertEqual(CPUScheduling.policy(pid: pid, tid: tid), 3)
+        XCTAssertEqual(CPUScheduling.other.apply(), [])
+        XCTAssertEqual(CPUScheduling.policy(pid: pid, tid: tid), 0)
+    }
+
     func testEveryKeyIsDocumentedInTheExample() throws {
         let text = try String(contentsOfFile: Self.packagingConfig, encoding: .utf8)
         let keys = text.split(separator: "\n").filter { !$0.hasPrefix("#") && $0.contains(" = ") }

@@ -36,6 +36,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var threads = 0
         /// 0 = the model's own maximum.
         public var contextLength = 0
+        /// How the kernel schedules the daemon's threads (see `CPUScheduling`).
+        public var cpuScheduling = CPUScheduling.batch
     }
 
     public struct Scheduler: Sendable, Equatable {
@@ -183,10 +185,16 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.server.requestReadTimeout = try reader.seconds(t, "server", "request_read_timeout") ?? c.server.requestReadTimeout
         }
         if let t = try reader.section(root, "model") {
-            try reader.checkKeys(t, section: "model", known: ["path", "threads", "context_length"])
+            try reader.checkKeys(t, section: "model", known: ["path", "threads", "context_length", "cpu_scheduling"])
             c.model.path = try reader.string(t, "model", "path") ?? c.model.path
             c.model.threads = try reader.int(t, "model", "threads", min: 0, max: 1024) ?? c.model.threads
             c.model.contextLength = try reader.int(t, "model", "context_length", min: 0, max: 1 << 20) ?? c.model.contextLength
+            if let s = try reader.string(t, "model", "cpu_scheduling") {
+                guard let policy = CPUScheduling(rawValue: s) else {
+                    throw .configKey(path: path, key: "[model] cpu_scheduling", problem: "= \"\(s)\" must be \"batch\" or \"other\"")
+                }
+                c.model.cpuScheduling = policy
+            }
         }
         if let t = try reader.section(root, "scheduler") {
             try reader.checkKeys(t, section: "scheduler", known: ["max_running", "max_queue", "kv_budget_bytes", "prefill_chunk", "prefix_cache_bytes",

@@ -58,6 +58,11 @@ public enum ServingDaemon {
             notifier.notify("STATUS=failed: \(problem)\nERRNO=30")
             return .failure
         }
+        // Before the event loops, the engine and the kernels' pool start: their threads inherit it.
+        let unset = initial.model.cpuScheduling.apply()
+        if !unset.isEmpty {
+            logger.warning("[model] cpu_scheduling = \"\(initial.model.cpuScheduling.rawValue)\" could not be set on \(unset.count) thread(s): \(String(cString: strerror(errno)))")
+        }
         let socket: ListeningSocket
         do {
             if let inherited = try ListeningSocket.fromSystemd() {
