@@ -199,6 +199,14 @@ public final class LlamaModel: @unchecked Sendable {
         var slots: [ek_lora_slot] = [], segSlot: [Int32] = [], slotCounts: [Int] = [], targets: [ek_lora_target] = []
         slots.reserveCapacity(ordered.count * 3)
         segSlot.reserveCapacity(ordered.count * 3)
+        // Per mix entry and sequence: its binding's slot table and mixing weight (the bindings stay
+        // alive in `ordered` for the whole forward).
+        let perLayer = LlamaProjection.allCases.count
+        let mixTables: [[(table: UnsafePointer<ek_lora_slot>, weight: Float)?]] = (0..<maxMix).map { m in
+            ordered.map { s in
+                m < s.adapters.entries.count ? (UnsafePointer(s.adapters.entries[m].binding.table.baseAddress!), s.adapters.entries[m].weight) : nil
+            }
+        }
 
         // Calls `body` with the LoRA targets of mix entry `mixIndex` for projections `ps` over the sequences
         // `segs` (seg_start from segStart[segs.lowerBound]), one target per projection (`nslots` 0 where no
@@ -209,11 +217,13 @@ public final class LlamaModel: @unchecked Sendable {
             slots.removeAll(keepingCapacity: true)
             segSlot.removeAll(keepingCapacity: true)
             slotCounts.removeAll(keepingCapacity: true)
+            let tables = mixTables[mixIndex]
             for p in ps {
                 var count = 0
-                for s in ordered[segs] {
-                    if mixIndex < s.adapters.entries.count, var slot = s.adapters.entries[mixIndex].binding.slots[layer][p.index] {
-                        slot.scale *= s.adapters.entries[mixIndex].weight
+                for i in segs {
+                    if let entry = tables[i], entry.table[layer * perLayer + p.index].rank > 0 {
+                        var slot = entry.table[layer * perLayer + p.index]
+                        slot.scale *= entry.weight
                         segSlot.append(Int32(count))
                         slots.append(slot)
                         count += 1

@@ -33,8 +33,11 @@ public final class LoRABinding: @unchecked Sendable {
     }
 
     public let name: String
-    /// [layer][projection.index], nil where the adapter does not touch that projection.
-    let slots: [[ek_lora_slot?]]
+    /// Slot of (layer, projection) at `layer * LlamaProjection.allCases.count + projection.index`, rank 0
+    /// where the adapter does not touch that projection. Flat and unmanaged so the forward pass reads
+    /// a sequence's slots through one pointer: the nested arrays it replaced cost five retain/release
+    /// pairs per slot read, 1680 reads a step for 8 streams.
+    let table: UnsafeMutableBufferPointer<ek_lora_slot>
     /// Bytes of weights the slots read (the storage `owners` holds, or the cache's arena it borrows).
     public let byteCount: Int
     /// Element type of the weights the slots point to.
@@ -45,11 +48,18 @@ public final class LoRABinding: @unchecked Sendable {
     /// Wraps already-validated slots whose storage `owners` keeps alive.
     init(name: String, slots: [[ek_lora_slot?]], byteCount: Int, precision: LoRAPrecision, owners: [AnyObject]) {
         self.name = name
-        self.slots = slots
+        let perLayer = LlamaProjection.allCases.count
+        table = .allocate(capacity: max(1, slots.count * perLayer))
+        table.initialize(repeating: ek_lora_slot())   // rank 0: no slot
+        for (layer, row) in slots.enumerated() {
+            for (p, slot) in row.enumerated() where p < perLayer { if let slot { table[layer * perLayer + p] = slot } }
+        }
         self.byteCount = byteCount
         self.precision = precision
         self.owners = owners
     }
+
+    deinit { table.deallocate() }
 
     /// Validates every pair against the model's shapes; an unknown layer or a shape that does not
     /// fit is an error naming the adapter key. `.f32` keeps the values exactly (training and its
