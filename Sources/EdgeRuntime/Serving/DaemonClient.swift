@@ -116,6 +116,9 @@ public final class DaemonConnection {
     let path: String
     let timeout: Double?
     private var buffer: [UInt8] = []
+    /// Where `fill` reads into, allocated once per connection: a streamed response arrives a token per
+    /// read, and a fresh zero-filled 64 KiB array per read was a 64 KiB memset per token.
+    private var readChunk = [UInt8](repeating: 0, count: 65536)
     private var eof = false
 
     init(path: String, timeout: Double? = nil) throws(ClientError) {
@@ -217,14 +220,13 @@ public final class DaemonConnection {
     }
 
     private func fill() throws(ClientError) {
-        var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            let n = readChunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if n < 0 {
                 if errno == EINTR { continue }
                 throw failure("read", errno)
             }
-            if n == 0 { eof = true } else { buffer += chunk[0..<n] }
+            if n == 0 { eof = true } else { buffer += readChunk[0..<n] }
             return
         }
     }
