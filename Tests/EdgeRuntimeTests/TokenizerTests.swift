@@ -190,6 +190,13 @@ final class TokenizerTests: XCTestCase {
         XCTAssertThrowsError(try Tokenizer(tokenizerJSON: Data(badMerge.utf8), config: nil)) { e in
             XCTAssertEqual(e as? TokenizerError, .badMerge(file: "tokenizer.json", index: 0, merge: "a b"))
         }
+        // An id far past the vocabulary's size: refused, not a table of gigabytes (a fuzzer finding).
+        let sparse = #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1555555571}, "merges": []}}"#
+        XCTAssertThrowsError(try Tokenizer(tokenizerJSON: Data(sparse.utf8), config: nil)) { e in
+            XCTAssertTrue("\(e)".contains("model.vocab[\"b\"]"), "\(e)")
+        }
+        let gap = #"{"model": {"type": "BPE", "vocab": {"a": 0, "b": 1000}, "merges": []}}"#
+        XCTAssertEqual(try Tokenizer(tokenizerJSON: Data(gap.utf8), config: nil).tokenString(1000), "b", "a modest gap is fine")
         let badPre = #"{"model": {"type": "BPE", "vocab": {"a": 0}, "merges": []}, "pre_tokenizer": {"type": "Nope"}}"#
         XCTAssertThrowsError(try Tokenizer(tokenizerJSON: Data(badPre.utf8), config: nil)) { e in
             XCTAssertEqual(e as? TokenizerError, .unsupported(file: "tokenizer.json", key: "pre_tokenizer", type: "Nope"))

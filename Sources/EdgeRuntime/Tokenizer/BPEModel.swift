@@ -25,14 +25,20 @@ final class BPEModel: Sendable {
     let endOfWordSuffix: String
     private let cache = Mutex<[String: [Int32]]>([:])
     private static let cacheCapacity = 10_000
+    /// How many ids past its token count a vocabulary may use.
+    static let maxIDGap = 1 << 20
 
     init(_ decoded: TokenizerFile.Model, file: String) throws {
         let model = JSONNode(value: decoded.options, file: file, path: "model")
         guard let vocab = decoded.vocab else { throw model["vocab"].fail("an object of token → id") }
         var maxID = -1
+        // The id → token table is dense: an id far past the vocabulary's size (the fuzzer found one of
+        // 1.5e9 in a 5 KB file) would make it gigabytes. Real vocabularies number their tokens 0 ..< n.
+        let idLimit = vocab.count + Self.maxIDGap
         for (token, id) in vocab {
-            guard id >= 0 else {
-                throw TokenizerError.badValue(file: file, key: "model.vocab[\(token.debugDescription)]", expected: "a non-negative integer id")
+            guard id >= 0, Int(id) < idLimit else {
+                throw TokenizerError.badValue(file: file, key: "model.vocab[\(token.debugDescription)]",
+                                              expected: "an integer id from 0 to \(idLimit - 1) (\(vocab.count) tokens, gaps of at most \(Self.maxIDGap) ids)")
             }
             maxID = max(maxID, Int(id))
         }
