@@ -98,15 +98,15 @@ typedef struct {
 } lora_update;
 
 // Matrix m owns weight-row tasks [first[m], first[m + 1]) of the job, after the nprep preparation tasks
-// and the ndown LoRA down tasks; parts[m] is its own GEMV context.
+// and the nlora LoRA row tasks; parts[m] is its own GEMV context.
 typedef struct {
     gemv_ctx parts[EK_GEMV_MULTI_MAX];
     int64_t first[EK_GEMV_MULTI_MAX + 1];
     int32_t count;
     prep_ctx prep;
-    int64_t nprep, ndown;
-    _Atomic int64_t prep_done, down_done;
-    // Fused LoRA (ndown > 0): targets[m] holds the int8 slots of matrix m; updates[i * count + m] is
+    int64_t nprep, nlora;
+    _Atomic int64_t prep_done, lora_done;
+    // Fused LoRA (nlora > 0): targets[m] holds the int8 slots of matrix m; updates[i * count + m] is
     // row i's update of matrix m.
     const ek_lora_target *targets;
     const int64_t *seg_start;
@@ -138,9 +138,9 @@ static void gemv_task(const gemv_multi_ctx *mc, int32_t m, int64_t t) {
         c->vt->gemv_q8(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
     else
         c->vt->gemv_f32(c->w, r0, r1, c->xp, c->n, c->xps, c->y, c->ldy, c->acc, sa);
-    if (mc->ndown == 0) return;
+    if (mc->nlora == 0) return;
     // This task's output rows of every activation row's LoRA update, while they are in L1.
-    ek_wait_count((_Atomic int64_t *)&mc->down_done, mc->ndown);
+    ek_wait_count((_Atomic int64_t *)&mc->lora_done, mc->nlora);
     for (int64_t i = 0; i < c->n; i++) {
         const lora_update *u = &mc->updates[i * mc->count + m];
         if (u->active) c->vt->lora_add_acc(u->acc + r0, u->sv, c->y + i * c->ldy + r0, r1 - r0);
@@ -154,7 +154,7 @@ static void prep_task(const prep_ctx *c, int64_t t) {
     }
 }
 
-static void lora_down_row(gemv_multi_ctx *c, int64_t i);
+static void lora_row_sums(gemv_multi_ctx *c, int64_t i);
 
 // The segment holding row i (segments are sorted: binary search the last start <= i), or -1.
 static int64_t segment_of_row(const int64_t *seg_start, int64_t nseg, int64_t i) {
@@ -176,12 +176,12 @@ static void gemv_multi_task(void *p, int64_t t, int32_t worker) {
         return;
     }
     t -= c->nprep;
-    if (t < c->ndown) {
-        lora_down_row(c, t);
-        atomic_fetch_add_explicit(&c->down_done, 1, memory_order_release);
+    if (t < c->nlora) {
+        lora_row_sums(c, t);
+        atomic_fetch_add_explicit(&c->lora_done, 1, memory_order_release);
         return;
     }
-    t -= c->ndown;
+    t -= c->nlora;
     int32_t m = 0;
     while (t >= c->first[m + 1]) m++;
     gemv_task(c, m, t - c->first[m]);
@@ -247,7 +247,7 @@ static int32_t gemv_job(const ek_nf4_matrix *ws, int32_t count, const float *x, 
         mc.ld8 = ek_q8_row_stride(ws[0].cols);
         mc.x = x;
         mc.ldx = ldx;
-        mc.ndown = n;
+        mc.nlora = n;
         for (int64_t i = 0; i < n; i++) {
             const int64_t seg = segment_of_row(seg_start, nseg, i);
             for (int32_t m = 0; m < count; m++) {
@@ -273,9 +273,9 @@ static int32_t gemv_job(const ek_nf4_matrix *ws, int32_t count, const float *x, 
         mc.first[m + 1] = mc.first[m] + (ws[m].rows + rpt - 1) / rpt;
     }
     atomic_init(&mc.prep_done, 0);
-    atomic_init(&mc.down_done, 0);
+    atomic_init(&mc.lora_done, 0);
     atomic_init(&mc.err, EK_OK);
-    ek_parallel(mc.nprep + mc.ndown + mc.first[count], gemv_multi_task, &mc);
+    ek_parallel(mc.nprep + mc.nlora + mc.first[count], gemv_multi_task, &mc);
     int32_t err = atomic_load(&mc.err);
     for (int32_t m = 0; m < count && !err; m++) err = atomic_load(&mc.parts[m].err);
     return err;
@@ -645,7 +645,7 @@ static void lora_task(void *p, int64_t i, int32_t worker) {
 
 // The fused GEMV job's LoRA task for activation row i: the int32 sums of every matrix's update of row i
 // (the same numbers as lora_task; the GEMV tasks add them to their output rows).
-static void lora_down_row(gemv_multi_ctx *c, int64_t i) {
+static void lora_row_sums(gemv_multi_ctx *c, int64_t i) {
     const ek_vtable *vt = c->parts[0].vt;
     int8_t *xq;
     float *xd;
