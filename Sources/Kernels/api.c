@@ -77,7 +77,6 @@ typedef struct {
     int64_t n, xps, ldy, rows_per_task;
     float *y;
     int acc, q8;
-    _Atomic int32_t err;
 } gemv_ctx;
 
 typedef struct {
@@ -106,25 +105,21 @@ typedef struct {
     prep_ctx prep;
     int64_t nprep, nlora;
     _Atomic int64_t prep_done, lora_done;
-    // Fused LoRA (nlora > 0): targets[m] holds the int8 slots of matrix m; updates[i * count + m] is
-    // row i's update of matrix m.
-    const ek_lora_target *targets;
-    const int64_t *seg_start;
-    int64_t nseg, ld8;
-    const float *x;
-    int64_t ldx;
+    // Fused LoRA (nlora > 0): updates[i * count + m] is row i's update of matrix m; the LoRA tasks
+    // quantise the rows of prep.x into ld8 bytes.
+    int64_t ld8;
     lora_update *updates;
     _Atomic int32_t err;
 } gemv_multi_ctx;
 
-static void gemv_task(const gemv_multi_ctx *mc, int32_t m, int64_t t) {
-    gemv_ctx *c = (gemv_ctx *)&mc->parts[m];
+static void gemv_task(gemv_multi_ctx *mc, int32_t m, int64_t t) {
+    const gemv_ctx *c = &mc->parts[m];
     int64_t r0 = t * c->rows_per_task, r1 = EK_MIN(c->w->rows, r0 + c->rows_per_task);
     // Up to 16 rows of per-block absmax (+16 zeros: vector kernels read up to 16 past a row) and
     // 16 x 8 partial-sum vectors of 16 floats (AVX-512 int8).
     const int64_t cols = c->w->cols;
     float *sa = ek_scratch(0, (size_t)(16 * (cols / 32 + 16) + 2048 + 64) * sizeof(float));
-    if (!sa) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
+    if (!sa) { atomic_store(&mc->err, EK_ERR_NOMEM); return; }
     // The task's double-quantised absmax codes, requested up front: a byte per 64 weights, read in
     // short runs beside the weight stream, they went to DRAM one line at a time and their misses
     // showed as 14% of a decode profile in the absmax decoder. Cold decode-shaped GEMVs (SmolLM2's 210
@@ -165,7 +160,6 @@ static int64_t segment_of_row(const int64_t *seg_start, int64_t nseg, int64_t i)
     }
     return (i >= seg_start[lo] && i < seg_start[lo + 1]) ? lo : -1;
 }
-
 
 static void gemv_multi_task(void *p, int64_t t, int32_t worker) {
     (void)worker;
@@ -241,12 +235,7 @@ static int32_t gemv_job(const ek_nf4_matrix *ws, int32_t count, const float *x, 
         mc.updates = ek_scratch(4, head + (size_t)(n * outs) * sizeof(int32_t));
         if (!mc.updates) return EK_ERR_NOMEM;
         int32_t *acc = (int32_t *)((char *)mc.updates + head);
-        mc.targets = targets;
-        mc.seg_start = seg_start;
-        mc.nseg = nseg;
         mc.ld8 = ek_q8_row_stride(ws[0].cols);
-        mc.x = x;
-        mc.ldx = ldx;
         mc.nlora = n;
         for (int64_t i = 0; i < n; i++) {
             const int64_t seg = segment_of_row(seg_start, nseg, i);
@@ -269,16 +258,13 @@ static int32_t gemv_job(const ek_nf4_matrix *ws, int32_t count, const float *x, 
         c->y = ys[m];
         c->ldy = ldys[m];
         c->rows_per_task = rpt;
-        atomic_init(&c->err, EK_OK);
         mc.first[m + 1] = mc.first[m] + (ws[m].rows + rpt - 1) / rpt;
     }
     atomic_init(&mc.prep_done, 0);
     atomic_init(&mc.lora_done, 0);
     atomic_init(&mc.err, EK_OK);
     ek_parallel(mc.nprep + mc.nlora + mc.first[count], gemv_multi_task, &mc);
-    int32_t err = atomic_load(&mc.err);
-    for (int32_t m = 0; m < count && !err; m++) err = atomic_load(&mc.parts[m].err);
-    return err;
+    return atomic_load(&mc.err);
 }
 
 static int32_t check_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
@@ -314,16 +300,11 @@ int32_t ek_nf4_gemv_multi(const ek_nf4_matrix *ws, int32_t count, const float *x
     return gemv_job(ws, count, x, n, ldx, ys, ldys, flags, NULL, NULL, 0);
 }
 
-static int32_t gemv_run(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
-                        int32_t flags) {
+int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
+                    int32_t flags) {
     int32_t st = check_product(w, x, n, ldx, w ? w->cols : 0, y, ldy, w ? w->rows : 0);
     if (st || n == 0) return st;
     return gemv_job(w, 1, x, n, ldx, &y, &ldy, flags, NULL, NULL, 0);
-}
-
-int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx, float *y, int64_t ldy,
-                    int32_t flags) {
-    return gemv_run(w, x, n, ldx, y, ldy, flags);
 }
 
 // ---- GEMM (forward) and transposed product ----------------------------------------------------------
@@ -423,7 +404,7 @@ int32_t ek_nf4_gemm(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t l
     const ek_vtable *vt = ek_active();
     if ((flags & EK_ACT_BF16) && bf16_applies(vt, w)) return gemm_bf16(vt, w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
     if (vt->gemm_by_rows && fast_layout(w) && !(flags & EK_GEMM_TILES))
-        return gemv_run(w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
+        return ek_nf4_gemv(w, x, n, ldx, y, ldy, flags & EK_ACCUMULATE);
     gemm_ctx c = {.vt = vt, .w = w, .a = x, .n = n, .lda = ldx, .ldc = ldy, .c = y,
                   .acc = flags & EK_ACCUMULATE};
     c.tile_vt = fast_layout(w) ? c.vt : ek_vtable_scalar();
@@ -576,11 +557,19 @@ typedef struct {
     _Atomic int32_t err;
 } lora_ctx;
 
-// An int8 slot's down half for one row (x quantised by q8_quant_row into xq / xd): u = A x, then
-// v = u * scale * (Bᵀ row scale) to int8 with one scale, in the header's order. Returns 0 when max|v|
-// is 0 (no update); else v8 (rank rounded up to 4, zero past rank) and *sv. u: rank floats of scratch.
-static int lora_q8_down(const ek_vtable *vt, const ek_lora_slot *s, const int8_t *xq, const float *xd, float *u,
-                        int8_t *v8, float *sv) {
+// One row's int32 sums for an int8 slot of `out` outputs, in the header's order: its matrices requested
+// into L2, x (in values) quantised into xq / xd unless *quantized already says it was, u = A x, then
+// v = u * scale * (Bᵀ row scale) to int8 with one scale, then acc = Bᵀ v8. Returns 0 when max|v| is 0
+// (no update); else acc[0 ..< out] and *sv, the update being y[j] = fma(sv, acc[j], y[j]).
+// u: rank floats of scratch.
+static int lora_q8_sums(const ek_vtable *vt, const ek_lora_slot *s, int64_t out, const float *x, int64_t in,
+                        int64_t ld8, int8_t *xq, float *xd, int *quantized, float *u, int32_t *acc, float *sv) {
+    ek_prefetch_l2(s->a8, s->rank * ld8);
+    ek_prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, out));
+    if (!*quantized) {
+        vt->q8_quant_row(x, in, ld8, xq, xd);
+        *quantized = 1;
+    }
     vt->lora_down_q8(s, xq, xd, u);
     float vmax = 0;
     for (int32_t t = 0; t < s->rank; t++) {
@@ -589,8 +578,10 @@ static int lora_q8_down(const ek_vtable *vt, const ek_lora_slot *s, const int8_t
     }
     if (!(vmax > 0)) return 0;
     const float id = 127.0f / vmax;
+    int8_t v8[256];   // the rank rounded up to 4
     for (int32_t t = 0; t < (s->rank + 3) / 4 * 4; t++) v8[t] = t < s->rank ? (int8_t)lrintf(u[t] * id) : 0;
     *sv = vmax / 127.0f;
+    vt->lora_up_acc_q8(s->bt8, s->rank, out, out, v8, acc);
     return 1;
 }
 
@@ -615,7 +606,6 @@ static void lora_task(void *p, int64_t i, int32_t worker) {
     int32_t *acc;
     float *u = lora_scratch(c->ld8, c->max_out, &xq, &xd, &acc);
     if (!u) { atomic_store(&c->err, EK_ERR_NOMEM); return; }
-    int8_t v8[256];   // the rank rounded up to 4
     const float *x = c->x + i * c->ldx;
     const int64_t seg = c->seg_start ? segment_of_row(c->seg_start, c->nseg, i) : -1;
     int quantized = 0;
@@ -629,44 +619,27 @@ static void lora_task(void *p, int64_t i, int32_t worker) {
             c->vt->lora_row(s, x, c->in, y, tg->out, u);
             continue;
         }
-        ek_prefetch_l2(s->a8, s->rank * c->ld8);
-        ek_prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, tg->out));
-        if (!quantized) {
-            c->vt->q8_quant_row(x, c->in, c->ld8, xq, xd);
-            quantized = 1;
-        }
         float sv;
-        if (lora_q8_down(c->vt, s, xq, xd, u, v8, &sv)) {
-            c->vt->lora_up_acc_q8(s->bt8, s->rank, tg->out, tg->out, v8, acc);
+        if (lora_q8_sums(c->vt, s, tg->out, x, c->in, c->ld8, xq, xd, &quantized, u, acc, &sv))
             c->vt->lora_add_acc(acc, sv, y, tg->out);
-        }
     }
 }
 
 // The fused GEMV job's LoRA task for activation row i: the int32 sums of every matrix's update of row i
 // (the same numbers as lora_task; the GEMV tasks add them to their output rows).
 static void lora_row_sums(gemv_multi_ctx *c, int64_t i) {
-    const ek_vtable *vt = c->parts[0].vt;
     int8_t *xq;
     float *xd;
     int32_t *unused;
     float *u = lora_scratch(c->ld8, 0, &xq, &xd, &unused);
-    int8_t v8[256];
+    const float *x = c->prep.x + i * c->prep.ldx;
     int quantized = 0;
     for (int32_t m = 0; m < c->count; m++) {
         lora_update *up = &c->updates[i * c->count + m];
-        const ek_lora_slot *s = up->slot;
-        if (!s) continue;
+        if (!up->slot) continue;
         if (!u) { atomic_store(&c->err, EK_ERR_NOMEM); continue; }
-        const int64_t out = c->parts[m].w->rows;
-        ek_prefetch_l2(s->a8, s->rank * c->ld8);
-        ek_prefetch_l2(s->bt8, ek_lora_i8_bt_bytes(s->rank, out));
-        if (!quantized) {
-            vt->q8_quant_row(c->x + i * c->ldx, c->parts[0].w->cols, c->ld8, xq, xd);
-            quantized = 1;
-        }
-        up->active = lora_q8_down(vt, s, xq, xd, u, v8, &up->sv);
-        if (up->active) vt->lora_up_acc_q8(s->bt8, s->rank, out, out, v8, up->acc);
+        up->active = lora_q8_sums(c->parts[m].vt, up->slot, c->parts[m].w->rows, x, c->prep.cols, c->ld8, xq, xd,
+                                  &quantized, u, up->acc, &up->sv);
     }
 }
 

@@ -261,8 +261,8 @@ int32_t ek_lora_sgmv_multi(const ek_lora_target *targets, int32_t count, const i
 // ek_lora_sgmv_multi(targets, count, seg_start, nseg, x, ldx, cols) computes. Segments must lie in the
 // n rows (seg_start[nseg] <= n); rows outside them get no update. A target with nslots 0 still needs its
 // seg_slot (all -1). When the product runs on int8 activations (EK_ACT_INT8 on a layout the fast kernels
-// take) and every slot is int8, it is one pool job: each row's down half (A x) runs first and every GEMV
-// task adds the up half of its own output rows while they are in cache.
+// take) and every slot is int8, it is one pool job: each row's int32 LoRA sums (A x, then Bᵀ v8) are made
+// first and every GEMV task adds them to its own output rows while they are in cache.
 int32_t ek_nf4_gemv_lora(const ek_nf4_matrix *ws, int32_t count, const float *x, int64_t n, int64_t ldx,
                          int32_t flags, const ek_lora_target *targets, const int64_t *seg_start, int64_t nseg);
 
