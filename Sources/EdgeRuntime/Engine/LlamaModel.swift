@@ -221,8 +221,7 @@ public final class LlamaModel: @unchecked Sendable {
             for p in ps {
                 var count = 0
                 for i in segs {
-                    if let entry = tables[i], entry.table[layer * perLayer + p.index].rank > 0 {
-                        var slot = entry.table[layer * perLayer + p.index]
+                    if let entry = tables[i], case var slot = entry.table[layer * perLayer + p.index], slot.rank > 0 {
                         slot.scale *= entry.weight
                         segSlot.append(Int32(count))
                         slots.append(slot)

@@ -25,27 +25,18 @@ public enum CPUScheduling: String, Sendable, CaseIterable {
     public var policy: Int32 { self == .batch ? Self.schedBatch : Int32(SCHED_OTHER) }
 
     /// Sets the policy of every thread of this process; threads made afterwards inherit it from the
-    /// thread that makes them. Returns the thread ids it could not set (threads that ended meanwhile
-    /// are not failures).
+    /// thread that makes them. Returns the threads it could not set, each with its errno (threads that
+    /// ended meanwhile are not failures).
     @discardableResult
-    public func apply() -> [Int32] {
+    public func apply() -> [(tid: Int32, errno: Int32)] {
         guard let tasks = try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task") else { return [] }
-        var failed: [Int32] = []
+        var failed: [(tid: Int32, errno: Int32)] = []
         var param = sched_param()
         param.sched_priority = 0
         for name in tasks {
             guard let tid = Int32(name) else { continue }
-            if sched_setscheduler(tid, policy, &param) != 0 && errno != ESRCH { failed.append(tid) }
+            if sched_setscheduler(tid, policy, &param) != 0 && errno != ESRCH { failed.append((tid, errno)) }
         }
         return failed
-    }
-
-    /// The policy of thread `tid` of process `pid` (field 41 of its stat), or nil.
-    public static func policy(pid: Int32, tid: Int32) -> Int32? {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/task/\(tid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return nil }
-        // Fields after the command name, which may hold spaces: state is field 3, policy field 41.
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 38 ? Int32(fields[38]) : nil
     }
 }

@@ -60,8 +60,8 @@ public enum ServingDaemon {
         }
         // Before the event loops, the engine and the kernels' pool start: their threads inherit it.
         let unset = initial.model.cpuScheduling.apply()
-        if !unset.isEmpty {
-            logger.warning("[model] cpu_scheduling = \"\(initial.model.cpuScheduling.rawValue)\" could not be set on \(unset.count) thread(s): \(String(cString: strerror(errno)))")
+        if let first = unset.first {
+            logger.warning("[model] cpu_scheduling = \"\(initial.model.cpuScheduling.rawValue)\" could not be set on \(unset.count) thread(s): \(String(cString: strerror(first.errno)))")
         }
         let socket: ListeningSocket
         do {
