@@ -381,6 +381,8 @@ static int bf16_applies(const ek_vtable *vt, const ek_nf4_matrix *w) {
 
 int ek_bf16_native(void) { return ek_active()->gemm_bf16_panel != NULL; }
 
+int ek_kv_f16_native(void) { return ek_active()->attn_group != NULL; }
+
 static int32_t gemm_bf16(const ek_vtable *vt, const ek_nf4_matrix *w, const float *x, int64_t n, int64_t ldx,
                          float *y, int64_t ldy, int acc) {
     const int64_t cols = w->cols;

@@ -20,7 +20,7 @@ struct EngineOptions: ParsableArguments {
     @Option(name: .long, help: "Activation precision: f32 (the accuracy reference) or int8 (fastest: int8 decode products, bf16 prompt products where the CPU has AVX512_BF16).")
     var activations: String?
 
-    @Option(name: .long, help: "KV cache precision: f32 (default) or f16 (half the bytes).")
+    @Option(name: .long, help: "KV cache precision: auto (default: f16 where the CPU's attention kernel reads it no slower, i.e. AVX-512; else f32), f32, or f16 (half the bytes).")
     var kv: String?
 
     /// Parses `PATH[:WEIGHT]`: the part after the last ':' is a weight only if it parses as a number.
@@ -47,10 +47,8 @@ struct EngineOptions: ParsableArguments {
         }
         if let ctx, ctx <= 0 { throw ValidationError("--ctx must be positive") }
         let local = try LocalModel(directory: model, contextLength: ctx ?? 0)
-        var kvPrecision = SequenceCache.Precision.f32
-        if let kv {
-            guard let p = SequenceCache.Precision(rawValue: kv) else { throw ValidationError("--kv must be f32 or f16, not '\(kv)'") }
-            kvPrecision = p
+        guard let kvPrecision = SequenceCache.Precision.named(kv ?? "auto") else {
+            throw ValidationError("--kv must be auto, f32 or f16, not '\(kv ?? "")'")
         }
         let llama = LlamaModel(weights: local.weights, activations: try precision(default: defaultPrecision), kvPrecision: kvPrecision)
         var entries: [(binding: LoRABinding, weight: Float)] = []

@@ -1,5 +1,6 @@
 import EdgeRuntime
 import Foundation
+import Kernels
 import Logging
 import XCTest
 
@@ -71,13 +72,16 @@ final class KVGrowthTests: XCTestCase {
         let cacheDir = NSTemporaryDirectory() + "kv-config-\(UUID().uuidString)"
         defer { try? FileManager.default.removeItem(atPath: cacheDir) }
         let hp = try EngineTestModel.weights().hyperparameters
-        for (precision, growth) in [(SequenceCache.Precision.f16, 64), (.f32, 32)] {
+        // "auto" (also the default) is f16 exactly where the attention kernel reads it no slower.
+        let auto: SequenceCache.Precision = ek_kv_f16_native() != 0 ? .f16 : .f32
+        XCTAssertEqual(DaemonConfiguration().scheduler.kvPrecision, "auto")
+        for (name, precision, growth) in [("f16", SequenceCache.Precision.f16, 64), ("f32", .f32, 32), ("auto", auto, 48), (nil, auto, 40)] {
             let config = try DaemonConfiguration.parse("""
                 [model]
                 path = "\(model)"
                 [scheduler]
                 kv_growth_positions = \(growth)
-                kv_precision = "\(precision.rawValue)"
+                \(name.map { "kv_precision = \"\($0)\"" } ?? "")
                 [adapters]
                 cache_dir = "\(cacheDir)"
                 """, path: "c.toml")
@@ -90,7 +94,7 @@ final class KVGrowthTests: XCTestCase {
             for try await event in stream {
                 if case .token = event, held == 0 { held = backend.scheduler.status().kvBytesUsed }
             }
-            XCTAssertEqual(held, 25 * SequenceCache.bytesPerPosition(hyperparameters: hp, precision: precision), "\(precision)")
+            XCTAssertEqual(held, 25 * SequenceCache.bytesPerPosition(hyperparameters: hp, precision: precision), "\(name ?? "default"): \(precision)")
             backend.scheduler.shutdown()
         }
         for (bad, key) in [("kv_precision = \"bf16\"", "kv_precision"), ("kv_growth_positions = 0", "kv_growth_positions")] {

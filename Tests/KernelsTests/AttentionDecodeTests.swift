@@ -52,6 +52,15 @@ final class AttentionDecodeTests: XCTestCase {
         return out
     }
 
+    /// `kv_precision = "auto"` picks f16 from this answer: only the variant whose attention converts
+    /// f16 blocks in registers (AVX-512's attn_group) may claim f16 reads cost no more than f32.
+    func testKVF16NativeOnlyWhereAttentionConvertsBlocks() {
+        let ran = forEachVariant { v in
+            XCTAssertEqual(ek_kv_f16_native(), v == "avx512" ? 1 : 0, v)
+        }
+        XCTAssertTrue(ran.contains("scalar"))
+    }
+
     func testDecodeRowsAgainstDoubleReference() {
         let lens = [1, 2, 17, 300, 2049]
         var rng = SplitMix(seed: 42)

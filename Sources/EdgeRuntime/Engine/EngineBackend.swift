@@ -84,12 +84,14 @@ public final class EngineBackend: GenerationBackend, @unchecked Sendable {
                                      kvBudgetBytes: config.scheduler.kvBudgetBytes, prefillChunk: config.scheduler.prefillChunk,
                                      prefixCacheBytes: config.scheduler.prefixCacheBytes,
                                      kvGrowthPositions: config.scheduler.kvGrowthPositions)
+        // Validated at parse time; "auto" resolves here, against the kernels this CPU runs.
+        let kvPrecision = SequenceCache.Precision.named(config.scheduler.kvPrecision) ?? .f32
         self.init(directory: config.model.path, weights: weights, adapters: cache, limits: limits,
-                  kvPrecision: SequenceCache.Precision(rawValue: config.scheduler.kvPrecision) ?? .f32, logger: logger)
+                  kvPrecision: kvPrecision, logger: logger)
         let t3 = ContinuousClock.now
         func ms(_ d: Duration) -> Int { Int(d / .milliseconds(1)) }
         logger.info("engine ready: \(String(cString: ek_dispatch_description()))",
-                    metadata: ["startup.model_ms": "\(ms(t1 - t0))", "startup.adapter_cache_ms": "\(ms(t2 - t1))", "startup.scheduler_ms": "\(ms(t3 - t2))"])
+                    metadata: ["kv.precision": "\(kvPrecision.rawValue)", "startup.model_ms": "\(ms(t1 - t0))", "startup.adapter_cache_ms": "\(ms(t2 - t1))", "startup.scheduler_ms": "\(ms(t3 - t2))"])
     }
 
     /// Registers this engine with the daemon's backend factory.

@@ -25,6 +25,13 @@ public final class SequenceCache: @unchecked Sendable {
         case f16
 
         public var bytes: Int { self == .f32 ? 4 : 2 }
+
+        /// "f32", "f16", or "auto": f16 where the kernels' attention reads f16 blocks converted in
+        /// registers (`ek_kv_f16_native`, AVX-512: half the bytes, no slower), f32 where it converts row
+        /// by row (AVX2, NEON: slower with f16). Nil for anything else.
+        public static func named(_ name: String) -> Precision? {
+            name == "auto" ? (ek_kv_f16_native() != 0 ? .f16 : .f32) : Precision(rawValue: name)
+        }
         var kernelDType: Int32 { self == .f32 ? Int32(EK_DTYPE_F32) : Int32(EK_DTYPE_F16) }
     }
 

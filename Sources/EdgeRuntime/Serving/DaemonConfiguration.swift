@@ -51,8 +51,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         public var prefixCacheBytes = 256 << 20
         /// Positions a sequence's KV cache starts with beyond its prompt and grows by.
         public var kvGrowthPositions = 256
-        /// "f32" or "f16" keys and values: f16 fits twice the tokens in kv_budget_bytes, at slower attention.
-        public var kvPrecision = "f32"
+        /// "auto", "f32" or "f16" keys and values (`SequenceCache.Precision.named`): f16 fits twice the
+        /// tokens in kv_budget_bytes; "auto" takes it where the attention kernel reads it no slower.
+        public var kvPrecision = "auto"
     }
 
     public struct Adapters: Sendable, Equatable {
@@ -206,8 +207,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
             c.scheduler.prefixCacheBytes = try reader.int(t, "scheduler", "prefix_cache_bytes", min: 0) ?? c.scheduler.prefixCacheBytes
             c.scheduler.kvGrowthPositions = try reader.int(t, "scheduler", "kv_growth_positions", min: 1, max: 1 << 20) ?? c.scheduler.kvGrowthPositions
             if let p = try reader.string(t, "scheduler", "kv_precision") {
-                guard p == "f32" || p == "f16" else {
-                    throw .configKey(path: path, key: "[scheduler] kv_precision", problem: "= \"\(p)\" must be \"f32\" or \"f16\"")
+                guard SequenceCache.Precision.named(p) != nil else {
+                    throw .configKey(path: path, key: "[scheduler] kv_precision", problem: "= \"\(p)\" must be \"auto\", \"f32\" or \"f16\"")
                 }
                 c.scheduler.kvPrecision = p
             }

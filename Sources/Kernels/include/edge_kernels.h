@@ -130,6 +130,10 @@ int32_t ek_nf4_gemv(const ek_nf4_matrix *w, const float *x, int64_t n, int64_t l
                     float *y, int64_t ldy, int32_t flags);
 // 1 when the active variant computes EK_ACT_BF16 products with bf16 dot-product instructions.
 int ek_bf16_native(void);
+// 1 when the active variant's attention converts f16 keys and values in blocks in registers (AVX-512),
+// where an f16 KV cache reads half the bytes at no extra arithmetic cost; 0 where it converts row by row
+// (AVX2, NEON, scalar), which is slower than reading f32.
+int ek_kv_f16_native(void);
 // The exact arithmetic of EK_ACT_BF16, in portable C (the reference the bf16 kernels are tested
 // against): x and the dequantised W (code * absmax in f32) rounded to bf16 (nearest even, denormals to
 // zero). Each output is 16 f32 partial sums — partial l adds, for s = 0, 1, ..., x·w at k = 32s+2l+1
