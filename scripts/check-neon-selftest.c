@@ -136,6 +136,26 @@ static void run_lora_i8(void) {
     }
 }
 
+// f32 -> f16 (an f16 KV cache's stores): the same bits from fcvtn and from the scalar rounding, NaNs,
+// ties, subnormals and overflow included.
+static void run_f16_conversion(void) {
+    enum { N = 4096 + 11 };
+    static float x[N];
+    static uint16_t h[2][N];
+    const uint32_t special[] = {0x7fc00000u, 0x7f800001u, 0xffffe000u, 0x7fa02000u, 0x3f801000u, 0x3f803000u,
+                                0x33000000u, 0x33400000u, 0x477fe000u, 0x477fefffu, 0x477ff000u};
+    for (int i = 0; i < N; i++) x[i] = frand() * (i % 3 ? 70000.0f : 1e-4f);
+    for (int i = 0; i < 11; i++) memcpy(&x[i * 37], &special[i], 4);
+    for (int v = 0; v < 2; v++) {
+        ek_set_variant(v ? "neon" : "scalar");
+        ek_f32_to_f16(x, h[v], N);
+    }
+    int bad = 0;
+    for (int i = 0; i < N; i++) bad += h[0][i] != h[1][i];
+    printf("%-34s %d of %d differ %s\n", "f32 -> f16", bad, N, bad ? "FAIL" : "ok");
+    if (bad) failures++;
+}
+
 int main(void) {
     if (!ek_variant_supported("neon")) { printf("neon not supported on this CPU\n"); return 1; }
     printf("%s\n", ek_dispatch_description());
@@ -147,6 +167,7 @@ int main(void) {
     run_lora_attention();
     run_lora_f16();
     run_lora_i8();
+    run_f16_conversion();
     printf("%s\n", failures ? "neon self-test FAILED" : "neon self-test passed");
     return failures ? 1 : 0;
 }

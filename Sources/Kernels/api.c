@@ -876,36 +876,8 @@ void ek_bf16_to_f32(const uint16_t *src, float *dst, int64_t count) {
 }
 
 void ek_f32_to_f16(const float *src, uint16_t *dst, int64_t count) {
-    if (!src || !dst) return;
-    for (int64_t k = 0; k < count; k++) {
-        uint32_t f;
-        memcpy(&f, &src[k], 4);
-        uint32_t sign = (f >> 16) & 0x8000u, e = (f >> 23) & 0xff, m = f & 0x7fffffu;
-        uint16_t h;
-        if (e == 0xff) {
-            h = (uint16_t)(sign | 0x7c00u | (m ? 0x200u | (m >> 13) : 0));
-        } else {
-            int32_t he = (int32_t)e - 127 + 15;
-            if (he >= 31) {
-                h = (uint16_t)(sign | 0x7c00u);
-            } else if (he <= 0) {
-                if (he < -10) { h = (uint16_t)sign; }
-                else {
-                    m |= 0x800000u;
-                    uint32_t shift = (uint32_t)(14 - he), hm = m >> shift, rem = m & ((1u << shift) - 1),
-                             halfway = 1u << (shift - 1);
-                    if (rem > halfway || (rem == halfway && (hm & 1))) hm++;
-                    h = (uint16_t)(sign | hm);
-                }
-            } else {
-                uint32_t hm = m >> 13, rem = m & 0x1fffu;
-                uint32_t v = ((uint32_t)he << 10) | hm;
-                if (rem > 0x1000u || (rem == 0x1000u && (hm & 1))) v++;   // may carry into the exponent
-                h = (uint16_t)(sign | v);
-            }
-        }
-        dst[k] = h;
-    }
+    if (!src || !dst || count <= 0) return;
+    ek_active()->f32_to_f16(src, dst, count);
 }
 
 int64_t ek_argmax(const float *x, int64_t count) {

@@ -353,6 +353,17 @@ static inline float EKG(kv_at)(const void *base, int32_t dtype, int64_t idx) {
     return ek_f16_bits_to_f32(((const uint16_t *)base)[idx]);
 }
 
+static void EKG(f32_to_f16)(const float *src, uint16_t *dst, int64_t count) {
+    int64_t k = 0;
+#if defined(EK_HAVE_F16C)
+    for (; k + 8 <= count; k += 8)
+        _mm_storeu_si128((__m128i *)(dst + k), _mm256_cvtps_ph(_mm256_loadu_ps(src + k), _MM_FROUND_TO_NEAREST_INT));
+#elif defined(EK_HAVE_NEON_F16)
+    for (; k + 4 <= count; k += 4) vst1_u16(dst + k, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(src + k))));
+#endif
+    for (; k < count; k++) dst[k] = ek_f16_bits_from_f32(src[k]);
+}
+
 static void EKG(f16_to_f32)(const uint16_t *src, float *dst, int64_t count) {
 #if defined(EK_HAVE_F16C)
     int64_t k = 0;

@@ -106,6 +106,8 @@ typedef struct ek_vtable {
     void (*silu_mul)(const float *gate, const float *up, float *out, int64_t count);
     void (*softmax_row)(float *x, int64_t dim);
     void (*f16_to_f32)(const uint16_t *src, float *dst, int64_t count);
+    // IEEE half, rounded to nearest even (ek_f16_bits_from_f32 per value): what an f16 KV cache stores.
+    void (*f32_to_f16)(const float *src, uint16_t *dst, int64_t count);
     // bf16 prompt products (EK_ACT_BF16); NULL where the CPU has no bf16 dot product. bf16_from_f32
     // rounds count values (a multiple of 32) to nearest even. gemm_bf16_panel computes
     // y[i, r0 + j] (+)= the bf16 dot of x row i and W row r0 + j for i < n, j < nr <= 16, in the order
@@ -140,6 +142,9 @@ int64_t ek_q8_row_bytes(int64_t cols, const ek_vtable *vt);
 // ek_prep_q8 runs the active table's prep_q8 when it has one for this group (the same bytes).
 void ek_prep_q8(const float *x, int64_t cols, int32_t group, uint8_t *xq);
 float ek_f16_bits_to_f32(uint16_t h);
+// f -> IEEE half bits, rounded to nearest even (subnormal halves exact, overflow to infinity, NaN kept
+// quiet with its top payload bits): what F16C's vcvtps2ph and NEON's fcvtn give in their default modes.
+uint16_t ek_f16_bits_from_f32(float f);
 // Absmax of block b (double quantisation decoded).
 static inline float ek_absmax_at(const ek_nf4_matrix *w, int64_t b) {
     if (w->absmax_f32) return w->absmax_f32[b];

@@ -461,6 +461,7 @@ static const ek_vtable avx2_table = {
     .silu_mul = silu_mul_avx2,
     .softmax_row = softmax_row_avx2,
     .f16_to_f32 = f16_to_f32_avx2,
+    .f32_to_f16 = f32_to_f16_avx2,
 };
 
 const ek_vtable *ek_vtable_avx2(void) { return &avx2_table; }

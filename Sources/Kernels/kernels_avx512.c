@@ -822,6 +822,7 @@ static ek_vtable avx512_table = {
     .silu_mul = silu_mul_avx512,
     .softmax_row = softmax_row_avx512,
     .f16_to_f32 = f16_to_f32_avx512,
+    .f32_to_f16 = f32_to_f16_avx512,
 };
 
 const ek_vtable *ek_vtable_avx512(void) {

@@ -151,6 +151,7 @@ static const ek_vtable neon_table = {
     .silu_mul = silu_mul_neon,
     .softmax_row = softmax_row_neon,
     .f16_to_f32 = f16_to_f32_neon,
+    .f32_to_f16 = f32_to_f16_neon,
 };
 
 const ek_vtable *ek_vtable_neon(void) { return &neon_table; }

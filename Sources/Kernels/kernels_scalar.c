@@ -21,6 +21,28 @@ void ek_tables_init(void) {
     for (int i = 0; i < 256; i++) memcpy(&ek_dq_map_f32[i], &ek_dynamic_map_bits[i], 4);
 }
 
+uint16_t ek_f16_bits_from_f32(float x) {
+    uint32_t f;
+    memcpy(&f, &x, 4);
+    const uint32_t sign = (f >> 16) & 0x8000u, e = (f >> 23) & 0xff;
+    uint32_t m = f & 0x7fffffu;
+    if (e == 0xff) return (uint16_t)(sign | 0x7c00u | (m ? 0x200u | (m >> 13) : 0));
+    const int32_t he = (int32_t)e - 127 + 15;
+    if (he >= 31) return (uint16_t)(sign | 0x7c00u);
+    if (he <= 0) {
+        if (he < -10) return (uint16_t)sign;
+        m |= 0x800000u;
+        const uint32_t shift = (uint32_t)(14 - he), rem = m & ((1u << shift) - 1), halfway = 1u << (shift - 1);
+        uint32_t hm = m >> shift;
+        if (rem > halfway || (rem == halfway && (hm & 1))) hm++;
+        return (uint16_t)(sign | hm);
+    }
+    const uint32_t hm = m >> 13, rem = m & 0x1fffu;
+    uint32_t v = ((uint32_t)he << 10) | hm;
+    if (rem > 0x1000u || (rem == 0x1000u && (hm & 1))) v++;   // may carry into the exponent
+    return (uint16_t)(sign | v);
+}
+
 float ek_f16_bits_to_f32(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ffu, bits;
     if (exp == 0) {
@@ -252,6 +274,7 @@ static const ek_vtable scalar_table = {
     .silu_mul = silu_mul_scalar,
     .softmax_row = softmax_row_scalar,
     .f16_to_f32 = f16_to_f32_scalar,
+    .f32_to_f16 = f32_to_f16_scalar,
 };
 
 const ek_vtable *ek_vtable_scalar(void) { return &scalar_table; }

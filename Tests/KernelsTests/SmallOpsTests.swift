@@ -83,11 +83,24 @@ final class SmallOpsTests: XCTestCase {
                 }
             }
         }
+        // f32 -> f16 (what an f16 KV cache stores) in every variant, SIMD body and scalar tail alike:
+        // round to nearest even at normal and subnormal ties, overflow to infinity, NaNs quiet with
+        // their top payload bits.
         var rng = SplitMix(seed: 4)
-        let fs: [Float] = rng.floats(5000, scale: 70000) + [0, -0, 65504, 65520, 1e-8, 6e-5, 5.96e-8, 2.98e-8, .infinity, -.infinity]
-        var hs = [UInt16](repeating: 0, count: fs.count)
-        ek_f32_to_f16(fs, &hs, Int64(fs.count))
-        for (k, f) in fs.enumerated() { XCTAssertEqual(hs[k], Float16(f).bitPattern, "f32->f16 \(f)") }
+        let ties: [Float] = [1 + 0x1p-11, 1 + 3 * 0x1p-11, -(2 + 0x1p-10), 0x1p-25, 3 * 0x1p-25, 0x1p-24, 65504, 65519.996, 65520,
+                             0x1p-14 - 0x1p-25, Float.leastNormalMagnitude, -Float.leastNonzeroMagnitude]
+        let fs: [Float] = rng.floats(5000, scale: 70000) + rng.floats(999, scale: 1e-4) + ties
+            + [0, -0, 1e-8, 6e-5, 5.96e-8, 2.98e-8, .infinity, -.infinity]
+        let nans: [(bits: UInt32, half: UInt16)] = [(0x7fc0_0000, 0x7e00), (0x7f80_0001, 0x7e00), (0xffff_e000, 0xffff), (0x7fa0_2000, 0x7f01)]
+        let input = fs + nans.map { Float(bitPattern: $0.bits) }
+        _ = forEachVariant { v in
+            var hs = [UInt16](repeating: 0, count: input.count)
+            ek_f32_to_f16(input, &hs, Int64(input.count))
+            for (k, f) in fs.enumerated() where hs[k] != Float16(f).bitPattern {
+                XCTFail("\(v) f32->f16 \(f): \(hs[k]), want \(Float16(f).bitPattern)"); break
+            }
+            for (k, n) in nans.enumerated() { XCTAssertEqual(hs[fs.count + k], n.half, "\(v) NaN \(String(n.bits, radix: 16))") }
+        }
         var bf = [Float](repeating: 0, count: 2)
         ek_bf16_to_f32([0x3F80, 0xC040], &bf, 2)
         XCTAssertEqual(bf, [1, -3])
