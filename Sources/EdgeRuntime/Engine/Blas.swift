@@ -43,15 +43,10 @@ enum Blas {
         }
     }
 
-    /// y += alpha · x over `count` values, on the calling thread.
-    static func axpy(count: Int, alpha: Float = 1, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
-        keepOpenBLASSingleThreaded()
-        cblas_saxpy(blasint(count), alpha, x, 1, y, 1)
-    }
-
     /// Puts OpenBLAS back to one thread whenever something (a benchmark's reference product, a
-    /// library) has changed it: the pool does the parallel work. Reading the count is one load.
-    private static func keepOpenBLASSingleThreaded() {
+    /// library) has changed it: the pool does the parallel work, and threaded OpenBLAS spins on the
+    /// cores the pool waits for after every call. Reading the count is one load.
+    static func keepOpenBLASSingleThreaded() {
         if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
     }
 

@@ -120,6 +120,8 @@ public final class LlamaModel: @unchecked Sendable {
     public func forwardInPlace(_ steps: [Step]) throws(EngineError) -> StepLogits {
         let hp = hyperparameters
         guard !steps.isEmpty else { return StepLogits(storage: nil, ranges: []) }
+        // The int8 path calls no OpenBLAS at all; whoever left it threaded gets it back on one thread.
+        Blas.keepOpenBLASSingleThreaded()
         for step in steps {
             guard !step.tokens.isEmpty else { throw .invalidRequest("a batch step has no tokens") }
             let needed = step.cache.length + step.tokens.count
@@ -262,7 +264,8 @@ public final class LlamaModel: @unchecked Sendable {
             }
         }
 
-        // y_m[n, out_m] = x[n, in] · W_m^T + Σ_k w_k s_k B_k (A_k x) per sequence, for projections `ps` that
+        // y_m[n, out_m] (+)= x[n, in] · W_m^T + Σ_k w_k s_k B_k (A_k x) per sequence (added to y with
+        // `accumulate`: the residual stream takes o and down directly), for projections `ps` that
         // read the same input (q/k/v, gate/up; o and down alone). Their decode rows go through one
         // ek_nf4_gemv_lora call with the first adapter of each sequence's mix (one pool job: x prepared
         // once, each GEMV task adding its rows' LoRA updates; the same numbers as a GEMV and then the
@@ -273,21 +276,22 @@ public final class LlamaModel: @unchecked Sendable {
         let oProj: [LlamaProjection] = [.o], downProj: [LlamaProjection] = [.down]
         let qkvOut: [UnsafeMutablePointer<Float>?] = [q.pointer, k.pointer, v.pointer], qkvLd: [Int64] = [Int64(qDim), Int64(kvDim), Int64(kvDim)]
         let gateUpOut: [UnsafeMutablePointer<Float>?] = [gate.pointer, up.pointer], gateUpLd: [Int64] = [Int64(inter), Int64(inter)]
-        // o and down both write h.
-        let hOut: [UnsafeMutablePointer<Float>?] = [h.pointer], hLd: [Int64] = [Int64(hidden)]
+        // o and down both add into the residual stream x (EK_ACCUMULATE): no separate sum over x after each.
+        let xOut: [UnsafeMutablePointer<Float>?] = [x.pointer], xLd: [Int64] = [Int64(hidden)]
         var matrices = [ek_nf4_matrix](repeating: ek_nf4_matrix(), count: 3)
         func projectTogether(_ layer: Int, _ ps: [LlamaProjection], _ input: UnsafeMutablePointer<Float>, _ ldIn: Int,
-                             _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64]) throws(EngineError) {
+                             _ outputs: [UnsafeMutablePointer<Float>?], _ lds: [Int64], accumulate: Bool = false) throws(EngineError) {
+            let acc = accumulate ? Int32(EK_ACCUMULATE) : 0
             var decodeMixDone = false
             if decodeRows > 0 {
                 for (j, p) in ps.enumerated() { matrices[j] = weights.layers[layer][p] }
                 if maxMix > 0, let status = withLoRATargets(layer, ps, mixIndex: 0, segs: 0..<decodeSeqs, outputs, lds, { t, st in
-                    ek_nf4_gemv_lora(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), int8, t, st, Int64(decodeSeqs))
+                    ek_nf4_gemv_lora(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), int8 | acc, t, st, Int64(decodeSeqs))
                 }) {
                     try check(status, "nf4_gemv_lora(\(ps.map(\.moduleName).joined(separator: ",")))")
                     decodeMixDone = true
                 } else {
-                    try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), outputs, lds, int8),
+                    try check(ek_nf4_gemv_multi(matrices, Int32(ps.count), input, Int64(decodeRows), Int64(ldIn), outputs, lds, int8 | acc),
                               "nf4_gemv(\(ps.map(\.moduleName).joined(separator: ",")))")
                 }
             }
@@ -298,7 +302,7 @@ public final class LlamaModel: @unchecked Sendable {
                 for (j, p) in ps.enumerated() {
                     var m = weights.layers[layer][p]
                     try check(ek_nf4_gemm(&m, input + decodeRows * ldIn, Int64(n - decodeRows), Int64(ldIn),
-                                          outputs[j]! + decodeRows * Int(lds[j]), lds[j], promptFlags), "nf4_gemm(\(p.moduleName))")
+                                          outputs[j]! + decodeRows * Int(lds[j]), lds[j], promptFlags | acc), "nf4_gemm(\(p.moduleName))")
                 }
             }
             if decodeMixDone {
@@ -326,13 +330,11 @@ public final class LlamaModel: @unchecked Sendable {
             }
             try check(ek_attention(q.pointer, Int64(n), Int64(qDim), attnRows, Int64(hp.headCount), Int64(hp.kvHeadCount), Int64(headDim),
                                    Int64(kvDim), kvPrecision.kernelDType, scale, att.pointer, Int64(qDim)), "attention")
-            try projectTogether(layer, oProj, att.pointer, qDim, hOut, hLd)
-            Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
+            try projectTogether(layer, oProj, att.pointer, qDim, xOut, xLd, accumulate: true)
             try check(ek_rmsnorm(x.pointer, Int64(n), Int64(hidden), w.mlpNorm.pointer, Int64(hidden), hp.rmsNormEps, h.pointer, Int64(hidden)), "rmsnorm")
             try projectTogether(layer, gateUp, h.pointer, hidden, gateUpOut, gateUpLd)
             try check(ek_silu_mul(gate.pointer, up.pointer, gate.pointer, Int64(n * inter)), "silu_mul")
-            try projectTogether(layer, downProj, gate.pointer, inter, hOut, hLd)
-            Blas.axpy(count: n * hidden, x: h.pointer, y: x.pointer)
+            try projectTogether(layer, downProj, gate.pointer, inter, xOut, xLd, accumulate: true)
         }
 
         // Final norm and output head, only over the rows whose logits were asked for.
