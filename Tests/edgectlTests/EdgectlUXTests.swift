@@ -71,6 +71,16 @@ final class EdgectlUXTests: XCTestCase {
         }
     }
 
+    /// `bench serve --targets` picks the projections its synthetic adapters adapt; a name that is not one
+    /// of the seven is bad usage that lists them, before any daemon starts.
+    func testBenchServeTargetsNameTheProjections() throws {
+        let r = try EdgectlProcess.run(["bench", "serve", "--model", "/nonexistent", "--targets", "q_proj,qkv"])
+        XCTAssertEqual(r.status, 64, r.stderr)
+        XCTAssertTrue(r.stderr.contains("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj") && r.stderr.contains("'q_proj,qkv'"), r.stderr)
+        let help = try EdgectlProcess.run(["bench", "serve", "--help"])
+        XCTAssertTrue(help.stdout.contains("--targets"), help.stdout)
+    }
+
     private func scratch() throws -> URL {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("edgectl-ux-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
