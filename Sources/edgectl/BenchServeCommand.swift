@@ -29,8 +29,8 @@ struct BenchServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Model directory (config.json + model.safetensors + tokenizer).") var model: String
     @Option(name: .long, help: "Concurrent streams (and distinct adapters).") var streams = 8
     @Option(name: .long, help: "LoRA rank of the generated adapters.") var rank = 16
-    @Option(name: .long, help: "Comma-separated projections the generated adapters target (default: all seven; PEFT's default for Llama models is q_proj,v_proj).")
-    var targets = SyntheticAdapter.allProjections.joined(separator: ",")
+    @Option(name: .long, help: "Comma-separated projections the generated adapters target, e.g. q_proj,v_proj (PEFT's default for Llama models). Default: all seven.")
+    var targets: String?
     @Option(name: .long, help: "Tokens generated per stream.") var tokens = 64
     @Option(name: .long, help: "Compute threads of the daemon (0 = all cores).") var threads = 0
     @Option(name: .long, help: "Rounds of the three throughput runs (adapters, base, one stream), interleaved; each ratio is the median of its per-round ratios, so a noisy neighbour slows both sides of a ratio.") var rounds = 3
@@ -102,14 +102,16 @@ struct BenchServeCommand: AsyncParsableCommand {
         }
     }
 
-    var targetList: [String] { targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+    var targetList: [String] {
+        targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? SyntheticAdapter.allProjections
+    }
 
     func validate() throws {
         guard streams >= 1, streams <= 256 else { throw ValidationError("--streams must be 1…256") }
         guard rank >= 1, rank <= 256 else { throw ValidationError("--rank must be 1…256") }
         let unknown = targetList.filter { !SyntheticAdapter.allProjections.contains($0) }
         guard !targetList.isEmpty, unknown.isEmpty else {
-            throw ValidationError("--targets takes projections among \(SyntheticAdapter.allProjections.joined(separator: ",")), not '\(targets)'")
+            throw ValidationError("--targets takes projections among \(SyntheticAdapter.allProjections.joined(separator: ",")), not '\(targets ?? "")'")
         }
         guard tokens >= 2 else { throw ValidationError("--tokens must be at least 2 (decode rate needs two tokens)") }
         guard starts >= 1, probes >= 1, rounds >= 1 else { throw ValidationError("--starts, --probes and --rounds must be at least 1") }
