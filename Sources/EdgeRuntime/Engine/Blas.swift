@@ -46,7 +46,7 @@ enum Blas {
     /// Puts OpenBLAS back to one thread whenever something (a benchmark's reference product, a
     /// library) has changed it: the pool does the parallel work, and threaded OpenBLAS spins on the
     /// cores the pool waits for after every call. Reading the count is one load.
-    static func keepOpenBLASSingleThreaded() {
+    private static func keepOpenBLASSingleThreaded() {
         if openblas_get_num_threads() != 1 { openblas_set_num_threads(1) }
     }
 

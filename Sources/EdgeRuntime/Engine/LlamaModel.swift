@@ -120,8 +120,6 @@ public final class LlamaModel: @unchecked Sendable {
     public func forwardInPlace(_ steps: [Step]) throws(EngineError) -> StepLogits {
         let hp = hyperparameters
         guard !steps.isEmpty else { return StepLogits(storage: nil, ranges: []) }
-        // The int8 path calls no OpenBLAS at all; whoever left it threaded gets it back on one thread.
-        Blas.keepOpenBLASSingleThreaded()
         for step in steps {
             guard !step.tokens.isEmpty else { throw .invalidRequest("a batch step has no tokens") }
             let needed = step.cache.length + step.tokens.count
