@@ -102,16 +102,20 @@ struct BenchServeCommand: AsyncParsableCommand {
         }
     }
 
-    var targetList: [String] {
-        targets.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } } ?? SyntheticAdapter.allProjections
+    /// `--targets` as projections; nil for a name that is none of the seven.
+    var targetList: [LlamaProjection]? {
+        guard let targets else { return LlamaProjection.allCases }
+        let names = targets.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let ps = names.compactMap(LlamaProjection.init(moduleName:))
+        return ps.count == names.count && !ps.isEmpty ? ps : nil
     }
 
     func validate() throws {
         guard streams >= 1, streams <= 256 else { throw ValidationError("--streams must be 1…256") }
         guard rank >= 1, rank <= 256 else { throw ValidationError("--rank must be 1…256") }
-        let unknown = targetList.filter { !SyntheticAdapter.allProjections.contains($0) }
-        guard !targetList.isEmpty, unknown.isEmpty else {
-            throw ValidationError("--targets takes projections among \(SyntheticAdapter.allProjections.joined(separator: ",")), not '\(targets ?? "")'")
+        guard targetList != nil else {
+            let all = LlamaProjection.allCases.map(\.moduleName).joined(separator: ",")
+            throw ValidationError("--targets takes projections among \(all), not '\(targets ?? "")'")
         }
         guard tokens >= 2 else { throw ValidationError("--tokens must be at least 2 (decode rate needs two tokens)") }
         guard starts >= 1, probes >= 1, rounds >= 1 else { throw ValidationError("--starts, --probes and --rounds must be at least 1") }
@@ -160,7 +164,7 @@ struct BenchServeCommand: AsyncParsableCommand {
             let name = "bench-\(i)"
             let peft = "\(work)/peft-\(i)"
             try SyntheticAdapter.write(to: peft, layers: hp.layerCount, hidden: hp.hiddenSize, intermediate: hp.intermediateSize,
-                                       kvDim: hp.kvDim, rank: rank, seed: UInt64(1000 + i), qDim: hp.qDim, projections: targetList)
+                                       kvDim: hp.kvDim, rank: rank, seed: UInt64(1000 + i), qDim: hp.qDim, projections: targetList ?? LlamaProjection.allCases)
             var options = AdapterArtifact.PackOptions(name: try AdapterName(name), version: try AdapterName("1"), baseModel: digest)
             options.level = 3
             let (artifact, _) = try AdapterArtifact.pack(directory: peft, options: options)
@@ -262,7 +266,7 @@ struct BenchServeCommand: AsyncParsableCommand {
         let aOverB = median(runs.map { $0.adapters.decodeTokensPerSecond / max(1e-9, $0.base.decodeTokensPerSecond) })
         let aOverS = median(runs.map { $0.adapters.decodeTokensPerSecond / max(1e-9, $0.single.decodeTokensPerSecond) })
         return Result(
-            model: modelDir, streams: streams, rank: rank, projections: targetList, threads: threads, rounds: rounds, adapters: adapters, base: base, single: single,
+            model: modelDir, streams: streams, rank: rank, projections: (targetList ?? LlamaProjection.allCases).map(\.moduleName), threads: threads, rounds: rounds, adapters: adapters, base: base, single: single,
             roundRatios: runs.map { ["adapters_over_base": $0.adapters.decodeTokensPerSecond / max(1e-9, $0.base.decodeTokensPerSecond),
                                      "adapters_over_single": $0.adapters.decodeTokensPerSecond / max(1e-9, $0.single.decodeTokensPerSecond)] },
             adaptersOverBase: aOverB, adaptersOverSingle: aOverS,
@@ -440,7 +444,7 @@ struct BenchServeCommand: AsyncParsableCommand {
         func f(_ x: Double, _ d: Int = 1) -> String { String(format: "%.\(d)f", x) }
         func mark(_ ok: Bool?) -> String { ok == true ? "ok" : "MISSED" }
         var rows: [[String]] = [["measure", "value", "target", ""]]
-        let on = r.projections.count == SyntheticAdapter.allProjections.count ? "" : ", on \(r.projections.joined(separator: ","))"
+        let on = r.projections.count == LlamaProjection.allCases.count ? "" : ", on \(r.projections.joined(separator: ","))"
         rows.append(["\(r.streams) streams, \(r.streams) adapters (rank \(r.rank)\(on))", f(r.adapters.decodeTokensPerSecond) + " tok/s", "", ""])
         rows.append(["\(r.streams) streams, base", f(r.base.decodeTokensPerSecond) + " tok/s", "", ""])
         rows.append(["1 stream, base", f(r.single.decodeTokensPerSecond) + " tok/s", "", ""])

@@ -5,24 +5,20 @@ import Foundation
 /// Writes PEFT directories for benchmarks: a synthetic Llama adapter with trained-looking value
 /// ranges (A ~ U(±1/√in), B ~ N(0, 0.02)) in f16, and an f16 copy of a real adapter.
 enum SyntheticAdapter {
-    /// The seven projections a PEFT adapter on a Llama-family model can target, in layer order.
-    static let allProjections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-
     /// A random rank-`rank` PEFT adapter on `projections` (default: all seven) of every layer.
     static func write(to dir: String, layers: Int, hidden: Int, intermediate: Int, kvDim: Int, rank: Int, seed: UInt64, qDim: Int? = nil,
-                      projections: [String] = allProjections) throws {
+                      projections: [LlamaProjection] = LlamaProjection.allCases) throws {
         let qDim = qDim ?? hidden
         try AtomicFile.makeDirectory(dir)
         var rng = SplitMix(state: seed)
         var writer = SafetensorsWriter()
-        let shapes: [(String, String, Int, Int)] = [  // parent, projection, out, in
-            ("self_attn", "q_proj", qDim, hidden), ("self_attn", "k_proj", kvDim, hidden), ("self_attn", "v_proj", kvDim, hidden),
-            ("self_attn", "o_proj", hidden, qDim), ("mlp", "gate_proj", intermediate, hidden), ("mlp", "up_proj", intermediate, hidden),
-            ("mlp", "down_proj", hidden, intermediate),
+        let shapes: [(LlamaProjection, Int, Int)] = [  // projection, out, in
+            (.q, qDim, hidden), (.k, kvDim, hidden), (.v, kvDim, hidden), (.o, hidden, qDim),
+            (.gate, intermediate, hidden), (.up, intermediate, hidden), (.down, hidden, intermediate),
         ]
         for l in 0..<layers {
-            for (parent, proj, out, inp) in shapes where projections.contains(proj) {
-                let prefix = "base_model.model.model.layers.\(l).\(parent).\(proj)"
+            for (p, out, inp) in shapes where projections.contains(p) {
+                let prefix = "base_model.model.model.layers.\(l).\(p.rawValue)"
                 let bound = 1 / Float(inp).squareRoot()
                 let a = (0..<(rank * inp)).map { _ in Float16((rng.unit() * 2 - 1) * bound).bitPattern }
                 let b = (0..<(out * rank)).map { _ in Float16(rng.gaussian() * 0.02).bitPattern }
@@ -33,7 +29,7 @@ enum SyntheticAdapter {
         try writer.write(to: dir + "/adapter_model.safetensors")
         let config = """
         {"peft_type": "LORA", "r": \(rank), "lora_alpha": \(2 * rank), "use_rslora": false, "rank_pattern": {}, "alpha_pattern": {},
-         "target_modules": [\(projections.map { "\"\($0)\"" }.joined(separator: ", "))], "bias": "none",
+         "target_modules": [\(projections.map { "\"\($0.moduleName)\"" }.joined(separator: ", "))], "bias": "none",
          "modules_to_save": null, "task_type": "CAUSAL_LM", "base_model_name_or_path": "synthetic-1b"}
         """
         try config.write(toFile: dir + "/adapter_config.json", atomically: true, encoding: .utf8)
